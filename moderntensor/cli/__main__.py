@@ -1,0 +1,5 @@
+import sys
+
+from moderntensor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""Strict RLP: one decode error type, canonical integers, bounded sizes.
+
+Every decoder in the package (transactions, blocks, consensus and wire messages) builds on
+these helpers, so "decoders are total" (STYLE rule 5) holds in one place: any bytes give a
+value or :class:`DecodeError`, never another exception.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import rlp
+from rlp.exceptions import RLPException
+
+__all__ = [
+    "DecodeError",
+    "RLPItem",
+    "decode_rlp",
+    "encode_rlp",
+    "encode_uint",
+    "expect_bytes",
+    "expect_fixed",
+    "expect_list",
+    "expect_uint",
+]
+
+RLPItem: TypeAlias = bytes | list["RLPItem"]
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid encoding; ``what`` names the object or field at fault."""
+
+    def __init__(self, what: str, problem: str) -> None:
+        super().__init__(f"{what}: {problem}")
+        self.what = what
+        self.problem = problem
+
+
+def encode_uint(value: int) -> bytes:
+    """Minimal big-endian bytes of a non-negative integer (0 -> b'')."""
+    if value < 0:
+        raise ValueError(f"cannot encode negative integer {value}")
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def encode_rlp(item: RLPItem) -> bytes:
+    """RLP of nested bytes and lists (integers must go through :func:`encode_uint` first)."""
+    return bytes(rlp.encode(item, infer_serializer=False))
+
+
+def decode_rlp(raw: bytes, what: str = "rlp", max_size: int | None = None) -> RLPItem:
+    """Decode one canonical RLP item that spans all of ``raw``.
+
+    Raises:
+        DecodeError: oversize input, non-canonical lengths, truncation, trailing bytes.
+    """
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise DecodeError(what, f"expected bytes, got {type(raw).__name__}")
+    if max_size is not None and len(raw) > max_size:
+        raise DecodeError(what, f"oversize: {len(raw)} bytes > limit {max_size}")
+    if len(raw) == 0:
+        raise DecodeError(what, "empty input")
+    try:
+        item: RLPItem = rlp.decode(bytes(raw), strict=True)
+    except RLPException as exc:
+        raise DecodeError(what, f"invalid RLP ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # a backend error of another type still means bad input
+        raise DecodeError(what, f"invalid RLP ({type(exc).__name__}: {exc})") from None
+    return item
+
+
+def expect_list(item: RLPItem, what: str, length: int | None = None) -> list[RLPItem]:
+    """The item as a list, optionally of an exact length.
+
+    Raises:
+        DecodeError: not a list, or the wrong field count.
+    """
+    if not isinstance(item, list):
+        raise DecodeError(what, "expected an RLP list, got a byte string")
+    if length is not None and len(item) != length:
+        raise DecodeError(what, f"field count {len(item)}, expected {length}")
+    return item
+
+
+def expect_bytes(item: RLPItem, what: str, max_len: int | None = None) -> bytes:
+    """The item as a byte string, optionally bounded in length.
+
+    Raises:
+        DecodeError: a list, or too long.
+    """
+    if not isinstance(item, bytes):
+        raise DecodeError(what, "expected a byte string, got a list")
+    if max_len is not None and len(item) > max_len:
+        raise DecodeError(what, f"{len(item)} bytes > limit {max_len}")
+    return item
+
+
+def expect_fixed(item: RLPItem, what: str, length: int) -> bytes:
+    """A byte string of exactly ``length`` bytes.
+
+    Raises:
+        DecodeError: a list, or another length.
+    """
+    raw = expect_bytes(item, what)
+    if len(raw) != length:
+        raise DecodeError(what, f"{len(raw)} bytes, expected {length}")
+    return raw
+
+
+def expect_uint(item: RLPItem, what: str, max_bits: int = 256) -> int:
+    """A canonical unsigned integer: no leading zero bytes, at most ``max_bits`` wide.
+
+    Raises:
+        DecodeError: a list, leading zeros, or too wide.
+    """
+    raw = expect_bytes(item, what)
+    if raw[:1] == b"\x00":
+        raise DecodeError(what, "integer has leading zero bytes")
+    if len(raw) * 8 > max_bits and int.from_bytes(raw, "big").bit_length() > max_bits:
+        raise DecodeError(what, f"integer wider than {max_bits} bits")
+    return int.from_bytes(raw, "big")
