@@ -34,7 +34,8 @@ _keccak = sha3.keccak_256
 
 def keccak256(data: bytes) -> bytes:
     """Ethereum's keccak256 (the pre-NIST padding), not hashlib's sha3_256."""
-    return _keccak(data).digest()
+    digest: bytes = _keccak(data).digest()
+    return digest
 
 
 class InvalidSignature(ValueError):
