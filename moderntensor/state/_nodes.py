@@ -1,0 +1,224 @@
+"""Trie nodes in memory: three slotted classes, hex-prefix paths and hand-rolled RLP.
+
+Why hand-rolled: a node's encoding is a concatenation of its children's references (each
+either ``0xa0 || hash`` or the child's own short encoding), so building it from cached byte
+strings is a ``b"".join`` with a list header; going through a generic encoder would re-walk
+nested Python lists for every dirty node of every block.
+
+Representation (shared by the trie and the proof verifier):
+
+* a path is ``bytes`` with one nibble (0..15) per byte;
+* a child slot holds ``None`` (empty), a node object, or ``bytes`` — an unresolved hash
+  reference, always the 33-byte RLP item ``0xa0 || keccak256(child)``, so it can be copied
+  into the parent's encoding as is and resolved with ``ref[1:]`` on first touch;
+* ``ref`` caches the node's reference as its parent embeds it: ``0xa0 || hash`` when the
+  encoding is 32 bytes or longer, else the encoding itself (nodes under 32 bytes are inlined).
+  ``None`` means "not computed yet". Nodes are never mutated after their ref is computed,
+  except for replacing an unresolved child reference by the equal decoded node (a memo).
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias, final
+
+from ..codec import DecodeError, RLPItem
+from ..crypto import keccak256
+
+__all__ = [
+    "Branch",
+    "Child",
+    "Extension",
+    "Leaf",
+    "Node",
+    "compute_ref",
+    "decode_compact",
+    "encode_compact",
+    "encode_node",
+    "key_to_nibbles",
+    "node_from_item",
+]
+
+_HEX_DIGITS = b"0123456789abcdef"
+_TO_NIBBLES = bytes.maketrans(_HEX_DIGITS, bytes(range(16)))
+_FROM_NIBBLES = bytes.maketrans(bytes(range(16)), _HEX_DIGITS)
+_MAX_EMBED_DEPTH = 64  # nodes inlined in nodes; a real trie needs far fewer (each is < 32 bytes)
+
+
+def key_to_nibbles(key: bytes) -> bytes:
+    """``b"\\x12\\xab"`` -> ``b"\\x01\\x02\\x0a\\x0b"`` (C-speed: hex, then a byte table)."""
+    return key.hex().encode().translate(_TO_NIBBLES)
+
+
+def encode_compact(path: bytes, leaf: bool) -> bytes:
+    """Hex-prefix encoding (Yellow Paper appendix C): flag nibble, pad nibble if even length."""
+    digits = path.translate(_FROM_NIBBLES).decode()
+    if len(path) & 1:
+        return bytes.fromhex(("3" if leaf else "1") + digits)
+    return bytes.fromhex(("20" if leaf else "00") + digits)
+
+
+def decode_compact(raw: bytes) -> tuple[bytes, bool]:
+    """Inverse of :func:`encode_compact`: ``(nibbles, is_leaf)``.
+
+    Raises:
+        DecodeError: empty, an unknown flag, or a non-zero pad nibble.
+    """
+    if not raw:
+        raise DecodeError("trie node", "empty hex-prefix path")
+    nibbles = key_to_nibbles(raw)
+    flag = nibbles[0]
+    if flag > 3:
+        raise DecodeError("trie node", f"hex-prefix flag {flag} is not 0..3")
+    if flag & 1:
+        return nibbles[1:], flag == 3
+    if nibbles[1] != 0:
+        raise DecodeError("trie node", "hex-prefix pad nibble is not zero")
+    return nibbles[2:], flag == 2
+
+
+@final
+class Leaf:
+    """The rest of a key's path and its (non-empty) value."""
+
+    __slots__ = ("path", "ref", "value")
+
+    def __init__(self, path: bytes, value: bytes, ref: bytes | None = None) -> None:
+        self.path = path
+        self.value = value
+        self.ref = ref
+
+
+@final
+class Extension:
+    """A shared path segment (non-empty) leading to one branch."""
+
+    __slots__ = ("child", "path", "ref")
+
+    def __init__(self, path: bytes, child: Child, ref: bytes | None = None) -> None:
+        self.path = path
+        self.child = child
+        self.ref = ref
+
+
+@final
+class Branch:
+    """Sixteen child slots (one per nibble) and the value of a key ending here (b'' if none)."""
+
+    __slots__ = ("children", "ref", "value")
+
+    def __init__(
+        self, children: list[Child | None], value: bytes, ref: bytes | None = None
+    ) -> None:
+        self.children = children
+        self.value = value
+        self.ref = ref
+
+
+Node: TypeAlias = Leaf | Extension | Branch
+Child: TypeAlias = Node | bytes  # bytes: an unresolved 33-byte reference 0xa0 || hash
+
+
+def _encode_string(raw: bytes) -> bytes:
+    """RLP of a byte string."""
+    n = len(raw)
+    if n == 1 and raw[0] < 0x80:
+        return raw
+    if n < 56:
+        return bytes((0x80 + n,)) + raw
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0xB7 + len(size),)) + size + raw
+
+
+def _wrap_list(payload: bytes) -> bytes:
+    """RLP list header + payload (the payload is already a concatenation of RLP items)."""
+    n = len(payload)
+    if n < 56:
+        return bytes((0xC0 + n,)) + payload
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0xF7 + len(size),)) + size + payload
+
+
+def encode_node(node: Node, sink: dict[bytes, bytes]) -> bytes:
+    """The node's RLP; children without a cached ref are hashed on the way (into ``sink``)."""
+    if type(node) is Branch:
+        parts = [
+            b"\x80" if c is None else c if isinstance(c, bytes) else (c.ref or compute_ref(c, sink))
+            for c in node.children
+        ]
+        parts.append(_encode_string(node.value))
+        return _wrap_list(b"".join(parts))
+    if type(node) is Leaf:
+        return _wrap_list(
+            _encode_string(encode_compact(node.path, True)) + _encode_string(node.value)
+        )
+    child = node.child
+    child_ref = child if isinstance(child, bytes) else (child.ref or compute_ref(child, sink))
+    return _wrap_list(_encode_string(encode_compact(node.path, False)) + child_ref)
+
+
+def compute_ref(node: Node, sink: dict[bytes, bytes]) -> bytes:
+    """Encode (and, if 32 bytes or longer, hash) a node; cache and return its reference.
+
+    Every hashed encoding is recorded in ``sink`` (hash -> RLP) so a commit can store it.
+    """
+    enc = encode_node(node, sink)
+    if len(enc) < 32:
+        node.ref = enc
+        return enc
+    digest = keccak256(enc)
+    sink[digest] = enc
+    ref = b"\xa0" + digest
+    node.ref = ref
+    return ref
+
+
+def _child_from_item(item: RLPItem, depth: int) -> Child | None:
+    """A branch or extension slot: b'' (empty), a 32-byte hash, or an inlined node."""
+    if type(item) is bytes:
+        if not item:
+            return None
+        if len(item) == 32:
+            return b"\xa0" + item
+        raise DecodeError("trie node", f"child reference of {len(item)} bytes (expected 0 or 32)")
+    return node_from_item(item, None, depth + 1)
+
+
+def node_from_item(item: RLPItem, ref: bytes | None, depth: int = 0) -> Node:
+    """Build a node from decoded RLP; inlined children are built too, hashed ones stay refs.
+
+    Raises:
+        DecodeError: not the shape of a leaf, extension or branch.
+    """
+    if depth > _MAX_EMBED_DEPTH:
+        raise DecodeError("trie node", "inlined nodes nested too deep")
+    if not isinstance(item, list):
+        raise DecodeError("trie node", "expected an RLP list, got a byte string")
+    if len(item) == 17:
+        children = [
+            (b"\xa0" + c) if type(c) is bytes and len(c) == 32 else _child_from_item(c, depth)
+            for c in item[:16]
+        ]
+        value = item[16]
+        if not isinstance(value, bytes):
+            raise DecodeError("trie node", "branch value is a list")
+        return Branch(children, value, ref)
+    if len(item) != 2:
+        raise DecodeError("trie node", f"{len(item)} items (expected 2 or 17)")
+    raw_path, second = item
+    if not isinstance(raw_path, bytes):
+        raise DecodeError("trie node", "path is a list")
+    path, is_leaf = decode_compact(raw_path)
+    if is_leaf:
+        if not isinstance(second, bytes):
+            raise DecodeError("trie node", "leaf value is a list")
+        if not second:
+            raise DecodeError("trie node", "leaf value is empty")
+        return Leaf(path, second, ref)
+    if not path:
+        raise DecodeError("trie node", "extension with an empty path")
+    child = _child_from_item(second, depth)
+    if child is None:
+        raise DecodeError("trie node", "extension without a child")
+    if type(child) is not bytes and type(child) is not Branch:
+        raise DecodeError("trie node", "extension child is not a branch")
+    return Extension(path, child, ref)

@@ -1,0 +1,509 @@
+"""Ethereum's hexary Merkle Patricia trie, byte-exact, built for many updates per block.
+
+How it stays fast (py-trie hashes and stores every node on every update; we do not):
+
+* Updates copy the nodes on the key's path (path copying) and nothing else; no encoding or
+  hashing happens in :meth:`HexaryTrie.set` / :meth:`HexaryTrie.delete`. New nodes have no
+  cached reference, untouched subtrees keep theirs.
+* :attr:`HexaryTrie.root_hash` encodes and hashes only the nodes without a cached reference,
+  each once, and remembers the hashed encodings; :meth:`HexaryTrie.commit` hands over those
+  still reachable from the root, ready for one database batch.
+* Nodes read from the store are decoded on first touch and stay in the in-memory graph, so a
+  long-lived trie reads each node from disk at most once.
+* Because nodes are never changed in place, :meth:`HexaryTrie.copy` is O(1): a copy shares
+  every node and diverges by path copying (e.g. to execute a block that may be discarded).
+
+Encoding rules (Yellow Paper appendix D): leaf ``[hp(path, leaf), value]``, extension
+``[hp(path), child]``, branch ``[c0..c15, value]``; a child whose RLP is under 32 bytes is
+inlined, otherwise referenced by keccak256; the root hash is keccak256 of the root's RLP
+even when it is short. An empty trie's root is :data:`EMPTY_ROOT` and stores nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, Self, cast
+
+import rlp
+
+from ..codec import DecodeError, encode_rlp, encode_uint
+from ..crypto import keccak256
+from ._nodes import (
+    Branch,
+    Child,
+    Extension,
+    Leaf,
+    Node,
+    compute_ref,
+    encode_node,
+    key_to_nibbles,
+    node_from_item,
+)
+
+__all__ = [
+    "EMPTY_ROOT",
+    "CorruptTrieNode",
+    "HexaryTrie",
+    "MemoryNodeStore",
+    "MissingTrieNode",
+    "NodeReader",
+    "SecureTrie",
+    "ordered_trie_root",
+]
+
+EMPTY_ROOT = keccak256(b"\x80")
+"""keccak256(rlp(b'')): the root of the empty trie."""
+
+
+class MissingTrieNode(Exception):
+    """A node the trie references is not in its store (pruned, or the wrong database)."""
+
+    def __init__(self, node_hash: bytes) -> None:
+        super().__init__(f"trie node 0x{node_hash.hex()} is missing from the store")
+        self.node_hash = node_hash
+
+
+class CorruptTrieNode(Exception):
+    """A node read from the store does not decode as a trie node."""
+
+    def __init__(self, node_hash: bytes, problem: str) -> None:
+        super().__init__(f"trie node 0x{node_hash.hex()} is corrupt: {problem}")
+        self.node_hash = node_hash
+        self.problem = problem
+
+
+class NodeReader(Protocol):
+    """Where a trie reads committed nodes: encoded node by its keccak256."""
+
+    def get_node(self, node_hash: bytes) -> bytes | None: ...
+
+
+class MemoryNodeStore:
+    """A dict-backed :class:`NodeReader` (tests, ordered roots, short-lived tries)."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes: Mapping[bytes, bytes] | None = None) -> None:
+        self.nodes: dict[bytes, bytes] = dict(nodes) if nodes else {}
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        return self.nodes.get(node_hash)
+
+    def put_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
+        """Add committed nodes (the dict :meth:`HexaryTrie.commit` returns)."""
+        self.nodes.update(nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def _common_prefix_length(a: bytes, b: bytes, start: int) -> int:
+    """Length of the common prefix of ``a`` and ``b[start:]``."""
+    n = min(len(a), len(b) - start)
+    i = 0
+    while i < n and a[i] == b[start + i]:
+        i += 1
+    return i
+
+
+def _check_key(key: bytes) -> None:
+    if not isinstance(key, bytes):
+        raise TypeError(f"trie keys are bytes, got {type(key).__name__}")
+
+
+class HexaryTrie:
+    """A mutable view of a trie: reads lazily from ``db``, writes nowhere until committed.
+
+    Args:
+        db: where committed nodes are read from (:class:`MemoryNodeStore`, the RocksDB
+            ``Database``, or anything with ``get_node``).
+        root_hash: the root to start from; :data:`EMPTY_ROOT` for a new trie.
+    """
+
+    __slots__ = ("_db", "_pending", "_root", "_root_hash")
+
+    def __init__(self, db: NodeReader, root_hash: bytes = EMPTY_ROOT) -> None:
+        if not isinstance(root_hash, bytes) or len(root_hash) != 32:
+            raise ValueError("root_hash must be 32 bytes")
+        self._db = db
+        self._root: Child | None = None if root_hash == EMPTY_ROOT else b"\xa0" + root_hash
+        self._root_hash: bytes | None = root_hash
+        self._pending: dict[bytes, bytes] = {}  # hashed since the last commit: hash -> RLP
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def _path(self, key: bytes) -> bytes:
+        """The nibble path of ``key`` (overridden by :class:`SecureTrie`)."""
+        _check_key(key)
+        return key_to_nibbles(key)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _resolve(self, ref: bytes) -> Node:
+        """Load and decode the node behind a 33-byte hash reference.
+
+        Raises:
+            MissingTrieNode: the store does not have it.
+            CorruptTrieNode: the stored bytes are not a trie node.
+        """
+        node_hash = ref[1:]
+        raw = self._db.get_node(node_hash)
+        if raw is None:
+            raise MissingTrieNode(node_hash)
+        try:
+            item = rlp.decode(raw, strict=True)
+            # A short encoding is only stored for the root; let its ref be recomputed.
+            return node_from_item(item, ref if len(raw) >= 32 else None)
+        except DecodeError as exc:
+            raise CorruptTrieNode(node_hash, exc.problem) from None
+        except Exception as exc:  # the RLP backend's errors: the stored bytes are bad
+            raise CorruptTrieNode(node_hash, f"invalid RLP ({exc})") from None
+
+    def _root_node(self) -> Node | None:
+        root = self._root
+        if isinstance(root, bytes):
+            root = self._root = self._resolve(root)
+        return root
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value stored under ``key``, or None.
+
+        Raises:
+            MissingTrieNode: a node on the key's path is not in the store.
+            CorruptTrieNode: a node on the key's path does not decode.
+        """
+        path = self._path(key)
+        node = self._root_node()
+        pos = 0
+        end = len(path)
+        while node is not None:
+            if type(node) is Branch:
+                if pos == end:
+                    return node.value or None
+                children = node.children
+                i = path[pos]
+                child = children[i]
+                if isinstance(child, bytes):
+                    child = children[i] = self._resolve(child)
+                node = child
+                pos += 1
+            elif type(node) is Leaf:
+                if end - pos == len(node.path) and path.endswith(node.path):
+                    return node.value
+                return None
+            else:
+                if not path.startswith(node.path, pos):
+                    return None
+                pos += len(node.path)
+                child = node.child
+                if isinstance(child, bytes):
+                    child = node.child = self._resolve(child)
+                node = child
+        return None
+
+    def __contains__(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def set(self, key: bytes, value: bytes) -> None:
+        """Store ``value`` under ``key``; an empty value deletes the key (Ethereum's rule).
+
+        Raises:
+            MissingTrieNode, CorruptTrieNode: as :meth:`get`.
+        """
+        if not isinstance(value, bytes):
+            raise TypeError(f"trie values are bytes, got {type(value).__name__}")
+        if not value:
+            self.delete(key)
+            return
+        path = self._path(key)
+        root = self._root_node()
+        new = self._put(root, path, 0, value)
+        if new is not root:
+            self._root = new
+            self._root_hash = None
+
+    def delete(self, key: bytes) -> None:
+        """Remove ``key``; removing an absent key changes nothing.
+
+        Raises:
+            MissingTrieNode, CorruptTrieNode: as :meth:`get` (a delete may need to read the
+                sibling it merges with).
+        """
+        path = self._path(key)
+        root = self._root_node()
+        if root is None:
+            return
+        new = self._remove(root, path, 0)
+        if new is not root:
+            self._root = new
+            self._root_hash = None
+
+    def _put(self, node: Node | None, path: bytes, pos: int, value: bytes) -> Node:
+        """The subtree ``node`` (at nibble ``pos`` of ``path``) with the value set."""
+        if node is None:
+            return Leaf(path[pos:], value)
+        if type(node) is Branch:
+            if pos == len(path):
+                if node.value == value:
+                    return node
+                return Branch(node.children, value)
+            i = path[pos]
+            child = node.children[i]
+            if isinstance(child, bytes):
+                child = node.children[i] = self._resolve(child)
+            new = self._put(child, path, pos + 1, value)
+            if new is child:
+                return node
+            children = node.children.copy()
+            children[i] = new
+            return Branch(children, node.value)
+        if type(node) is Leaf:
+            lpath = node.path
+            n = _common_prefix_length(lpath, path, pos)
+            rest = len(path) - pos
+            if n == len(lpath) == rest:
+                return node if node.value == value else Leaf(lpath, value)
+            slots: list[Child | None] = [None] * 16
+            branch_value = b""
+            if n == len(lpath):
+                branch_value = node.value
+            else:
+                slots[lpath[n]] = Leaf(lpath[n + 1 :], node.value)
+            if n == rest:
+                branch_value = value
+            else:
+                slots[path[pos + n]] = Leaf(path[pos + n + 1 :], value)
+            branch = Branch(slots, branch_value)
+            return Extension(lpath[:n], branch) if n else branch
+        epath = node.path
+        n = _common_prefix_length(epath, path, pos)
+        if n == len(epath):
+            child = node.child
+            if isinstance(child, bytes):
+                child = node.child = self._resolve(child)
+            new = self._put(child, path, pos + n, value)
+            if new is child:
+                return node
+            return Extension(epath, new)
+        # The key leaves the extension after n nibbles: split it around a new branch.
+        slots = [None] * 16
+        tail = epath[n + 1 :]
+        slots[epath[n]] = Extension(tail, node.child) if tail else node.child
+        branch_value = b""
+        if pos + n == len(path):
+            branch_value = value
+        else:
+            slots[path[pos + n]] = Leaf(path[pos + n + 1 :], value)
+        branch = Branch(slots, branch_value)
+        return Extension(epath[:n], branch) if n else branch
+
+    def _remove(self, node: Node, path: bytes, pos: int) -> Node | None:
+        """The subtree ``node`` without the key; the same object if the key is absent."""
+        if type(node) is Leaf:
+            lpath = node.path
+            if len(path) - pos == len(lpath) and path.endswith(lpath):
+                return None
+            return node
+        if type(node) is Extension:
+            epath = node.path
+            if not path.startswith(epath, pos):
+                return node
+            child = node.child
+            if isinstance(child, bytes):
+                child = node.child = self._resolve(child)
+            new = self._remove(child, path, pos + len(epath))
+            if new is child:
+                return node
+            return self._prefix(epath, new)
+        if pos == len(path):
+            if not node.value:
+                return node
+            return self._normalize(node.children, b"")
+        i = path[pos]
+        sub = node.children[i]
+        if sub is None:
+            return node
+        if isinstance(sub, bytes):
+            sub = node.children[i] = self._resolve(sub)
+        new = self._remove(sub, path, pos + 1)
+        if new is sub:
+            return node
+        children = node.children.copy()
+        children[i] = new
+        if new is not None:
+            return Branch(children, node.value)
+        return self._normalize(children, node.value)
+
+    def _prefix(self, prefix: bytes, node: Node | None) -> Node | None:
+        """``node`` placed under ``prefix``: merges paths so no extension points at a leaf."""
+        if node is None:
+            return None
+        if type(node) is Leaf:
+            return Leaf(prefix + node.path, node.value)
+        if type(node) is Extension:
+            return Extension(prefix + node.path, node.child)
+        return Extension(prefix, node)
+
+    def _normalize(self, children: list[Child | None], value: bytes) -> Node | None:
+        """A branch that lost a child or its value, collapsed if it has fewer than two items."""
+        count = 16 - children.count(None)
+        if count >= 2 or (count == 1 and value):
+            return Branch(children, value)
+        if count == 0:
+            return Leaf(b"", value) if value else None
+        i = next(j for j, c in enumerate(children) if c is not None)
+        only = cast(Child, children[i])
+        if isinstance(only, bytes):
+            only = self._resolve(only)
+        return self._prefix(bytes((i,)), only)
+
+    # -- hashing, commit, proofs ----------------------------------------------------------
+
+    @property
+    def root_hash(self) -> bytes:
+        """keccak256 of the root node; encodes and hashes the nodes changed since last time."""
+        h = self._root_hash
+        if h is None:
+            root = self._root
+            if root is None:
+                h = EMPTY_ROOT
+            elif isinstance(root, bytes):
+                h = root[1:]
+            else:
+                ref = root.ref or compute_ref(root, self._pending)
+                if len(ref) == 33:
+                    h = ref[1:]
+                else:  # a short root is still referenced (and stored) by its hash
+                    h = keccak256(ref)
+                    self._pending[h] = ref
+            self._root_hash = h
+        return h
+
+    def commit(self) -> dict[bytes, bytes]:
+        """The encoded nodes (hash -> RLP) the store needs for the current root.
+
+        These are the nodes hashed since the previous commit that are still reachable (a
+        root computed in between and then changed leaves nothing behind). After this the
+        trie carries on from the committed root.
+        """
+        root_hash = self.root_hash
+        pending = self._pending
+        out: dict[bytes, bytes] = {}
+        root = self._root
+        if pending and root is not None and not isinstance(root, bytes):
+            enc = pending.get(root_hash)
+            if enc is not None:
+                out[root_hash] = enc
+                stack: list[Node] = [root]
+                while stack:
+                    node = stack.pop()
+                    if type(node) is Branch:
+                        kids: Sequence[Child | None] = node.children
+                    elif type(node) is Extension:
+                        kids = (node.child,)
+                    else:
+                        continue
+                    for child in kids:
+                        if child is None or isinstance(child, bytes):
+                            continue
+                        ref = child.ref
+                        if ref is None or len(ref) != 33:
+                            continue  # inlined: part of its parent's encoding
+                        child_hash = ref[1:]
+                        enc = pending.get(child_hash)
+                        if enc is not None and child_hash not in out:
+                            out[child_hash] = enc
+                            stack.append(child)
+        self._pending = {}
+        return out
+
+    def prove(self, key: bytes) -> list[bytes]:
+        """The encoded nodes from the root toward ``key`` (eth_getProof's shape).
+
+        A membership proof ends at the node holding the value; an absence proof ends at the
+        node where the key's path leaves the trie. Inlined nodes travel inside their parent.
+        An empty trie's proof is empty.
+
+        Raises:
+            MissingTrieNode, CorruptTrieNode: as :meth:`get`.
+        """
+        path = self._path(key)
+        self.root_hash  # noqa: B018 -- make every reference on the path known
+        node = self._root_node()
+        proof: list[bytes] = []
+        pos = 0
+        first = True
+        while node is not None:
+            ref = node.ref
+            if first or ref is None or len(ref) == 33:
+                proof.append(encode_node(node, self._pending))
+            first = False
+            if type(node) is Branch:
+                if pos == len(path):
+                    break
+                i = path[pos]
+                child = node.children[i]
+                if isinstance(child, bytes):
+                    child = node.children[i] = self._resolve(child)
+                node = child
+                pos += 1
+            elif type(node) is Leaf:
+                break
+            else:
+                if not path.startswith(node.path, pos):
+                    break
+                pos += len(node.path)
+                child = node.child
+                if isinstance(child, bytes):
+                    child = node.child = self._resolve(child)
+                node = child
+        return proof
+
+    def copy(self) -> Self:
+        """An independent trie sharing every node (O(1) apart from hashing pending changes).
+
+        Both tries may be changed and committed; each commit returns every node its own root
+        needs that it has not committed before.
+        """
+        self.root_hash  # noqa: B018 -- shared nodes must be hashed before they are shared
+        other = object.__new__(type(self))
+        other._db = self._db
+        other._root = self._root
+        other._root_hash = self._root_hash
+        other._pending = dict(self._pending)
+        return other
+
+
+_KEY_HASH_CACHE: dict[bytes, bytes] = {}
+_KEY_HASH_CACHE_SIZE = 1 << 16
+
+
+def _hashed_path(key: bytes) -> bytes:
+    """Nibbles of keccak256(key), memoized (account and slot keys repeat block after block)."""
+    path = _KEY_HASH_CACHE.get(key)
+    if path is None:
+        _check_key(key)
+        path = key_to_nibbles(keccak256(key))
+        if len(_KEY_HASH_CACHE) >= _KEY_HASH_CACHE_SIZE:
+            del _KEY_HASH_CACHE[next(iter(_KEY_HASH_CACHE))]  # drop the oldest entry
+        _KEY_HASH_CACHE[key] = path
+    return path
+
+
+class SecureTrie(HexaryTrie):
+    """The state/storage trie: keys are keccak256-hashed before use (same API)."""
+
+    __slots__ = ()
+
+    def _path(self, key: bytes) -> bytes:
+        return _hashed_path(key)
+
+
+def ordered_trie_root(items: Sequence[bytes]) -> bytes:
+    """The transactions/receipts root: key ``rlp(index)``, value the item's encoding."""
+    trie = HexaryTrie(MemoryNodeStore())
+    for index, item in enumerate(items):
+        trie.set(encode_rlp(encode_uint(index)), item)
+    return trie.root_hash
