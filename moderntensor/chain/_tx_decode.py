@@ -82,6 +82,13 @@ def decode_transaction(raw: bytes) -> Transaction:
     raise DecodeError("transaction", f"unsupported transaction type {first:#04x}")
 
 
+def _uint(item: RLPItem, what: str, max_bits: int = 256) -> int:
+    """expect_uint with a fast path for the common, valid case (the decoder's hot loop)."""
+    if type(item) is bytes and len(item) * 8 <= max_bits and item[:1] != b"\x00":
+        return int.from_bytes(item, "big")
+    return expect_uint(item, what, max_bits)  # raises the named error
+
+
 def _to(item: RLPItem, what: str) -> bytes | None:
     raw = expect_bytes(item, what)
     if not raw:
@@ -119,7 +126,7 @@ def _recover(label: str, payload: bytes, y_parity: int, r: int, s: int) -> bytes
 
 
 def _y_parity(item: RLPItem, label: str) -> int:
-    y_parity = expect_uint(item, f"{label} y_parity", 8)
+    y_parity = _uint(item, f"{label} y_parity", 8)
     if y_parity > 1:
         raise DecodeError(f"{label} y_parity", f"must be 0 or 1, got {y_parity}")
     return y_parity
@@ -127,15 +134,15 @@ def _y_parity(item: RLPItem, label: str) -> int:
 
 def _decode_legacy(raw: bytes) -> LegacyTransaction:
     items = expect_list(decode_rlp(raw, _LEGACY), _LEGACY, 9)
-    nonce = expect_uint(items[0], "legacy tx nonce", 64)
-    gas_price = expect_uint(items[1], "legacy tx gas_price")
-    gas = expect_uint(items[2], "legacy tx gas", 64)
+    nonce = _uint(items[0], "legacy tx nonce", 64)
+    gas_price = _uint(items[1], "legacy tx gas_price")
+    gas = _uint(items[2], "legacy tx gas", 64)
     to = _to(items[3], "legacy tx to")
-    value = expect_uint(items[4], "legacy tx value")
+    value = _uint(items[4], "legacy tx value")
     data = expect_bytes(items[5], "legacy tx data")
-    v = expect_uint(items[6], "legacy tx v")
-    r = expect_uint(items[7], "legacy tx r")
-    s = expect_uint(items[8], "legacy tx s")
+    v = _uint(items[6], "legacy tx v")
+    r = _uint(items[7], "legacy tx r")
+    s = _uint(items[8], "legacy tx s")
     chain_id: int | None
     if v == 27 or v == 28:
         chain_id, y_parity = None, v - 27
@@ -169,17 +176,17 @@ def _decode_legacy(raw: bytes) -> LegacyTransaction:
 
 def _decode_access_list_tx(raw: bytes) -> AccessListTransaction:
     items = expect_list(decode_rlp(raw[1:], f"{_TYPE1} payload"), f"{_TYPE1} payload", 11)
-    chain_id = expect_uint(items[0], "EIP-2930 tx chain_id")
-    nonce = expect_uint(items[1], "EIP-2930 tx nonce", 64)
-    gas_price = expect_uint(items[2], "EIP-2930 tx gas_price")
-    gas = expect_uint(items[3], "EIP-2930 tx gas", 64)
+    chain_id = _uint(items[0], "EIP-2930 tx chain_id")
+    nonce = _uint(items[1], "EIP-2930 tx nonce", 64)
+    gas_price = _uint(items[2], "EIP-2930 tx gas_price")
+    gas = _uint(items[3], "EIP-2930 tx gas", 64)
     to = _to(items[4], "EIP-2930 tx to")
-    value = expect_uint(items[5], "EIP-2930 tx value")
+    value = _uint(items[5], "EIP-2930 tx value")
     data = expect_bytes(items[6], "EIP-2930 tx data")
     access_list = _access_list(items[7], _TYPE1)
     y_parity = _y_parity(items[8], _TYPE1)
-    r = expect_uint(items[9], "EIP-2930 tx r")
-    s = expect_uint(items[10], "EIP-2930 tx s")
+    r = _uint(items[9], "EIP-2930 tx r")
+    s = _uint(items[10], "EIP-2930 tx s")
     sender = _recover(_TYPE1, b"\x01" + encode_rlp(items[:8]), y_parity, r, s)
     try:
         tx = AccessListTransaction(
@@ -203,18 +210,18 @@ def _decode_access_list_tx(raw: bytes) -> AccessListTransaction:
 
 def _decode_dynamic_fee(raw: bytes) -> DynamicFeeTransaction:
     items = expect_list(decode_rlp(raw[1:], f"{_TYPE2} payload"), f"{_TYPE2} payload", 12)
-    chain_id = expect_uint(items[0], "EIP-1559 tx chain_id")
-    nonce = expect_uint(items[1], "EIP-1559 tx nonce", 64)
-    max_priority_fee = expect_uint(items[2], "EIP-1559 tx max_priority_fee_per_gas")
-    max_fee = expect_uint(items[3], "EIP-1559 tx max_fee_per_gas")
-    gas = expect_uint(items[4], "EIP-1559 tx gas", 64)
+    chain_id = _uint(items[0], "EIP-1559 tx chain_id")
+    nonce = _uint(items[1], "EIP-1559 tx nonce", 64)
+    max_priority_fee = _uint(items[2], "EIP-1559 tx max_priority_fee_per_gas")
+    max_fee = _uint(items[3], "EIP-1559 tx max_fee_per_gas")
+    gas = _uint(items[4], "EIP-1559 tx gas", 64)
     to = _to(items[5], "EIP-1559 tx to")
-    value = expect_uint(items[6], "EIP-1559 tx value")
+    value = _uint(items[6], "EIP-1559 tx value")
     data = expect_bytes(items[7], "EIP-1559 tx data")
     access_list = _access_list(items[8], _TYPE2)
     y_parity = _y_parity(items[9], _TYPE2)
-    r = expect_uint(items[10], "EIP-1559 tx r")
-    s = expect_uint(items[11], "EIP-1559 tx s")
+    r = _uint(items[10], "EIP-1559 tx r")
+    s = _uint(items[11], "EIP-1559 tx s")
     sender = _recover(_TYPE2, b"\x02" + encode_rlp(items[:9]), y_parity, r, s)
     try:
         tx = DynamicFeeTransaction(
