@@ -1,0 +1,318 @@
+"""The chain: genesis, building and importing blocks, and committing them to RocksDB.
+
+This is the one place that knows the whole block rule: header against parent (number, slot,
+timestamp, gas limit, base fee, proposer signature), then evidence, transactions and the block
+reward executed against the parent's state, then every root compared. It keeps the state of the
+last committed block alive in memory, so the next block on top of it does not reload trie nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from moderntensor.chain.blocks import (
+    Block,
+    Header,
+    compute_evidence_root,
+    compute_transactions_root,
+)
+from moderntensor.chain.chaindb import ChainDB
+from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
+from moderntensor.chain.execution import (
+    BlockEnv,
+    ChainParams,
+    TransactionRejected,
+    compute_next_base_fee,
+    execute_transactions,
+    pay_block_reward,
+)
+from moderntensor.chain.genesis import Genesis, build_genesis
+from moderntensor.chain.receipts import Receipt
+from moderntensor.chain.staking import (
+    get_validator_by_id,
+    is_evidence_used,
+    mark_evidence_used,
+    slash_validator,
+)
+from moderntensor.chain.transactions import Transaction
+from moderntensor.chain.votes import (
+    InvalidEvidence,
+    VoteKind,
+    decode_evidence,
+    evidence_id,
+    verify_evidence,
+    vote_digest,
+)
+from moderntensor.codec import DecodeError
+from moderntensor.crypto import InvalidSignature, PrivateKey, Signature, recover_address
+from moderntensor.state.statedb import StateCommit, StateDB
+from moderntensor.state.store import Database
+from moderntensor.state.trie import ordered_trie_root
+
+__all__ = ["Chain", "ChainMismatch", "ExecutedBlock", "InvalidBlock"]
+
+log = logging.getLogger("moderntensor.chain")
+
+
+class InvalidBlock(Exception):
+    """A block that breaks a rule; ``reason`` names the rule (the sender is at fault)."""
+
+    def __init__(self, reason: str, block_hash: bytes = b"", number: int = -1) -> None:
+        where = f"block {number} 0x{block_hash.hex()[:16]}" if block_hash else "block"
+        super().__init__(f"{where}: {reason}")
+        self.reason = reason
+        self.block_hash = block_hash
+
+
+class ChainMismatch(Exception):
+    """The data directory holds another chain than the genesis given."""
+
+
+@attrs.frozen(slots=True)
+class ExecutedBlock:
+    """A block with what executing it produced: ready for :meth:`Chain.commit`."""
+
+    block: Block
+    receipts: tuple[Receipt, ...]
+    state: StateCommit
+
+
+class Chain:
+    """One chain over one database; not thread-safe (the node serialises access)."""
+
+    def __init__(self, db: Database, genesis: Genesis) -> None:
+        self.db = db
+        self.chaindb = ChainDB(db)
+        self.genesis = genesis
+        self.params: ChainParams = genesis.params
+        genesis_block, commit = build_genesis(genesis)
+        self.genesis_hash = genesis_block.hash
+        stored = self.chaindb.genesis_hash()
+        if stored is None:
+            self.chaindb.commit_block(genesis_block, [], commit.nodes, finalized=True, genesis=True)
+        elif stored != self.genesis_hash:
+            raise ChainMismatch(
+                f"the database holds a chain with genesis 0x{stored.hex()}, but the genesis "
+                f"file gives 0x{self.genesis_hash.hex()}; use another data directory"
+            )
+        head_hash = self.chaindb.head_hash()
+        head = self.chaindb.get_header(head_hash) if head_hash else None
+        if head is None:
+            raise ChainMismatch("the database has no head block: it is not a ModernTensor chain")
+        self.chaindb.check_state(head)
+        self.head: Header = head
+        self._live: StateDB | None = None
+        self._live_root = b""
+
+    # -- time and state -------------------------------------------------------------------
+
+    def epoch_of(self, slot: int) -> int:
+        return slot // self.params.epoch_length
+
+    def timestamp_of(self, slot: int) -> int:
+        """Header timestamp of a slot: its start, in whole seconds."""
+        return self.genesis.genesis_time + slot * self.genesis.consensus.slot_duration_ms // 1000
+
+    def state_at(self, header: Header) -> StateDB:
+        """A fresh, private view of the state after ``header`` (for reads and RPC)."""
+        return StateDB(self.db, header.state_root)
+
+    def _working_state(self, parent: Header) -> StateDB:
+        if self._live is not None and self._live_root == parent.state_root:
+            state = self._live
+        else:
+            state = StateDB(self.db, parent.state_root)
+        self._live = None  # until this execution commits, nobody else may reuse it
+        return state
+
+    def next_env(self, parent: Header, slot: int, coinbase: bytes) -> BlockEnv:
+        return BlockEnv(
+            number=parent.number + 1,
+            slot=slot,
+            coinbase=coinbase,
+            base_fee=compute_next_base_fee(
+                parent.base_fee_per_gas, parent.gas_used, parent.gas_limit,
+                self.params.min_base_fee,
+            ),
+            gas_limit=self.params.gas_limit,
+            epoch=self.epoch_of(slot),
+        )  # fmt: skip
+
+    # -- building -------------------------------------------------------------------------
+
+    def build_block(
+        self,
+        parent: Header,
+        slot: int,
+        proposer_key: PrivateKey,
+        candidates: Iterable[Transaction],
+        evidence: Sequence[bytes] = (),
+    ) -> ExecutedBlock:
+        """Execute the best candidates that fit on ``parent`` and seal a signed block.
+
+        Candidates that cannot be included (stale nonce, funds, ...) are skipped.
+
+        Raises:
+            InvalidBlock: the proposer key is not a registered, active validator's.
+        """
+        if slot <= parent.slot:
+            raise InvalidBlock(f"slot {slot} is not after the parent's slot {parent.slot}")
+        state = self._working_state(parent)
+        proposer = get_validator_by_id(state, proposer_key.address)
+        if proposer is None or proposer.jailed:
+            raise InvalidBlock("the proposer key is not an active validator's consensus key")
+        env = self.next_env(parent, slot, proposer.address)
+        evidence = tuple(evidence)
+        self._apply_evidence(state, evidence)
+        txs, receipts = execute_transactions(
+            state, candidates, env, self.params, skip_rejected=True
+        )
+        pay_block_reward(state, env.coinbase, self.params)
+        commit = state.commit()
+        unsigned = Header(
+            parent_hash=parent.hash,
+            coinbase=env.coinbase,
+            state_root=commit.root,
+            transactions_root=compute_transactions_root(txs),
+            receipts_root=ordered_trie_root([r.consensus_encoding() for r in receipts]),
+            number=env.number,
+            gas_limit=env.gas_limit,
+            gas_used=receipts[-1].cumulative_gas_used if receipts else 0,
+            timestamp=self.timestamp_of(slot),
+            base_fee_per_gas=env.base_fee,
+            slot=slot,
+            proposer=proposer_key.address,
+            evidence_root=compute_evidence_root(evidence),
+        )
+        digest = vote_digest(
+            self.params.chain_id, self.genesis_hash, VoteKind.PROPOSE, slot, unsigned.seal_hash
+        )
+        header = attrs.evolve(unsigned, proposer_signature=proposer_key.sign(digest).to_bytes())
+        self._stash(state, commit.root)
+        return ExecutedBlock(Block(header, tuple(txs), evidence), tuple(receipts), commit)
+
+    # -- importing ------------------------------------------------------------------------
+
+    def execute_block(self, block: Block) -> ExecutedBlock:
+        """Check ``block`` against its parent and re-execute it.
+
+        Raises:
+            InvalidBlock: naming the first rule it breaks.
+        """
+        header = block.header
+        parent = self.chaindb.get_header(header.parent_hash)
+        if parent is None:
+            raise InvalidBlock("unknown parent", block.hash, header.number)
+        self._check_header(header, parent)
+        state = self._working_state(parent)
+        proposer = get_validator_by_id(state, header.proposer)
+        if proposer is None or proposer.jailed:
+            raise InvalidBlock("proposer is not an active validator", block.hash)
+        if header.coinbase != proposer.address:
+            raise InvalidBlock("coinbase is not the proposer's registered address", block.hash)
+        env = self.next_env(parent, header.slot, header.coinbase)
+        if header.base_fee_per_gas != env.base_fee:
+            raise InvalidBlock(
+                f"base fee {header.base_fee_per_gas}, expected {env.base_fee}", block.hash
+            )
+        if compute_transactions_root(block.transactions) != header.transactions_root:
+            raise InvalidBlock("transactions root mismatch", block.hash)
+        if compute_evidence_root(block.evidence) != header.evidence_root:
+            raise InvalidBlock("evidence root mismatch", block.hash)
+        self._apply_evidence(state, block.evidence)
+        try:
+            _, receipts = execute_transactions(state, block.transactions, env, self.params)
+        except TransactionRejected as exc:
+            raise InvalidBlock(
+                f"transaction 0x{exc.tx_hash.hex()} cannot be included: {exc.message}",
+                block.hash,
+                header.number,
+            ) from None
+        pay_block_reward(state, env.coinbase, self.params)
+        gas_used = receipts[-1].cumulative_gas_used if receipts else 0
+        if gas_used != header.gas_used:
+            raise InvalidBlock(f"gas used {header.gas_used}, executed {gas_used}", block.hash)
+        root = ordered_trie_root([r.consensus_encoding() for r in receipts])
+        if root != header.receipts_root:
+            raise InvalidBlock("receipts root mismatch", block.hash)
+        commit = state.commit()
+        if commit.root != header.state_root:
+            raise InvalidBlock(
+                f"state root 0x{header.state_root.hex()}, executed 0x{commit.root.hex()}",
+                block.hash,
+                header.number,
+            )
+        self._stash(state, commit.root)
+        return ExecutedBlock(block, tuple(receipts), commit)
+
+    def _check_header(self, header: Header, parent: Header) -> None:
+        h = header.hash
+        if header.number != parent.number + 1:
+            raise InvalidBlock(f"number {header.number} does not follow {parent.number}", h)
+        if header.slot <= parent.slot:
+            raise InvalidBlock(f"slot {header.slot} is not after {parent.slot}", h)
+        if header.timestamp != self.timestamp_of(header.slot):
+            raise InvalidBlock(f"timestamp {header.timestamp} is not its slot's start", h)
+        if header.gas_limit != self.params.gas_limit:
+            raise InvalidBlock(f"gas limit {header.gas_limit} != {self.params.gas_limit}", h)
+        if header.gas_used > header.gas_limit:
+            raise InvalidBlock("gas used above the gas limit", h)
+        if len(header.proposer_signature) != 65:
+            raise InvalidBlock("missing proposer signature", h)
+        digest = vote_digest(
+            self.params.chain_id, self.genesis_hash, VoteKind.PROPOSE, header.slot,
+            header.seal_hash,
+        )  # fmt: skip
+        try:
+            signer = recover_address(digest, Signature.from_bytes(header.proposer_signature))
+        except InvalidSignature as exc:
+            raise InvalidBlock(f"bad proposer signature: {exc}", h) from None
+        if signer != header.proposer:
+            raise InvalidBlock("proposer signature is not the proposer's", h)
+
+    def _apply_evidence(self, state: StateDB, evidence: Sequence[bytes]) -> None:
+        if len(evidence) > MAX_BLOCK_EVIDENCE:
+            raise InvalidBlock(f"more than {MAX_BLOCK_EVIDENCE} evidence items")
+        for i, raw in enumerate(evidence):
+            try:
+                item = decode_evidence(raw)
+                offender = verify_evidence(item, self.params.chain_id, self.genesis_hash)
+                eid = evidence_id(item)
+            except (DecodeError, InvalidEvidence) as exc:
+                raise InvalidBlock(f"evidence[{i}]: {exc}") from None
+            record = get_validator_by_id(state, offender)
+            if record is None:
+                raise InvalidBlock(f"evidence[{i}]: offender is not a registered validator")
+            if is_evidence_used(state, eid):
+                raise InvalidBlock(f"evidence[{i}]: this offence was already slashed")
+            mark_evidence_used(state, eid)
+            amount = slash_validator(state, record, self.params.slash_fraction_bps)
+            log.warning(
+                "slashed validator=0x%s amount=%d evidence=0x%s",
+                offender.hex(), amount, eid.hex()[:16],
+            )  # fmt: skip
+
+    def _stash(self, state: StateDB, root: bytes) -> None:
+        self._live, self._live_root = state, root
+
+    # -- committing -----------------------------------------------------------------------
+
+    def commit(self, executed: ExecutedBlock, *, finalized: bool = False) -> None:
+        """Store the block atomically and make it the head."""
+        self.chaindb.commit_block(
+            executed.block, executed.receipts, executed.state.nodes, finalized=finalized
+        )
+        self.head = executed.block.header
+
+    def import_block(self, block: Block, *, finalized: bool = False) -> ExecutedBlock:
+        """Execute and commit a block received from elsewhere.
+
+        Raises:
+            InvalidBlock: as :meth:`execute_block`.
+        """
+        executed = self.execute_block(block)
+        self.commit(executed, finalized=finalized)
+        return executed

@@ -1,0 +1,243 @@
+"""The state transition: transactions and blocks applied to a :class:`StateDB`.
+
+Pure and deterministic: inputs are the state, the block environment and the parameters; no
+clock, no randomness. Two kinds of failure, as in Ethereum:
+
+* :class:`TransactionRejected` -- the transaction cannot be included at all (bad nonce, chain
+  id, funds, fee, gas, unsupported kind). The mempool refuses it; a block containing it is
+  invalid. Messages use geth's wording, so wallets show something familiar.
+* a failed execution -- the transaction is included, pays for its gas, bumps its nonce, and its
+  receipt has status 0 (today: a staking operation that does not apply).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from moderntensor.chain.constants import (
+    BASE_FEE_MAX_CHANGE_DENOMINATOR,
+    ELASTICITY_MULTIPLIER,
+    STAKING_ADDRESS,
+    STAKING_OP_GAS,
+)
+from moderntensor.chain.receipts import Receipt
+from moderntensor.chain.staking import StakingError, StakingParams, add_total, apply_staking_op
+from moderntensor.chain.transactions import Transaction, intrinsic_gas
+from moderntensor.state.statedb import StateDB
+
+__all__ = [
+    "BlockEnv",
+    "ChainParams",
+    "TransactionRejected",
+    "apply_transaction",
+    "check_transaction",
+    "compute_next_base_fee",
+    "execute_transactions",
+    "pay_block_reward",
+    "required_gas",
+]
+
+
+@attrs.frozen(slots=True)
+class ChainParams:
+    """The genesis numbers execution needs (a slice of the genesis config)."""
+
+    chain_id: int
+    gas_limit: int
+    min_base_fee: int
+    block_reward: int
+    epoch_length: int
+    min_stake: int
+    unbonding_epochs: int
+    slash_fraction_bps: int
+
+    @property
+    def staking(self) -> StakingParams:
+        return StakingParams(self.min_stake, self.unbonding_epochs)
+
+
+@attrs.frozen(slots=True)
+class BlockEnv:
+    """What a transaction sees of the block it is in."""
+
+    number: int
+    slot: int
+    coinbase: bytes
+    base_fee: int
+    gas_limit: int
+    epoch: int
+
+
+class TransactionRejected(Exception):
+    """A transaction that cannot be included; ``message`` is in Ethereum's wording."""
+
+    def __init__(self, message: str, tx_hash: bytes = b"") -> None:
+        super().__init__(message)
+        self.message = message
+        self.tx_hash = tx_hash
+
+
+def compute_next_base_fee(
+    parent_base_fee: int, parent_gas_used: int, parent_gas_limit: int, min_base_fee: int
+) -> int:
+    """EIP-1559's base fee update, floored at the network's minimum (our one deviation)."""
+    target = parent_gas_limit // ELASTICITY_MULTIPLIER
+    if target == 0 or parent_gas_used == target:
+        fee = parent_base_fee
+    elif parent_gas_used > target:
+        delta = parent_base_fee * (parent_gas_used - target) // target
+        fee = parent_base_fee + max(delta // BASE_FEE_MAX_CHANGE_DENOMINATOR, 1)
+    else:
+        delta = parent_base_fee * (target - parent_gas_used) // target
+        fee = parent_base_fee - delta // BASE_FEE_MAX_CHANGE_DENOMINATOR
+    return max(fee, min_base_fee)
+
+
+def required_gas(tx: Transaction) -> int:
+    """The gas a transaction uses: intrinsic gas, plus the staking surcharge if it stakes."""
+    gas = intrinsic_gas(tx)
+    if tx.to == STAKING_ADDRESS:
+        gas += STAKING_OP_GAS
+    return gas
+
+
+def check_transaction(state: StateDB, tx: Transaction, base_fee: int, params: ChainParams) -> None:
+    """Every rule that decides whether ``tx`` can be included now.
+
+    Raises:
+        TransactionRejected: the first rule broken, in Ethereum's wording.
+    """
+    if tx.chain_id is None:
+        raise TransactionRejected(
+            "only replay-protected (EIP-155) transactions allowed over RPC", tx.hash
+        )
+    if tx.chain_id != params.chain_id:
+        raise TransactionRejected(
+            f"invalid chain id: have {tx.chain_id}, want {params.chain_id}", tx.hash
+        )
+    if tx.to is None:
+        raise TransactionRejected("contract creation is not supported on this chain", tx.hash)
+    if tx.data and tx.to != STAKING_ADDRESS:
+        raise TransactionRejected(
+            "calls with data are only supported to the staking address "
+            "(this chain does not execute contracts)",
+            tx.hash,
+        )
+    if tx.gas > params.gas_limit:
+        raise TransactionRejected("exceeds block gas limit", tx.hash)
+    if tx.gas < required_gas(tx):
+        raise TransactionRejected(
+            f"intrinsic gas too low: have {tx.gas}, want {required_gas(tx)}", tx.hash
+        )
+    if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
+        raise TransactionRejected("max priority fee per gas higher than max fee per gas", tx.hash)
+    if tx.max_fee_per_gas < base_fee:
+        raise TransactionRejected(
+            f"max fee per gas less than block base fee: maxFeePerGas: {tx.max_fee_per_gas}, "
+            f"baseFee: {base_fee}",
+            tx.hash,
+        )
+    account = state.get_account(tx.sender)
+    if tx.nonce < account.nonce:
+        raise TransactionRejected(
+            f"nonce too low: next nonce {account.nonce}, tx nonce {tx.nonce}", tx.hash
+        )
+    if tx.nonce > account.nonce:
+        raise TransactionRejected(
+            f"nonce too high: next nonce {account.nonce}, tx nonce {tx.nonce}", tx.hash
+        )
+    cost = tx.gas * tx.max_fee_per_gas + tx.value
+    if account.balance < cost:
+        raise TransactionRejected(
+            f"insufficient funds for gas * price + value: balance {account.balance}, "
+            f"tx cost {cost}",
+            tx.hash,
+        )
+
+
+def apply_transaction(
+    state: StateDB, tx: Transaction, env: BlockEnv, params: ChainParams, cumulative_gas: int
+) -> Receipt:
+    """Execute a transaction that passed :func:`check_transaction`; returns its receipt.
+
+    The sender pays ``gas_used * effective_gas_price``: the base-fee part is burned, the tip
+    goes to the block's coinbase. A staking operation that fails is undone (value included);
+    its gas is still paid and the nonce still advances.
+    """
+    sender = tx.sender
+    price = min(tx.max_fee_per_gas, env.base_fee + tx.max_priority_fee_per_gas)
+    gas_used = required_gas(tx)
+    account = state.get_account(sender)
+    state.set_account(
+        sender,
+        attrs.evolve(account, nonce=account.nonce + 1, balance=account.balance - gas_used * price),
+    )
+    status, error = 1, ""
+    to = tx.to
+    if to == STAKING_ADDRESS:
+        mark = state.snapshot()
+        try:
+            state.sub_balance(sender, tx.value)
+            apply_staking_op(state, sender, tx.value, tx.data, env.epoch, params.staking)
+        except StakingError as exc:
+            state.revert(mark)
+            status, error = 0, str(exc)
+    elif to is not None and tx.value:
+        state.sub_balance(sender, tx.value)
+        state.add_balance(to, tx.value)
+    add_total(state, "burned", gas_used * env.base_fee)
+    tip = gas_used * (price - env.base_fee)
+    if tip:
+        state.add_balance(env.coinbase, tip)
+    return Receipt(
+        tx_type=tx.type,
+        status=status,
+        cumulative_gas_used=cumulative_gas + gas_used,
+        gas_used=gas_used,
+        effective_gas_price=price,
+        error=error,
+    )
+
+
+def execute_transactions(
+    state: StateDB,
+    transactions: Iterable[Transaction],
+    env: BlockEnv,
+    params: ChainParams,
+    *,
+    skip_rejected: bool = False,
+) -> tuple[list[Transaction], list[Receipt]]:
+    """Check and apply transactions in order within the block gas limit.
+
+    With ``skip_rejected`` (block building) a transaction that cannot be included is left out;
+    without it (block validation) the first one raises.
+
+    Raises:
+        TransactionRejected: only when ``skip_rejected`` is false.
+    """
+    included: list[Transaction] = []
+    receipts: list[Receipt] = []
+    cumulative = 0
+    for tx in transactions:
+        try:
+            if cumulative + tx.gas > env.gas_limit:
+                raise TransactionRejected("gas limit reached", tx.hash)
+            check_transaction(state, tx, env.base_fee, params)
+        except TransactionRejected:
+            if skip_rejected:
+                continue
+            raise
+        receipt = apply_transaction(state, tx, env, params, cumulative)
+        cumulative = receipt.cumulative_gas_used
+        included.append(tx)
+        receipts.append(receipt)
+    return included, receipts
+
+
+def pay_block_reward(state: StateDB, coinbase: bytes, params: ChainParams) -> None:
+    """Mint the per-block reward to the proposer's coinbase (counted in the ``minted`` total)."""
+    if params.block_reward:
+        state.add_balance(coinbase, params.block_reward)
+        add_total(state, "minted", params.block_reward)
