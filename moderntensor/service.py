@@ -1,0 +1,257 @@
+"""The chain service: the node's narrow read and submit interface (DESIGN.md §2, layer 5).
+
+RPC and network talk to this, never to the supervisor: blocks, receipts and state at a tag,
+transaction submission into the pool, subscriptions to new heads and pending transactions,
+and the consensus facts the ``mt_*`` methods show. The node (or a test) drives it by calling
+:meth:`ChainService.on_block_committed` / :meth:`ChainService.on_finalized`.
+
+Subscriptions are bounded memory channels; a subscriber too slow to keep up loses messages
+(counted in ``statistics()``) instead of stalling block production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from moderntensor.chain.blocks import Block, Header
+from moderntensor.chain.chain import Chain, ExecutedBlock
+from moderntensor.chain.execution import TransactionRejected, compute_next_base_fee
+from moderntensor.chain.receipts import Receipt
+from moderntensor.chain.transactions import Transaction, decode_transaction
+from moderntensor.state.statedb import StateDB
+
+__all__ = [
+    "BlockTagError",
+    "ChainService",
+    "ConsensusView",
+    "TxPool",
+    "TxRef",
+]
+
+
+class TxPool(Protocol):
+    """What the service needs of the mempool (moderntensor.mempool implements it)."""
+
+    def add(self, tx: Transaction) -> Any: ...
+    def get(self, tx_hash: bytes) -> Transaction | None: ...
+    def pending_nonce(self, address: bytes) -> int | None: ...
+    def __len__(self) -> int: ...
+
+
+class ConsensusView(Protocol):
+    """Consensus facts for the ``mt_*`` RPC methods; the node supplies it."""
+
+    def status(self) -> dict[str, Any]: ...
+
+
+@attrs.frozen(slots=True)
+class TxRef:
+    """A transaction and where it is: ``block_hash`` None means pending in the pool."""
+
+    tx: Transaction
+    block_hash: bytes | None = None
+    block_number: int | None = None
+    index: int | None = None
+
+
+class BlockTagError(ValueError):
+    """A block tag or number that is not one of Ethereum's forms."""
+
+
+_SUBSCRIPTION_BUFFER = 256  # heads/txs a slow subscriber may lag behind before losing some
+
+
+class ChainService:
+    """Reads over a :class:`Chain`, submission to a pool, and event fan-out."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        pool: TxPool,
+        *,
+        client_version: str = "moderntensor",
+        peer_count: Callable[[], int] = lambda: 0,
+        consensus: ConsensusView | None = None,
+    ) -> None:
+        self.chain = chain
+        self.pool = pool
+        self.client_version = client_version
+        self.peer_count = peer_count
+        self.consensus = consensus
+        self._finalized: Header = self._load_finalized()
+        self._head_subscribers: list[trio.MemorySendChannel[Header]] = []
+        self._tx_subscribers: list[trio.MemorySendChannel[bytes]] = []
+        self.dropped_events = 0
+        self.syncing = False
+
+    # -- identity -------------------------------------------------------------------------
+
+    @property
+    def chain_id(self) -> int:
+        return self.chain.params.chain_id
+
+    @property
+    def genesis_hash(self) -> bytes:
+        return self.chain.genesis_hash
+
+    # -- heads ----------------------------------------------------------------------------
+
+    def _load_finalized(self) -> Header:
+        h = self.chain.chaindb.finalized_hash()
+        header = self.chain.chaindb.get_header(h) if h else None
+        return header if header is not None else self.chain.head
+
+    @property
+    def head(self) -> Header:
+        return self.chain.head
+
+    @property
+    def finalized(self) -> Header:
+        return self._finalized
+
+    def resolve_tag(self, tag: str | int) -> Header | None:
+        """A header by Ethereum block tag or number (None if there is no such block).
+
+        ``pending`` is the head (blocks are built per slot, not continuously); ``safe`` is the
+        finalized block (Simplex finalizes within a slot, so nothing weaker is tracked).
+
+        Raises:
+            BlockTagError: not a tag, a non-negative int or a 0x-hex quantity.
+        """
+        if isinstance(tag, int) and not isinstance(tag, bool):
+            if tag < 0:
+                raise BlockTagError(f"negative block number {tag}")
+            return self.chain.chaindb.get_header_by_number(tag)
+        if not isinstance(tag, str):
+            raise BlockTagError(f"invalid block tag {tag!r}")
+        if tag in ("latest", "pending"):
+            return self.head
+        if tag in ("finalized", "safe"):
+            return self._finalized
+        if tag == "earliest":
+            return self.chain.chaindb.get_header_by_number(0)
+        if tag.startswith("0x") and len(tag) > 2:
+            try:
+                return self.resolve_tag(int(tag, 16))
+            except ValueError:
+                pass
+        raise BlockTagError(
+            f"invalid block tag {tag!r}: use latest, earliest, pending, safe, finalized or a "
+            "0x-hex block number"
+        )
+
+    def header_by_hash(self, block_hash: bytes) -> Header | None:
+        return self.chain.chaindb.get_header(block_hash)
+
+    def block_by_hash(self, block_hash: bytes) -> Block | None:
+        return self.chain.chaindb.get_block(block_hash)
+
+    def block_by_header(self, header: Header) -> Block | None:
+        return self.chain.chaindb.get_block(header.hash)
+
+    def receipts(self, block_hash: bytes) -> list[Receipt]:
+        return self.chain.chaindb.get_receipts(block_hash)
+
+    def state_at(self, header: Header) -> StateDB:
+        return self.chain.state_at(header)
+
+    def next_base_fee(self) -> int:
+        head = self.head
+        return compute_next_base_fee(
+            head.base_fee_per_gas, head.gas_used, head.gas_limit, self.chain.params.min_base_fee
+        )
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def transaction(self, tx_hash: bytes) -> TxRef | None:
+        """A committed transaction with its location, or a pending one from the pool."""
+        location = self.chain.chaindb.get_tx_location(tx_hash)
+        if location is not None:
+            block_hash, index = location
+            block = self.chain.chaindb.get_block(block_hash)
+            if block is not None and index < len(block.transactions):
+                return TxRef(block.transactions[index], block_hash, block.number, index)
+        tx = self.pool.get(tx_hash)
+        return TxRef(tx) if tx is not None else None
+
+    def submit_raw_transaction(self, raw: bytes) -> bytes:
+        """Decode and admit a transaction; returns its hash.
+
+        Raises:
+            moderntensor.codec.DecodeError: the bytes are not a valid signed transaction.
+            TransactionRejected: the pool refuses it (message in Ethereum's wording).
+        """
+        tx = decode_transaction(raw)
+        self.submit_transaction(tx)
+        return tx.hash
+
+    def submit_transaction(self, tx: Transaction) -> None:
+        """Admit a decoded transaction and announce it.
+
+        Raises:
+            TransactionRejected: the pool refuses it.
+        """
+        try:
+            self.pool.add(tx)
+        except TransactionRejected:
+            raise
+        except Exception as exc:  # the pool's own error type carries Ethereum's wording
+            message = getattr(exc, "message", None)
+            if isinstance(message, str):
+                raise TransactionRejected(message, tx.hash) from None
+            raise
+        self._publish(self._tx_subscribers, tx.hash)
+
+    def pending_nonce(self, address: bytes) -> int:
+        """The next nonce counting the pool (eth_getTransactionCount at ``pending``)."""
+        pooled = self.pool.pending_nonce(address)
+        state_nonce = self.state_at(self.head).get_nonce(address)
+        return max(state_nonce, pooled) if pooled is not None else state_nonce
+
+    # -- events from the node -------------------------------------------------------------
+
+    def on_block_committed(self, executed: ExecutedBlock) -> None:
+        self._publish(self._head_subscribers, executed.block.header)
+
+    def on_finalized(self, header: Header) -> None:
+        if header.number >= self._finalized.number:
+            self._finalized = header
+
+    def subscribe_heads(self) -> trio.MemoryReceiveChannel[Header]:
+        send, receive = trio.open_memory_channel[Header](_SUBSCRIPTION_BUFFER)
+        self._head_subscribers.append(send)
+        return receive
+
+    def subscribe_pending_transactions(self) -> trio.MemoryReceiveChannel[bytes]:
+        send, receive = trio.open_memory_channel[bytes](_SUBSCRIPTION_BUFFER)
+        self._tx_subscribers.append(send)
+        return receive
+
+    def _publish(self, subscribers: Sequence[trio.MemorySendChannel[Any]], item: Any) -> None:
+        closed = []
+        for channel in subscribers:
+            try:
+                channel.send_nowait(item)
+            except trio.WouldBlock:
+                self.dropped_events += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                closed.append(channel)
+        for channel in closed:
+            if channel in self._head_subscribers:
+                self._head_subscribers.remove(channel)
+            if channel in self._tx_subscribers:
+                self._tx_subscribers.remove(channel)
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "head": self.head.number,
+            "finalized": self._finalized.number,
+            "pool": len(self.pool),
+            "head_subscribers": len(self._head_subscribers),
+            "tx_subscribers": len(self._tx_subscribers),
+            "dropped_events": self.dropped_events,
+        }
