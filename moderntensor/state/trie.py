@@ -120,7 +120,7 @@ class HexaryTrie:
         root_hash: the root to start from; :data:`EMPTY_ROOT` for a new trie.
     """
 
-    __slots__ = ("_db", "_pending", "_root", "_root_hash")
+    __slots__ = ("_db", "_pending", "_root", "_root_hash", "_rounds")
 
     def __init__(self, db: NodeReader, root_hash: bytes = EMPTY_ROOT) -> None:
         if not isinstance(root_hash, bytes) or len(root_hash) != 32:
@@ -129,6 +129,7 @@ class HexaryTrie:
         self._root: Child | None = None if root_hash == EMPTY_ROOT else b"\xa0" + root_hash
         self._root_hash: bytes | None = root_hash
         self._pending: dict[bytes, bytes] = {}  # hashed since the last commit: hash -> RLP
+        self._rounds = 0  # root computations since the last commit
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -261,10 +262,10 @@ class HexaryTrie:
             return Branch(children, node.value)
         if type(node) is Leaf:
             lpath = node.path
-            n = _common_prefix_length(lpath, path, pos)
             rest = len(path) - pos
-            if n == len(lpath) == rest:
+            if rest == len(lpath) and path.endswith(lpath):
                 return node if node.value == value else Leaf(lpath, value)
+            n = _common_prefix_length(lpath, path, pos)
             slots: list[Child | None] = [None] * 16
             branch_value = b""
             if n == len(lpath):
@@ -372,6 +373,7 @@ class HexaryTrie:
             elif isinstance(root, bytes):
                 h = root[1:]
             else:
+                self._rounds += 1
                 ref = root.ref or compute_ref(root, self._pending)
                 if len(ref) == 33:
                     h = ref[1:]
@@ -384,39 +386,42 @@ class HexaryTrie:
     def commit(self) -> dict[bytes, bytes]:
         """The encoded nodes (hash -> RLP) the store needs for the current root.
 
-        These are the nodes hashed since the previous commit that are still reachable (a
-        root computed in between and then changed leaves nothing behind). After this the
-        trie carries on from the committed root.
+        These are the nodes hashed since the previous commit that are still reachable: a
+        root computed in between and then changed leaves nothing behind. After this the trie
+        carries on from the committed root; the caller writes the nodes to its store.
         """
         root_hash = self.root_hash
         pending = self._pending
+        self._pending = {}
+        rounds, self._rounds = self._rounds, 0
+        if rounds <= 1:
+            return pending  # one hashing pass reaches only nodes of the current root
         out: dict[bytes, bytes] = {}
         root = self._root
-        if pending and root is not None and not isinstance(root, bytes):
-            enc = pending.get(root_hash)
-            if enc is not None:
-                out[root_hash] = enc
-                stack: list[Node] = [root]
-                while stack:
-                    node = stack.pop()
-                    if type(node) is Branch:
-                        kids: Sequence[Child | None] = node.children
-                    elif type(node) is Extension:
-                        kids = (node.child,)
-                    else:
-                        continue
-                    for child in kids:
-                        if child is None or isinstance(child, bytes):
-                            continue
-                        ref = child.ref
-                        if ref is None or len(ref) != 33:
-                            continue  # inlined: part of its parent's encoding
-                        child_hash = ref[1:]
-                        enc = pending.get(child_hash)
-                        if enc is not None and child_hash not in out:
-                            out[child_hash] = enc
-                            stack.append(child)
-        self._pending = {}
+        enc = pending.get(root_hash)
+        if enc is None or root is None or isinstance(root, bytes):
+            return out
+        out[root_hash] = enc
+        stack: list[Node] = [root]
+        while stack:
+            node = stack.pop()
+            if type(node) is Branch:
+                kids: Sequence[Child | None] = node.children
+            elif type(node) is Extension:
+                kids = (node.child,)
+            else:
+                continue
+            for child in kids:
+                if child is None or isinstance(child, bytes):
+                    continue
+                ref = child.ref
+                if ref is None or len(ref) != 33:
+                    continue  # inlined: part of its parent's encoding
+                child_hash = ref[1:]
+                enc = pending.get(child_hash)
+                if enc is not None and child_hash not in out:
+                    out[child_hash] = enc
+                    stack.append(child)
         return out
 
     def prove(self, key: bytes) -> list[bytes]:
@@ -473,22 +478,32 @@ class HexaryTrie:
         other._root = self._root
         other._root_hash = self._root_hash
         other._pending = dict(self._pending)
+        other._rounds = self._rounds
         return other
 
 
-_KEY_HASH_CACHE: dict[bytes, bytes] = {}
-_KEY_HASH_CACHE_SIZE = 1 << 16
+_KEY_HASH_GENERATION = 1 << 16
+_key_hashes_new: dict[bytes, bytes] = {}
+_key_hashes_old: dict[bytes, bytes] = {}
 
 
 def _hashed_path(key: bytes) -> bytes:
-    """Nibbles of keccak256(key), memoized (account and slot keys repeat block after block)."""
-    path = _KEY_HASH_CACHE.get(key)
+    """Nibbles of keccak256(key), memoized (account and slot keys repeat block after block).
+
+    Two generations of at most 65,536 keys each: when the new one fills up it becomes the
+    old one, so recently used keys survive and eviction costs O(1).
+    """
+    global _key_hashes_new, _key_hashes_old
+    path = _key_hashes_new.get(key)
     if path is None:
-        _check_key(key)
-        path = key_to_nibbles(keccak256(key))
-        if len(_KEY_HASH_CACHE) >= _KEY_HASH_CACHE_SIZE:
-            del _KEY_HASH_CACHE[next(iter(_KEY_HASH_CACHE))]  # drop the oldest entry
-        _KEY_HASH_CACHE[key] = path
+        path = _key_hashes_old.get(key)
+        if path is None:
+            _check_key(key)
+            path = key_to_nibbles(keccak256(key))
+        if len(_key_hashes_new) >= _KEY_HASH_GENERATION:
+            _key_hashes_old = _key_hashes_new
+            _key_hashes_new = {}
+        _key_hashes_new[key] = path
     return path
 
 
