@@ -46,6 +46,7 @@ __all__ = [
     "GenesisAccount",
     "GenesisError",
     "GenesisValidator",
+    "alloc_state_root",
     "build_genesis",
     "load_genesis",
     "parse_genesis",
@@ -457,6 +458,31 @@ def _rlp_uint(value: int) -> bytes:
     from moderntensor.codec import encode_rlp
 
     return encode_rlp(encode_uint(value))
+
+
+def alloc_state_root(doc: Any, source: str = "alloc") -> bytes:
+    """The Ethereum state root of a geth-style allocation on its own.
+
+    ``doc`` is a geth genesis (its ``alloc``, plus ``alloc_with_code`` if present, as in
+    ../shared/vectors) or a bare ``{address: account}`` map.
+
+    Raises:
+        GenesisError: with every malformed entry.
+    """
+    errs = _Errors()
+    if isinstance(doc, dict) and isinstance(doc.get("alloc"), dict):
+        merged = dict(doc["alloc"])
+        extra = doc.get("alloc_with_code")
+        if isinstance(extra, dict):
+            merged.update(extra)
+    else:
+        merged = doc
+    accounts = parse_alloc(merged, errs)
+    if errs.items:
+        raise GenesisError(errs.items, source)
+    state = StateDB(MemoryNodeStore())
+    apply_alloc(state, tuple(accounts))
+    return state.commit().root
 
 
 def build_genesis(genesis: Genesis, db: NodeReader | None = None) -> tuple[Block, StateCommit]:
