@@ -13,6 +13,7 @@ import rlp
 from rlp.exceptions import RLPException
 
 __all__ = [
+    "MAX_RLP_DEPTH",
     "DecodeError",
     "RLPItem",
     "decode_rlp",
@@ -25,6 +26,13 @@ __all__ = [
 ]
 
 RLPItem: TypeAlias = bytes | list["RLPItem"]
+
+MAX_RLP_DEPTH = 128
+"""Deepest list nesting :func:`decode_rlp` accepts. rusty-rlp recurses natively and crashes
+the process (SIGSEGV) on ~30,000 nested lists, which fit in under 100 KB: a remote crash.
+Our formats nest a handful of levels."""
+
+_BELOW_LIST_HEADERS = bytes(range(0xC0))
 
 
 class DecodeError(ValueError):
@@ -60,13 +68,46 @@ def decode_rlp(raw: bytes, what: str = "rlp", max_size: int | None = None) -> RL
         raise DecodeError(what, f"oversize: {len(raw)} bytes > limit {max_size}")
     if len(raw) == 0:
         raise DecodeError(what, "empty input")
+    raw = bytes(raw)
+    # Nesting depth <= the number of bytes >= 0xc0, so most inputs skip the exact scan.
+    if len(raw.translate(None, _BELOW_LIST_HEADERS)) > MAX_RLP_DEPTH and _too_deep(raw):
+        raise DecodeError(what, f"lists nested deeper than {MAX_RLP_DEPTH} levels")
     try:
-        item: RLPItem = rlp.decode(bytes(raw), strict=True)
+        item: RLPItem = rlp.decode(raw, strict=True)
     except RLPException as exc:
         raise DecodeError(what, f"invalid RLP ({type(exc).__name__}: {exc})") from None
     except Exception as exc:  # a backend error of another type still means bad input
         raise DecodeError(what, f"invalid RLP ({type(exc).__name__}: {exc})") from None
     return item
+
+
+def _too_deep(raw: bytes) -> bool:
+    """Whether lists in ``raw`` nest deeper than MAX_RLP_DEPTH: walks the item headers with an
+    explicit stack, skipping string payloads. Malformed lengths are left to the real decoder."""
+    ends: list[int] = []  # end offsets of the open lists, innermost last
+    pos, size = 0, len(raw)
+    while pos < size:
+        while ends and pos >= ends[-1]:
+            ends.pop()
+        prefix = raw[pos]
+        if prefix < 0x80:
+            pos += 1
+        elif prefix < 0xB8:
+            pos += 1 + prefix - 0x80
+        elif prefix < 0xC0:
+            width = prefix - 0xB7
+            pos += 1 + width + int.from_bytes(raw[pos + 1 : pos + 1 + width], "big")
+        else:
+            if prefix < 0xF8:
+                width, length = 0, prefix - 0xC0
+            else:
+                width = prefix - 0xF7
+                length = int.from_bytes(raw[pos + 1 : pos + 1 + width], "big")
+            pos += 1 + width
+            ends.append(pos + length)
+            if len(ends) > MAX_RLP_DEPTH:
+                return True
+    return False
 
 
 def expect_list(item: RLPItem, what: str, length: int | None = None) -> list[RLPItem]:

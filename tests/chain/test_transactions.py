@@ -337,6 +337,20 @@ def test_decode_rejects_empty_oversize_and_non_bytes() -> None:
         decode_transaction("0x00")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("prefix", [b"", b"\x01", b"\x02"])
+def test_deeply_nested_transaction_is_rejected_not_a_crash(prefix: bytes) -> None:
+    """30,000 nested lists fit in 98 KB (under MAX_TX_SIZE) and used to SIGSEGV rusty-rlp."""
+    item = b"\xc0"
+    for _ in range(30_000):
+        n = len(item)
+        width = (n.bit_length() + 7) // 8
+        head = bytes([0xC0 + n]) if n < 56 else bytes([0xF7 + width]) + n.to_bytes(width, "big")
+        item = head + item
+    assert len(prefix + item) < MAX_TX_SIZE
+    with pytest.raises(DecodeError, match="nested deeper"):
+        decode_transaction(prefix + item)
+
+
 def test_decode_accepts_up_to_the_size_limit() -> None:
     tx = sign_transaction(legacy(data=bytes(MAX_TX_SIZE - 200), gas=10**7), KEY)
     assert len(tx.raw) <= MAX_TX_SIZE

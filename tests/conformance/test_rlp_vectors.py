@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from moderntensor.codec import DecodeError, RLPItem, decode_rlp, encode_rlp, encode_uint
+from moderntensor.codec import (
+    MAX_RLP_DEPTH,
+    DecodeError,
+    RLPItem,
+    decode_rlp,
+    encode_rlp,
+    encode_uint,
+)
 from moderntensor.crypto import keccak256
 from tests.conftest import VECTORS
 
@@ -79,3 +86,37 @@ def test_constants() -> None:
     assert keccak256(b"").hex() == constants["EMPTY_CODE_HASH"]["value"][2:]
     assert encode_rlp(b"") == _unhex(constants["RLP_EMPTY_STRING"]["value"])
     assert encode_rlp([]) == _unhex(constants["RLP_EMPTY_LIST"]["value"])
+
+
+def _nest(levels: int) -> bytes:
+    """``levels`` lists, each the only item of the one outside it."""
+    item = b"\xc0"
+    for _ in range(levels - 1):
+        n = len(item)
+        if n < 56:
+            item = bytes([0xC0 + n]) + item
+        else:
+            width = (n.bit_length() + 7) // 8
+            item = bytes([0xF7 + width]) + n.to_bytes(width, "big") + item
+    return item
+
+
+def test_nesting_up_to_the_limit_decodes() -> None:
+    item = decode_rlp(_nest(MAX_RLP_DEPTH))
+    depth = 0
+    while isinstance(item, list) and item:
+        item, depth = item[0], depth + 1
+    assert depth == MAX_RLP_DEPTH - 1 and item == []
+
+
+@pytest.mark.parametrize("levels", [MAX_RLP_DEPTH + 1, 30_000, 100_000])
+def test_deep_nesting_is_a_decode_error_not_a_crash(levels: int) -> None:
+    """rusty-rlp recurses natively: ~30,000 levels (98 KB) used to kill the process (SIGSEGV)."""
+    with pytest.raises(DecodeError, match="nested deeper"):
+        decode_rlp(_nest(levels), "deep")
+
+
+def test_depth_check_ignores_list_bytes_inside_strings() -> None:
+    """Many 0xc0+ bytes inside a byte string are payload, not nesting."""
+    blob = b"\xc1" * 5000
+    assert decode_rlp(encode_rlp([blob, [blob]])) == [blob, [blob]]
