@@ -102,29 +102,57 @@ class Extension:
 
 @final
 class Branch:
-    """Sixteen child slots (one per nibble) and the value of a key ending here (b'' if none)."""
+    """Sixteen child slots (one per nibble) and the value of a key ending here (b'' if none).
 
-    __slots__ = ("children", "ref", "value")
+    Encoding cache: ``payload`` is the concatenation of the sixteen child references,
+    ``sizes`` their lengths (one byte each), ``dirty`` a bitmask of the slots replaced since
+    the payload was built. Re-encoding a branch after one child changed then splices that
+    child's reference in, instead of visiting all sixteen children again.
+    """
+
+    __slots__ = ("children", "dirty", "payload", "ref", "sizes", "value")
 
     def __init__(
-        self, children: list[Child | None], value: bytes, ref: bytes | None = None
+        self,
+        children: list[Child | None],
+        value: bytes,
+        ref: bytes | None = None,
+        payload: bytes | None = None,
+        sizes: bytes = b"",
+        dirty: int = 0,
     ) -> None:
         self.children = children
         self.value = value
         self.ref = ref
+        self.payload = payload
+        self.sizes = sizes
+        self.dirty = dirty
+
+    def replaced(self, children: list[Child | None], index: int) -> Branch:
+        """A copy with ``children`` (this branch's slots, ``index`` replaced); keeps the cache."""
+        return Branch(
+            children, self.value, None, self.payload, self.sizes, self.dirty | (1 << index)
+        )
 
 
 Node: TypeAlias = Leaf | Extension | Branch
 Child: TypeAlias = Node | bytes  # bytes: an unresolved 33-byte reference 0xa0 || hash
 
 
+# RLP headers for lengths below 256, precomputed (most nodes and values are that short).
+_STRING_HEADER = [bytes((0x80 + n,)) for n in range(56)] + [
+    bytes((0xB8, n)) for n in range(56, 256)
+]
+_LIST_HEADER = [bytes((0xC0 + n,)) for n in range(56)] + [bytes((0xF8, n)) for n in range(56, 256)]
+
+
 def _encode_string(raw: bytes) -> bytes:
     """RLP of a byte string."""
     n = len(raw)
-    if n == 1 and raw[0] < 0x80:
-        return raw
-    if n < 56:
-        return bytes((0x80 + n,)) + raw
+    if n < 256:
+        if n == 1 and raw[0] < 0x80:
+            return raw
+        return _STRING_HEADER[n] + raw
     size = n.to_bytes((n.bit_length() + 7) // 8, "big")
     return bytes((0xB7 + len(size),)) + size + raw
 
@@ -132,21 +160,65 @@ def _encode_string(raw: bytes) -> bytes:
 def _wrap_list(payload: bytes) -> bytes:
     """RLP list header + payload (the payload is already a concatenation of RLP items)."""
     n = len(payload)
-    if n < 56:
-        return bytes((0xC0 + n,)) + payload
+    if n < 256:
+        return _LIST_HEADER[n] + payload
+    if n < 65536:
+        return b"\xf9" + n.to_bytes(2, "big") + payload
     size = n.to_bytes((n.bit_length() + 7) // 8, "big")
     return bytes((0xF7 + len(size),)) + size + payload
+
+
+_MAX_SPLICES = 6  # beyond this many changed children, rebuilding the payload is as cheap
+
+
+def _branch_payload(node: Branch, sink: dict[bytes, bytes]) -> bytes:
+    """The concatenated references of a branch's sixteen slots, from the cache if possible."""
+    payload = node.payload
+    dirty = node.dirty
+    children = node.children
+    if payload is not None and dirty:
+        if dirty.bit_count() > _MAX_SPLICES:
+            payload = None
+        else:
+            buf = bytearray(payload)
+            sizes = bytearray(node.sizes)
+            while dirty:
+                low = dirty & -dirty
+                dirty ^= low
+                i = low.bit_length() - 1
+                c = children[i]
+                r = (
+                    b"\x80"
+                    if c is None
+                    else c
+                    if isinstance(c, bytes)
+                    else (c.ref or compute_ref(c, sink))
+                )
+                start = sum(sizes[:i])
+                buf[start : start + sizes[i]] = r
+                sizes[i] = len(r)
+            payload = node.payload = bytes(buf)
+            node.sizes = bytes(sizes)
+            node.dirty = 0
+            return payload
+    if payload is None:
+        parts = [
+            b"\x80" if c is None else c if isinstance(c, bytes) else (c.ref or compute_ref(c, sink))
+            for c in children
+        ]
+        payload = node.payload = b"".join(parts)
+        node.sizes = bytes(map(len, parts))
+        node.dirty = 0
+    return payload
 
 
 def encode_node(node: Node, sink: dict[bytes, bytes]) -> bytes:
     """The node's RLP; children without a cached ref are hashed on the way (into ``sink``)."""
     if type(node) is Branch:
-        parts = [
-            b"\x80" if c is None else c if isinstance(c, bytes) else (c.ref or compute_ref(c, sink))
-            for c in node.children
-        ]
-        parts.append(_encode_string(node.value))
-        return _wrap_list(b"".join(parts))
+        value = node.value
+        return _wrap_list(
+            _branch_payload(node, sink) + (_encode_string(value) if value else b"\x80")
+        )
     if type(node) is Leaf:
         return _wrap_list(
             _encode_string(encode_compact(node.path, True)) + _encode_string(node.value)

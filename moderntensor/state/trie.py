@@ -154,11 +154,12 @@ class HexaryTrie:
         try:
             item = rlp.decode(raw, strict=True)
             # A short encoding is only stored for the root; let its ref be recomputed.
-            return node_from_item(item, ref if len(raw) >= 32 else None)
+            node = node_from_item(item, ref if len(raw) >= 32 else None)
         except DecodeError as exc:
             raise CorruptTrieNode(node_hash, exc.problem) from None
         except Exception as exc:  # the RLP backend's errors: the stored bytes are bad
             raise CorruptTrieNode(node_hash, f"invalid RLP ({exc})") from None
+        return node
 
     def _root_node(self) -> Node | None:
         root = self._root
@@ -249,7 +250,7 @@ class HexaryTrie:
             if pos == len(path):
                 if node.value == value:
                     return node
-                return Branch(node.children, value)
+                return Branch(node.children, value, None, node.payload, node.sizes, node.dirty)
             i = path[pos]
             child = node.children[i]
             if isinstance(child, bytes):
@@ -259,7 +260,7 @@ class HexaryTrie:
                 return node
             children = node.children.copy()
             children[i] = new
-            return Branch(children, node.value)
+            return node.replaced(children, i)
         if type(node) is Leaf:
             lpath = node.path
             rest = len(path) - pos
@@ -321,7 +322,9 @@ class HexaryTrie:
         if pos == len(path):
             if not node.value:
                 return node
-            return self._normalize(node.children, b"")
+            return self._normalize(
+                Branch(node.children, b"", None, node.payload, node.sizes, node.dirty)
+            )
         i = path[pos]
         sub = node.children[i]
         if sub is None:
@@ -334,8 +337,8 @@ class HexaryTrie:
         children = node.children.copy()
         children[i] = new
         if new is not None:
-            return Branch(children, node.value)
-        return self._normalize(children, node.value)
+            return node.replaced(children, i)
+        return self._normalize(node.replaced(children, i))
 
     def _prefix(self, prefix: bytes, node: Node | None) -> Node | None:
         """``node`` placed under ``prefix``: merges paths so no extension points at a leaf."""
@@ -347,11 +350,13 @@ class HexaryTrie:
             return Extension(prefix + node.path, node.child)
         return Extension(prefix, node)
 
-    def _normalize(self, children: list[Child | None], value: bytes) -> Node | None:
+    def _normalize(self, branch: Branch) -> Node | None:
         """A branch that lost a child or its value, collapsed if it has fewer than two items."""
+        children = branch.children
+        value = branch.value
         count = 16 - children.count(None)
         if count >= 2 or (count == 1 and value):
-            return Branch(children, value)
+            return branch
         if count == 0:
             return Leaf(b"", value) if value else None
         i = next(j for j, c in enumerate(children) if c is not None)
