@@ -1,0 +1,19 @@
+"""The transaction pool (DESIGN.md §2, layer 4): a pure core, see :mod:`._pool` for the rules."""
+
+from __future__ import annotations
+
+from moderntensor.mempool._pool import (
+    AccountReader,
+    Mempool,
+    MempoolConfig,
+    MempoolRejected,
+    MempoolStatistics,
+)
+
+__all__ = [
+    "AccountReader",
+    "Mempool",
+    "MempoolConfig",
+    "MempoolRejected",
+    "MempoolStatistics",
+]
