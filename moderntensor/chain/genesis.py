@@ -399,7 +399,7 @@ def parse_alloc(raw: Any, errs: _Errors) -> list[tuple[bytes, GenesisAccount]]:
             continue
         _check_keys(entry, {"balance", "wei", "nonce", "code", "storage"}, f"{where}.", errs)
         balance_key = "balance" if "balance" in entry else "wei"
-        balance = _int(entry, balance_key, f"{where}.balance", errs)
+        balance = _int(entry, balance_key, f"{where}.balance", errs) if balance_key in entry else 0
         nonce = _int(entry, "nonce", f"{where}.nonce", errs) if "nonce" in entry else 0
         code = b""
         if entry.get("code"):
