@@ -1,0 +1,154 @@
+"""JSON-RPC 2.0 over bytes: parse, validate, dispatch single and batch requests, encode.
+
+Total like our decoders (STYLE rule 5): any body gives a JSON-RPC answer or, for notifications
+only, nothing; a handler that raises something other than :class:`RpcError` is logged and
+answered with -32603, and the server carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ._errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    RpcError,
+    invalid_params,
+)
+from ._methods import Method
+
+__all__ = ["Dispatcher", "error_response"]
+
+log = logging.getLogger("moderntensor.rpc")
+
+_NO_ID = object()  # a notification: no "id" member at all
+
+
+def error_response(error: RpcError, request_id: Any = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
+
+
+def _valid_id(value: Any) -> bool:
+    return (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, int | float) and not isinstance(value, bool))
+    )
+
+
+class Dispatcher:
+    """Routes requests to :class:`Method` handlers; ``extra`` adds per-connection methods."""
+
+    def __init__(self, methods: Mapping[str, Method], max_batch: int) -> None:
+        self.methods = dict(methods)
+        self.max_batch = max_batch
+        self.calls = 0
+        self.errors = 0
+
+    def handle_body(self, body: bytes, extra: Mapping[str, Method] | None = None) -> bytes | None:
+        """Answer one HTTP body or WebSocket message; None when nothing is to be sent back."""
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return orjson.dumps(error_response(RpcError(PARSE_ERROR, f"parse error: {exc}")))
+        answer = self.handle_message(message, extra)
+        return None if answer is None else orjson.dumps(answer)
+
+    def handle_message(
+        self, message: Any, extra: Mapping[str, Method] | None = None
+    ) -> dict[str, Any] | list[dict[str, Any]] | None:
+        if isinstance(message, list):
+            if not message:
+                return error_response(RpcError(INVALID_REQUEST, "empty batch"))
+            if len(message) > self.max_batch:
+                return error_response(
+                    RpcError(
+                        INVALID_REQUEST,
+                        f"batch too large: {len(message)} requests, at most {self.max_batch}",
+                    )
+                )
+            answers = [self.handle_request(item, extra) for item in message]
+            out = [a for a in answers if a is not None]
+            return out or None
+        return self.handle_request(message, extra)
+
+    def handle_request(
+        self, request: Any, extra: Mapping[str, Method] | None = None
+    ) -> dict[str, Any] | None:
+        """One request object -> its response (None for a valid notification)."""
+        self.calls += 1
+        if not isinstance(request, dict):
+            self.errors += 1
+            return error_response(RpcError(INVALID_REQUEST, "request must be a JSON object"))
+        request_id = request.get("id", _NO_ID)
+        reply_id = None if request_id is _NO_ID or not _valid_id(request_id) else request_id
+        try:
+            method = self._validate(request, request_id)
+            handler = (extra or {}).get(method) or self.methods.get(method)
+            if handler is None:
+                raise RpcError(
+                    METHOD_NOT_FOUND, f"the method {method} does not exist/is not available"
+                )
+            result = handler.handler(*self._arguments(handler, request.get("params")))
+        except RpcError as exc:
+            self.errors += 1
+            if request_id is _NO_ID and exc.code != INVALID_REQUEST:
+                return None
+            return error_response(exc, reply_id)
+        except Exception:
+            self.errors += 1
+            log.exception("rpc method %r failed", request.get("method"))
+            if request_id is _NO_ID:
+                return None
+            return error_response(RpcError(INTERNAL_ERROR, "internal error"), reply_id)
+        if request_id is _NO_ID:
+            return None
+        return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+    @staticmethod
+    def _validate(request: dict[str, Any], request_id: Any) -> str:
+        if request.get("jsonrpc") != "2.0":
+            raise RpcError(INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')
+        if request_id is not _NO_ID and not _valid_id(request_id):
+            raise RpcError(
+                INVALID_REQUEST, 'invalid request: "id" must be a string, number or null'
+            )
+        method = request.get("method")
+        if not isinstance(method, str):
+            raise RpcError(INVALID_REQUEST, 'invalid request: "method" must be a string')
+        return method
+
+    @staticmethod
+    def _arguments(method: Method, params: Any) -> list[Any]:
+        if params is None:
+            params = []
+        elif isinstance(params, dict):
+            raise RpcError(
+                INVALID_PARAMS, "invalid params: pass parameters by position (a JSON array)"
+            )
+        elif not isinstance(params, list):
+            raise RpcError(INVALID_PARAMS, "invalid params: must be an array")
+        spec = method.params
+        if len(params) > len(spec):
+            raise RpcError(
+                INVALID_PARAMS, f"too many arguments, want at most {len(spec)}, got {len(params)}"
+            )
+        out = []
+        for i, param in enumerate(spec):
+            if i >= len(params) or params[i] is None:
+                if param.required:
+                    raise invalid_params(i, param.name, "missing value for required argument")
+                out.append(param.default)
+                continue
+            try:
+                out.append(param.parse(params[i]))
+            except ValueError as exc:
+                raise invalid_params(i, param.name, str(exc)) from None
+        return out

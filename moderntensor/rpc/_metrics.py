@@ -1,0 +1,118 @@
+"""Prometheus metrics, read from the chain service at scrape time (no background task).
+
+A private registry per server, so two nodes in one process (tests, the simulator) never share
+series. Transactions per second and block time come from a window of recent blocks; the
+transaction count of a block is its receipt count, cached per block (blocks never change).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from moderntensor.chain.blocks import Header
+from moderntensor.service import ChainService
+
+from ._dispatch import Dispatcher
+
+__all__ = ["CONTENT_TYPE", "RpcMetrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+WINDOW_BLOCKS = 32
+
+
+class _ChainCollector(Collector):
+    def __init__(self, service: ChainService, dispatcher: Dispatcher) -> None:
+        self.service = service
+        self.dispatcher = dispatcher
+        self._tx_counts: OrderedDict[bytes, int] = OrderedDict()
+
+    def _tx_count(self, header: Header) -> int:
+        count = self._tx_counts.get(header.hash)
+        if count is None:
+            count = len(self.service.receipts(header.hash))
+            self._tx_counts[header.hash] = count
+            if len(self._tx_counts) > 4 * WINDOW_BLOCKS:
+                self._tx_counts.popitem(last=False)
+        return count
+
+    def _window(self) -> tuple[float, float]:
+        """(transactions per second, seconds per block) over the last blocks; NaN if unknown."""
+        head = self.service.head
+        slot_seconds = self.service.chain.genesis.consensus.slot_duration_ms / 1000
+        base, txs = head, 0
+        for _ in range(WINDOW_BLOCKS):
+            if base.number == 0:
+                break
+            parent = self.service.header_by_hash(base.parent_hash)
+            if parent is None:
+                break
+            txs += self._tx_count(base)
+            base = parent
+        blocks = head.number - base.number
+        span = (head.slot - base.slot) * slot_seconds
+        if blocks == 0 or span <= 0:
+            return math.nan, math.nan
+        return txs / span, span / blocks
+
+    def collect(self) -> Iterator[Metric]:
+        service = self.service
+        head, final = service.head, service.finalized
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"moderntensor_{name}", doc, value=value)
+
+        yield gauge("head_slot", "Slot of the head block.", head.slot)
+        yield gauge("head_number", "Height of the head block.", head.number)
+        yield gauge("finalized_number", "Height of the latest finalized block.", final.number)
+        yield gauge("finalized_slot", "Slot of the latest finalized block.", final.slot)
+        yield gauge("peers", "Connected peers.", service.peer_count())
+        yield gauge("mempool_size", "Transactions held in the pool.", len(service.pool))
+        tps, block_time = self._window()
+        yield gauge(
+            "transactions_per_second",
+            f"Transactions included per second over the last {WINDOW_BLOCKS} blocks.",
+            tps,
+        )
+        yield gauge(
+            "block_time_seconds",
+            f"Mean time between the last {WINDOW_BLOCKS} blocks (slot clock).",
+            block_time,
+        )
+        latency = math.nan
+        if service.consensus is not None:
+            value = service.consensus.status().get("vote_latency_seconds")
+            if isinstance(value, int | float):
+                latency = float(value)
+        yield gauge(
+            "vote_latency_seconds",
+            "Time from a slot's start to its notarization (consensus; NaN when not voting).",
+            latency,
+        )
+        yield gauge("syncing", "1 while the node is catching up.", 1 if service.syncing else 0)
+        yield CounterMetricFamily(
+            "moderntensor_rpc_requests", "JSON-RPC requests handled.", value=self.dispatcher.calls
+        )
+        yield CounterMetricFamily(
+            "moderntensor_rpc_errors", "JSON-RPC requests answered with an error.",
+            value=self.dispatcher.errors,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "moderntensor_dropped_events",
+            "Head/transaction events a slow subscriber lost.",
+            value=service.dropped_events,
+        )
+
+
+class RpcMetrics:
+    def __init__(self, service: ChainService, dispatcher: Dispatcher) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_ChainCollector(service, dispatcher))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
