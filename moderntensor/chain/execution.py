@@ -25,6 +25,7 @@ from moderntensor.chain.constants import (
 from moderntensor.chain.receipts import Receipt
 from moderntensor.chain.staking import StakingError, StakingParams, add_total, apply_staking_op
 from moderntensor.chain.transactions import Transaction, intrinsic_gas
+from moderntensor.state.account import Account
 from moderntensor.state.statedb import StateDB
 
 __all__ = [
@@ -32,7 +33,9 @@ __all__ = [
     "ChainParams",
     "TransactionRejected",
     "apply_transaction",
+    "check_account",
     "check_transaction",
+    "check_transaction_rules",
     "compute_next_base_fee",
     "execute_transactions",
     "pay_block_reward",
@@ -109,6 +112,16 @@ def check_transaction(state: StateDB, tx: Transaction, base_fee: int, params: Ch
     Raises:
         TransactionRejected: the first rule broken, in Ethereum's wording.
     """
+    check_transaction_rules(tx, base_fee, params)
+    check_account(state.get_account(tx.sender), tx)
+
+
+def check_transaction_rules(tx: Transaction, base_fee: int, params: ChainParams) -> None:
+    """The rules that need no account: chain id, kind, gas, fees.
+
+    Raises:
+        TransactionRejected: the first rule broken.
+    """
     if tx.chain_id is None:
         raise TransactionRejected(
             "only replay-protected (EIP-155) transactions allowed over RPC", tx.hash
@@ -139,7 +152,14 @@ def check_transaction(state: StateDB, tx: Transaction, base_fee: int, params: Ch
             f"baseFee: {base_fee}",
             tx.hash,
         )
-    account = state.get_account(tx.sender)
+
+
+def check_account(account: Account, tx: Transaction) -> None:
+    """The sender's side: its next nonce and funds for ``gas * max_fee + value``.
+
+    Raises:
+        TransactionRejected: nonce too low or too high, or insufficient funds.
+    """
     if tx.nonce < account.nonce:
         raise TransactionRejected(
             f"nonce too low: next nonce {account.nonce}, tx nonce {tx.nonce}", tx.hash

@@ -39,14 +39,18 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
-from typing import Protocol, cast
+from typing import Protocol
 
 import attrs
 
-from moderntensor.chain.execution import ChainParams, TransactionRejected, check_transaction
+from moderntensor.chain.execution import (
+    ChainParams,
+    TransactionRejected,
+    check_account,
+    check_transaction_rules,
+)
 from moderntensor.chain.transactions import MAX_TX_SIZE, Transaction
 from moderntensor.state.account import Account
-from moderntensor.state.statedb import StateDB
 
 __all__ = [
     "AccountReader",
@@ -116,18 +120,6 @@ class _Sender:
         while end in txs:
             end += 1
         self.pending_end = end
-
-
-class _AccountView:
-    """Stands in for a StateDB so :func:`check_transaction` judges one account as we choose."""
-
-    __slots__ = ("account",)
-
-    def __init__(self, account: Account) -> None:
-        self.account = account
-
-    def get_account(self, address: bytes) -> Account:
-        return self.account
 
 
 def _cost(tx: Transaction) -> int:
@@ -234,9 +226,9 @@ class Mempool:
         old = sender.txs.get(tx.nonce) if sender is not None else None
         if old is not None:
             spent -= _cost(old)
-        view = _AccountView(Account(max(nonce, tx.nonce), max(balance - spent, 0)))
         try:
-            check_transaction(cast(StateDB, view), tx, self.params.min_base_fee, self.params)
+            check_transaction_rules(tx, self.params.min_base_fee, self.params)
+            check_account(Account(max(nonce, tx.nonce), max(balance - spent, 0)), tx)
         except TransactionRejected as exc:
             raise MempoolRejected(exc.message, tx_hash) from None
         if sender is None:
