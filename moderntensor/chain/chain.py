@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import attrs
 
@@ -52,9 +53,19 @@ from moderntensor.state.statedb import StateCommit, StateDB
 from moderntensor.state.store import Database
 from moderntensor.state.trie import ordered_trie_root
 
-__all__ = ["Chain", "ChainMismatch", "ExecutedBlock", "InvalidBlock"]
+__all__ = ["Chain", "ChainMismatch", "ExecutedBlock", "InvalidBlock", "SealSigner"]
 
 log = logging.getLogger("moderntensor.chain")
+
+
+class SealSigner(Protocol):
+    """Signs a header's seal hash as the PROPOSE vote of ``slot`` (the consensus core does,
+    through slashing protection); ``address`` is the validator id."""
+
+    @property
+    def address(self) -> bytes: ...
+
+    def sign_seal(self, slot: int, seal_hash: bytes) -> Signature: ...
 
 
 class InvalidBlock(Exception):
@@ -106,6 +117,9 @@ class Chain:
         self.head: Header = head
         self._live: StateDB | None = None
         self._live_root = b""
+        # Executed but not committed (notarized, not yet final): by hash, with their nodes.
+        self._pending: dict[bytes, ExecutedBlock] = {}
+        self._pending_nodes: dict[bytes, bytes] = {}
 
     # -- time and state -------------------------------------------------------------------
 
@@ -120,11 +134,24 @@ class Chain:
         """A fresh, private view of the state after ``header`` (for reads and RPC)."""
         return StateDB(self.db, header.state_root)
 
+    def get_header(self, block_hash: bytes) -> Header | None:
+        """A header that is committed or executed and pending."""
+        pending = self._pending.get(block_hash)
+        return pending.block.header if pending is not None else self.chaindb.get_header(block_hash)
+
+    def get_pending(self, block_hash: bytes) -> ExecutedBlock | None:
+        return self._pending.get(block_hash)
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        """NodeReader over pending blocks' nodes, then the database."""
+        node = self._pending_nodes.get(node_hash)
+        return node if node is not None else self.db.get_node(node_hash)
+
     def _working_state(self, parent: Header) -> StateDB:
         if self._live is not None and self._live_root == parent.state_root:
             state = self._live
         else:
-            state = StateDB(self.db, parent.state_root)
+            state = StateDB(self, parent.state_root)
         self._live = None  # until this execution commits, nobody else may reuse it
         return state
 
@@ -147,13 +174,15 @@ class Chain:
         self,
         parent: Header,
         slot: int,
-        proposer_key: PrivateKey,
+        proposer_key: PrivateKey | SealSigner,
         candidates: Iterable[Transaction],
         evidence: Sequence[bytes] = (),
     ) -> ExecutedBlock:
         """Execute the best candidates that fit on ``parent`` and seal a signed block.
 
-        Candidates that cannot be included (stale nonce, funds, ...) are skipped.
+        Candidates that cannot be included (stale nonce, funds, ...) are skipped. The node
+        passes a :class:`SealSigner` that signs through slashing protection; tests and tools
+        may pass a bare key.
 
         Raises:
             InvalidBlock: the proposer key is not a registered, active validator's.
@@ -187,12 +216,18 @@ class Chain:
             proposer=proposer_key.address,
             evidence_root=compute_evidence_root(evidence),
         )
-        digest = vote_digest(
-            self.params.chain_id, self.genesis_hash, VoteKind.PROPOSE, slot, unsigned.seal_hash
-        )
-        header = attrs.evolve(unsigned, proposer_signature=proposer_key.sign(digest).to_bytes())
+        if isinstance(proposer_key, PrivateKey):
+            digest = vote_digest(
+                self.params.chain_id, self.genesis_hash, VoteKind.PROPOSE, slot, unsigned.seal_hash
+            )
+            signature = proposer_key.sign(digest)
+        else:
+            signature = proposer_key.sign_seal(slot, unsigned.seal_hash)
+        header = attrs.evolve(unsigned, proposer_signature=signature.to_bytes())
         self._stash(state, commit.root)
-        return ExecutedBlock(Block(header, tuple(txs), evidence), tuple(receipts), commit)
+        executed = ExecutedBlock(Block(header, tuple(txs), evidence), tuple(receipts), commit)
+        self._add_pending(executed)
+        return executed
 
     # -- importing ------------------------------------------------------------------------
 
@@ -203,7 +238,7 @@ class Chain:
             InvalidBlock: naming the first rule it breaks.
         """
         header = block.header
-        parent = self.chaindb.get_header(header.parent_hash)
+        parent = self.get_header(header.parent_hash)
         if parent is None:
             raise InvalidBlock("unknown parent", block.hash, header.number)
         self._check_header(header, parent)
@@ -246,7 +281,9 @@ class Chain:
                 header.number,
             )
         self._stash(state, commit.root)
-        return ExecutedBlock(block, tuple(receipts), commit)
+        executed = ExecutedBlock(block, tuple(receipts), commit)
+        self._add_pending(executed)
+        return executed
 
     def _check_header(self, header: Header, parent: Header) -> None:
         h = header.hash
@@ -298,6 +335,22 @@ class Chain:
     def _stash(self, state: StateDB, root: bytes) -> None:
         self._live, self._live_root = state, root
 
+    def _add_pending(self, executed: ExecutedBlock) -> None:
+        self._pending[executed.block.hash] = executed
+        self._pending_nodes.update(executed.state.nodes)
+
+    def prune_pending(self, keep_above: int) -> None:
+        """Forget executed blocks at or below height ``keep_above`` that were not committed
+        (forks that lost); called after a finalization."""
+        stale = [h for h, e in self._pending.items() if e.block.number <= keep_above]
+        if not stale:
+            return
+        for h in stale:
+            del self._pending[h]
+        self._pending_nodes = {}
+        for executed in self._pending.values():
+            self._pending_nodes.update(executed.state.nodes)
+
     # -- committing -----------------------------------------------------------------------
 
     def commit(self, executed: ExecutedBlock, *, finalized: bool = False) -> None:
@@ -306,6 +359,9 @@ class Chain:
             executed.block, executed.receipts, executed.state.nodes, finalized=finalized
         )
         self.head = executed.block.header
+        self._pending.pop(executed.block.hash, None)
+        if not self._pending:
+            self._pending_nodes = {}
 
     def import_block(self, block: Block, *, finalized: bool = False) -> ExecutedBlock:
         """Execute and commit a block received from elsewhere.
