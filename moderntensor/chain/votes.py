@@ -93,6 +93,13 @@ class Offence(enum.IntEnum):
     NULLIFY_AND_FINALIZE = 3
 
 
+def _to_kind(kind: int) -> VoteKind:
+    try:
+        return VoteKind(kind)
+    except ValueError:
+        raise ValueError(f"unknown vote kind {kind}") from None
+
+
 def _check_vote_fields(kind: int, slot: int, block_hash: bytes) -> VoteKind:
     try:
         vote_kind = VoteKind(kind)
@@ -144,7 +151,7 @@ class SignedVote:
     Construction checks the shape, not the signature (see :func:`recover_vote_signer`).
     """
 
-    kind: VoteKind = attrs.field(converter=VoteKind)
+    kind: VoteKind = attrs.field(converter=_to_kind)
     slot: int
     block_hash: bytes
     signer: bytes

@@ -35,7 +35,7 @@ from .harness import (
     epoch_stakes,
 )
 
-STEPS = 50
+STEPS = 60
 
 
 def _byzantine_ok(stakes: list[int], byz: set[int], rotate: bool) -> bool:
@@ -109,8 +109,10 @@ class ConsensusMachine(RuleBasedStateMachine):
     def advance_time(self, ms: int) -> None:
         self.cluster.advance(ms)
 
-    @rule(ms=st.sampled_from([1_000, 2_500]))
-    def advance_time_then_deliver_everything(self, ms: int) -> None:
+    @rule(ms=st.sampled_from([1_000, 2_500]), heal=st.booleans())
+    def advance_time_then_deliver_everything(self, ms: int, heal: bool) -> None:
+        if heal:
+            self.cluster.sides = {}
         self.cluster.advance(ms)
         self.cluster.flush(self.rng, limit=20_000)
 
