@@ -34,6 +34,7 @@ log = logging.getLogger("moderntensor.rpc")
 MAX_HEAD_BYTES = 16 * 1024
 IDLE_TIMEOUT = 120.0
 REQUEST_TIMEOUT = 30.0
+LINGER_SECONDS = 2.0
 _RECEIVE_CHUNK = 65536
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _JSON = (b"content-type", b"application/json")
@@ -161,8 +162,9 @@ class HttpHandler:
         if length is not None and length.isdigit() and int(length) > limit:
             await self._error(
                 stream, conn, 413, f"request body too large: {int(length)} bytes, limit {limit}",
-                cors + [(b"connection", b"close")],
+                [*cors, (b"connection", b"close")],
             )  # fmt: skip
+            await self._linger(stream, int(length))
             return False
         if conn.they_are_waiting_for_100_continue:
             await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
@@ -170,8 +172,9 @@ class HttpHandler:
         if body is None:
             await self._error(
                 stream, conn, 413, f"request body too large: limit {limit} bytes",
-                cors + [(b"connection", b"close")],
+                [*cors, (b"connection", b"close")],
             )  # fmt: skip
+            await self._linger(stream, limit)
             return False
         answer = self.dispatcher.handle_body(body)
         if answer is None:
@@ -198,6 +201,17 @@ class HttpHandler:
                 else:
                     raise _Closed
         raise _Closed  # a slow body: the whole request gets REQUEST_TIMEOUT
+
+    @staticmethod
+    async def _linger(stream: trio.abc.Stream, size: int) -> None:
+        """Read and drop what the client is still sending (bounded in bytes and time), so it
+        sees our error response instead of a reset connection."""
+        with trio.move_on_after(LINGER_SECONDS):
+            while size > 0:
+                data = await stream.receive_some(_RECEIVE_CHUNK)
+                if not data:
+                    return
+                size -= len(data)
 
     async def _drain(self, stream: trio.abc.Stream, conn: h11.Connection) -> None:
         """Skip a (small) body of a request that should not have one."""

@@ -97,9 +97,7 @@ class DevChain:
         self.chain = Chain(db, genesis)
         self.slot_seconds = genesis.consensus.slot_duration_ms / 1000
         head = self.chain.head
-        self.pool = Mempool(
-            self.chain.params, self.chain.state_at(head), BASE_FEE, pool_config
-        )
+        self.pool = Mempool(self.chain.params, self.chain.state_at(head), BASE_FEE, pool_config)
         self.service = ChainService(self.chain, self.pool, client_version="moderntensor/rpc-test")
 
     def current_slot(self) -> int:
