@@ -372,13 +372,13 @@ class HexaryTrie:
         """keccak256 of the root node; encodes and hashes the nodes changed since last time."""
         h = self._root_hash
         if h is None:
+            self._rounds += 1
             root = self._root
             if root is None:
                 h = EMPTY_ROOT
             elif isinstance(root, bytes):
                 h = root[1:]
             else:
-                self._rounds += 1
                 ref = root.ref or compute_ref(root, self._pending)
                 if len(ref) == 33:
                     h = ref[1:]
