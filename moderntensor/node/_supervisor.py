@@ -1,0 +1,143 @@
+"""The supervisor: one root nursery that opens, wires and runs every component of a node.
+
+Order of life: open the database, the chain and the pool; start the consensus driver and the
+RPC server concurrently (each reports readiness through ``nursery.start``); serve until SIGINT
+or SIGTERM cancels the root scope or a component fails; close the database last, after every
+writer has stopped. A failed component takes the node down with its reason logged and a
+non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import trio
+
+from moderntensor import __version__
+from moderntensor.chain.chain import Chain
+from moderntensor.chain.genesis import Genesis
+from moderntensor.consensus import (
+    BlockRef,
+    DatabaseStore,
+    ProtectedSigner,
+    SimplexCore,
+    SlashingProtection,
+)
+from moderntensor.crypto import PrivateKey
+from moderntensor.mempool import Mempool, MempoolConfig
+from moderntensor.node._driver import (
+    ConsensusDriver,
+    NetworkMessage,
+    consensus_config_for,
+    wall_clock_ms,
+)
+from moderntensor.node._logging import event
+from moderntensor.rpc import RpcConfig, serve_rpc
+from moderntensor.service import ChainService
+from moderntensor.state.store import Database
+
+__all__ = ["NodeHandle", "NodeSettings", "open_node", "run_node"]
+
+log = logging.getLogger("moderntensor.node")
+
+
+@attrs.frozen(slots=True)
+class NodeSettings:
+    """Everything a node needs, resolved (the config file or --dev produce one)."""
+
+    data_dir: Path
+    genesis: Genesis
+    consensus_key: PrivateKey | None
+    rpc: RpcConfig | None = attrs.field(factory=RpcConfig)
+    mempool: MempoolConfig = attrs.field(factory=MempoolConfig)
+
+
+@attrs.define
+class NodeHandle:
+    """What a running node exposes to its embedder (tests, benchmarks)."""
+
+    chain: Chain
+    pool: Mempool
+    service: ChainService
+    driver: ConsensusDriver
+    rpc_port: int | None
+    cancel_scope: trio.CancelScope
+    inbound: trio.MemorySendChannel[NetworkMessage]  # where the network feeds the driver
+
+
+async def open_node(
+    settings: NodeSettings,
+    *,
+    clock: Callable[[], int] = wall_clock_ms,
+    task_status: trio.TaskStatus[NodeHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a node until cancelled; reports a :class:`NodeHandle` once it serves.
+
+    Raises:
+        moderntensor.state.store.DatabaseError: the data directory cannot be opened.
+        moderntensor.chain.chain.ChainMismatch: it holds another chain.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database.open(settings.data_dir / "chaindb")
+    try:
+        chain = Chain(db, settings.genesis)
+        head = chain.head
+        config = consensus_config_for(settings.genesis, chain.genesis_hash)
+        pool = Mempool(chain.params, chain.state_at(head), head.base_fee_per_gas, settings.mempool)
+        signer = None
+        if settings.consensus_key is not None:
+            protection = SlashingProtection(DatabaseStore(db), settings.consensus_key.address)
+            signer = ProtectedSigner(
+                settings.consensus_key, protection, config.chain_id, config.genesis_hash
+            )
+        core = SimplexCore(config, [], BlockRef(head.slot, head.hash), signer)
+        service = ChainService(chain, pool, client_version=f"moderntensor/v{__version__}")
+        send, receive = trio.open_memory_channel[NetworkMessage](256)  # burst of votes
+        driver = ConsensusDriver(chain, pool, service, core, clock=clock)
+        service.consensus = driver
+        validator = "0x" + signer.validator_id.hex() if signer else None
+        event(log, logging.INFO, "node starting", data_dir=str(settings.data_dir),
+              chain_id=config.chain_id, genesis="0x" + chain.genesis_hash.hex()[:16],
+              head=head.number, validator=validator)  # fmt: skip
+        async with trio.open_nursery() as nursery:
+            await nursery.start(driver.run, receive)
+            rpc_port = None
+            if settings.rpc is not None:
+                rpc_port = await nursery.start(serve_rpc, service, settings.rpc)
+                event(log, logging.INFO, "rpc listening", addr=settings.rpc.addr, port=rpc_port)
+            task_status.started(
+                NodeHandle(chain, pool, service, driver, rpc_port, nursery.cancel_scope, send)
+            )
+    finally:
+        db.close()
+        event(log, logging.INFO, "database closed", data_dir=str(settings.data_dir))
+
+
+async def run_node(settings: NodeSettings) -> int:
+    """The process's main task: a node plus signal handling; returns the exit code."""
+    started = time.monotonic()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_watch_signals, nursery.cancel_scope)
+            await nursery.start(open_node, settings)
+    except Exception as exc:  # a component failed: the nursery already cancelled the rest
+        log.error("node stopped by a failure: %s", exc, exc_info=exc)
+        return 1
+    event(log, logging.INFO, "node stopped", uptime_s=round(time.monotonic() - started, 1))
+    return 0
+
+
+async def _watch_signals(
+    scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            event(log, logging.INFO, "shutting down", signal=signal.Signals(signum).name)
+            scope.cancel()
+            return
