@@ -182,6 +182,7 @@ class Cluster:
         self.refused: list[SigningRefused] = []
         self.deliveries = 0
         self.check_finality_quorum = True
+        self.incomplete = 0  # Finalized actions that could not link to the previous final block
         for key in self.honest_keys:
             self.boot(key)
 
@@ -282,6 +283,7 @@ class Cluster:
                 self.build(vid, core, action)
             elif isinstance(action, Finalized):
                 self.finalized[vid].extend([*action.ancestors, action.block])
+                self.incomplete += not action.complete
                 if self.check_finality_quorum:
                     assert self.oracle.is_real_quorum(action.certificate), "no real quorum"
             elif isinstance(action, EvidenceFound):

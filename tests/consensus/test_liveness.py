@@ -40,6 +40,7 @@ def test_every_honest_slot_finalizes(stakes: list[int], seed: int) -> None:
     assert_every_slot_finalized(cluster, 12)
     assert all(core.view == 13 for core in cluster.nodes.values())
     assert not cluster.refused and not any(cluster.evidence.values())
+    assert cluster.incomplete == 0
 
 
 def test_crashed_leader_slots_are_nullified_then_chain_continues() -> None:

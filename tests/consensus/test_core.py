@@ -1,0 +1,205 @@
+"""Targeted behaviours of the voting core (the stateful tests cover the combinations)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from moderntensor.chain.votes import ZERO_HASH, Offence, VoteKind, compute_offence, sign_vote
+from moderntensor.consensus import (
+    BlockRef,
+    BuildBlock,
+    ConsensusLocalError,
+    CoreFailed,
+    EvidenceFound,
+    ExecuteBlock,
+    Finalized,
+    InvalidMessage,
+    SetTimer,
+    SignatureVerifier,
+    SigningRefused,
+    SimplexCore,
+    build_certificate,
+    verify_evidence,
+)
+
+from .harness import (
+    CHAIN_ID,
+    CONFIG,
+    GENESIS,
+    GENESIS_HASH,
+    KEYS,
+    OUTSIDERS,
+    Cluster,
+    make_proposal,
+)
+
+
+def cluster4() -> Cluster:
+    return Cluster([10, 10, 10, 10], set())
+
+
+def leader_key(cluster: Cluster, slot: int):  # type: ignore[no-untyped-def]
+    core = next(iter(cluster.nodes.values()))
+    return next(k for k in cluster.keys if k.address == core.leader(slot))
+
+
+def follower(cluster: Cluster, slot: int) -> SimplexCore:
+    core = next(iter(cluster.nodes.values()))
+    return next(c for vid, c in cluster.nodes.items() if vid != core.leader(slot))
+
+
+def test_start_arms_the_timer_and_the_leader_waits_for_its_slot() -> None:
+    cluster = Cluster([10, 10, 10, 10], set())
+    core = cluster.nodes[leader_key(cluster, 1).address]
+    fresh = SimplexCore(CONFIG, cluster.sets, GENESIS, core._signer, cluster.verifier)
+    assert fresh.start(500) == [SetTimer(1_000)]  # slot 1 starts at 1,000 ms
+    actions = fresh.on_tick(1_000)
+    assert BuildBlock(1, GENESIS) in actions
+    assert SetTimer(3_000) in actions  # the timeout: slot start + 2,000 ms
+
+
+def test_proposals_from_non_leaders_or_with_forged_signatures_are_rejected() -> None:
+    cluster = cluster4()
+    core = follower(cluster, 1)
+    not_leader = next(k for k in cluster.keys if k.address != core.leader(1))
+    with pytest.raises(InvalidMessage, match="not the leader"):
+        core.on_proposal(make_proposal(not_leader, 1, GENESIS_HASH), 1_000)
+    real = make_proposal(leader_key(cluster, 1), 1, GENESIS_HASH)
+    forged = make_proposal(OUTSIDERS[0], 1, GENESIS_HASH)
+    forged = type(real)(
+        1, forged.block_hash, GENESIS_HASH, forged.seal_hash, real.proposer, forged.signature
+    )
+    with pytest.raises(InvalidMessage, match="signature"):
+        core.on_proposal(forged, 1_000)
+    assert core.on_proposal(real, 1_000) == [ExecuteBlock(real)]
+
+
+def test_votes_from_outsiders_or_forged_are_rejected_and_unknown_epochs_ignored() -> None:
+    cluster = cluster4()
+    core = next(iter(cluster.nodes.values()))
+    outsider = sign_vote(OUTSIDERS[0], CHAIN_ID, GENESIS_HASH, VoteKind.NULLIFY, 1, ZERO_HASH)
+    with pytest.raises(InvalidMessage, match="not in the set"):
+        core.on_vote(outsider, 0)
+    other_chain = sign_vote(KEYS[0], CHAIN_ID + 1, GENESIS_HASH, VoteKind.NULLIFY, 1, ZERO_HASH)
+    with pytest.raises(InvalidMessage, match="signature"):
+        core.on_vote(other_chain, 0)
+    far = sign_vote(KEYS[0], CHAIN_ID, GENESIS_HASH, VoteKind.NULLIFY, 4 * 64 + 1, ZERO_HASH)
+    assert core.on_vote(far, 0) == []  # epoch 64 has no known set
+
+
+def test_double_proposal_becomes_evidence_and_only_the_first_is_executed() -> None:
+    cluster = cluster4()
+    core = follower(cluster, 1)
+    leader = leader_key(cluster, 1)
+    x = make_proposal(leader, 1, GENESIS_HASH, b"x")
+    y = make_proposal(leader, 1, GENESIS_HASH, b"y")
+    assert core.on_proposal(x, 1_000) == [ExecuteBlock(x)]
+    (found,) = core.on_proposal(y, 1_000)
+    assert isinstance(found, EvidenceFound)
+    assert compute_offence(found.evidence.first, found.evidence.second) is Offence.DOUBLE_PROPOSAL
+    assert verify_evidence(found.evidence, CHAIN_ID, GENESIS_HASH) == leader.address
+    assert core.on_proposal(y, 1_000) == []  # reported once
+
+
+def test_equivocation_inside_a_certificate_is_detected() -> None:
+    cluster = cluster4()
+    core = next(iter(cluster.nodes.values()))
+    bad = KEYS[3]
+    core.on_vote(sign_vote(bad, CHAIN_ID, GENESIS_HASH, VoteKind.NULLIFY, 1, ZERO_HASH), 0)
+    h = make_proposal(leader_key(cluster, 1), 1, GENESIS_HASH).block_hash
+    votes = [sign_vote(k, CHAIN_ID, GENESIS_HASH, VoteKind.FINALIZE, 1, h) for k in KEYS[1:4]]
+    actions = core.on_certificate(build_certificate(VoteKind.FINALIZE, 1, h, votes), 0)
+    evidence = [a.evidence for a in actions if isinstance(a, EvidenceFound)]
+    assert [e.first.signer for e in evidence] == [bad.address]
+    assert any(isinstance(a, Finalized) for a in actions)
+
+
+def test_observer_follows_finality_and_prunes() -> None:
+    cluster = cluster4()
+    rng = random.Random(3)
+    observer = SimplexCore(CONFIG, cluster.sets, GENESIS, None, cluster.verifier)
+    seen: list[Finalized] = []
+    for _ in range(6):
+        cluster.advance(1_000)
+        cluster.flush(rng)
+    # feed the observer only the finalization certificates, newest last: it learns each block
+    # but cannot link them (it never saw the proposals), and says so
+    node = next(iter(cluster.nodes.values()))
+    chain = cluster.finalized[node.validator_id][1:]  # type: ignore[index]
+    for ref in chain[:3]:
+        cert = make_finalization(cluster, ref)
+        seen += [a for a in observer.on_certificate(cert, cluster.now) if isinstance(a, Finalized)]
+    assert [f.block for f in seen] == chain[:3]
+    assert [f.complete for f in seen] == [False, False, False]
+    assert observer.finalized == chain[2]
+    assert observer.view == chain[2].slot + 1
+    assert observer.notarized() == {chain[2].hash: chain[2].slot}
+    assert observer.certificate(VoteKind.FINALIZE, chain[2].slot) == []  # pruned
+
+
+def make_finalization(cluster: Cluster, ref: BlockRef):  # type: ignore[no-untyped-def]
+    votes = [
+        sign_vote(k, CHAIN_ID, GENESIS_HASH, VoteKind.FINALIZE, ref.slot, ref.hash)
+        for k in cluster.keys
+    ]
+    return build_certificate(VoteKind.FINALIZE, ref.slot, ref.hash, votes)
+
+
+def test_finalized_lists_known_ancestors_across_nullified_slots() -> None:
+    cluster = cluster4()
+    rng = random.Random(5)
+    for _ in range(8):
+        cluster.advance(1_000)
+        cluster.flush(rng)
+    for refs in cluster.finalized.values():
+        slots = [r.slot for r in refs]
+        assert slots == sorted(set(slots))
+        assert len(refs) >= 8
+
+
+def test_restarted_validator_refuses_to_vote_twice() -> None:
+    """A validator voted for X, crashed and restarted; the leader (byzantine) now shows it Y.
+    Slashing protection refuses, the core reports it and does not vote."""
+    cluster = cluster4()
+    core = follower(cluster, 1)
+    vid = core.validator_id
+    leader = leader_key(cluster, 1)
+    x = make_proposal(leader, 1, GENESIS_HASH, b"x")
+    core.on_proposal(x, 1_000)
+    assert any(
+        a.message.block_hash == x.block_hash for a in core.on_verdict(x.block_hash, True, 1_000)
+    )  # type: ignore[union-attr]
+    cluster.boot(next(k for k in cluster.keys if k.address == vid))
+    restarted = cluster.nodes[vid]  # type: ignore[index]
+    y = make_proposal(leader, 1, GENESIS_HASH, b"y")
+    assert restarted.on_proposal(y, 1_000) == [ExecuteBlock(y)]
+    (refused,) = restarted.on_verdict(y.block_hash, True, 1_000)
+    assert isinstance(refused, SigningRefused) and refused.kind is VoteKind.NOTARIZE
+
+
+def test_sign_proposal_needs_a_build_request() -> None:
+    cluster = cluster4()
+    core = next(iter(cluster.nodes.values()))
+    with pytest.raises(ConsensusLocalError, match="no block was requested"):
+        core.sign_proposal(99, b"\x01" * 32)
+
+
+def test_core_refuses_input_after_an_unexpected_error() -> None:
+    cluster = cluster4()
+    core = next(iter(cluster.nodes.values()))
+
+    class Boom(RuntimeError):
+        pass
+
+    class Exploding(SignatureVerifier):
+        def is_authentic(self, vote: object) -> bool:
+            raise Boom("bug")
+
+    core._verifier = Exploding(CHAIN_ID, GENESIS_HASH)
+    vote = sign_vote(KEYS[0], CHAIN_ID, GENESIS_HASH, VoteKind.NULLIFY, 1, ZERO_HASH)
+    with pytest.raises(Boom):
+        core.on_vote(vote, 0)
+    with pytest.raises(CoreFailed, match="Boom"):
+        core.on_tick(0)
