@@ -40,6 +40,16 @@ def test_every_honest_slot_finalizes(stakes: list[int], seed: int) -> None:
     assert_every_slot_finalized(cluster, 12)
     assert all(core.view == 13 for core in cluster.nodes.values())
     assert not cluster.refused and not any(cluster.evidence.values())
+
+
+def test_in_order_delivery_links_every_finalized_block() -> None:
+    """Delivered in send order, every node sees each proposal before its finalization, so
+    each Finalized links back to the previous final block."""
+    cluster = Cluster([5, 1, 9, 3, 7], set())
+    for _ in range(10):
+        cluster.advance(1_000)
+        cluster.flush()
+    assert_every_slot_finalized(cluster, 10)
     assert cluster.incomplete == 0
 
 

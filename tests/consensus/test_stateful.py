@@ -164,6 +164,8 @@ class ConsensusMachine(RuleBasedStateMachine):
             for block in (x, y):
                 for kind in (VoteKind.NOTARIZE, VoteKind.FINALIZE):
                     cluster.byzantine_vote(key, kind, slot, block.block_hash, honest)
+        if cluster.sides and data.draw(st.booleans(), label="play it out inside the partition"):
+            cluster.flush(self.rng, limit=20_000)
 
     @precondition(lambda self: self.cluster.byzantine)
     @rule(data=st.data())
