@@ -82,7 +82,7 @@ class HttpHandler:
                 return event
             with trio.move_on_after(timeout):
                 data = await stream.receive_some(_RECEIVE_CHUNK)
-                conn.receive_data(data)
+                conn.receive_data(bytes(data))
                 continue
             raise _Closed
 
@@ -168,15 +168,15 @@ class HttpHandler:
             return False
         if conn.they_are_waiting_for_100_continue:
             await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-        body = await self._read_body(stream, conn, limit)
-        if body is None:
+        payload = await self._read_body(stream, conn, limit)
+        if payload is None:
             await self._error(
                 stream, conn, 413, f"request body too large: limit {limit} bytes",
                 [*cors, (b"connection", b"close")],
             )  # fmt: skip
             await self._linger(stream, limit)
             return False
-        answer = self.dispatcher.handle_body(body)
+        answer = self.dispatcher.handle_body(payload)
         if answer is None:
             await self._respond(stream, conn, 204, b"", cors)
         else:

@@ -208,10 +208,7 @@ class MtApi:
         """Evidence included in recent blocks, and the total slashed so far."""
         state = self.service.state_at(self.service.head)
         given = self._consensus("evidence")
-        if given is not None:
-            items = list(to_json(given))
-        else:
-            items = self._scan_evidence()
+        items = list(to_json(given)) if given is not None else self._scan_evidence()
         return {"slashedTotal": hex(get_total(state, "slashed")), "evidence": items}
 
     def _scan_evidence(self) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ notification is sent only after the reply carrying its id.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from typing import Any
@@ -103,17 +104,15 @@ class WebSocketSession:
     async def _close(self, code: int, reason: str) -> None:
         async with self._send_lock:
             if self.ws.state is ConnectionState.OPEN:
-                try:
+                with contextlib.suppress(trio.BrokenResourceError, LocalProtocolError):
                     await self.stream.send_all(
                         self.ws.send(CloseConnection(code=code, reason=reason))
                     )
-                except (trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
-                    pass
 
     # -- reading --------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        parts: list[bytes | str] = []
+        parts: list[bytes] = []
         size = 0
         while True:
             with trio.move_on_after(IDLE_TIMEOUT) as scope:
@@ -121,7 +120,7 @@ class WebSocketSession:
             if scope.cancelled_caught or not data:
                 return
             try:
-                self.ws.receive_data(data)
+                self.ws.receive_data(bytes(data))
                 events = list(self.ws.events())
             except RemoteProtocolError as exc:
                 await self._close(1002, f"protocol error: {exc}"[:120])
@@ -136,17 +135,20 @@ class WebSocketSession:
                             await self.stream.send_all(self.ws.send(event.response()))
                     return
                 elif isinstance(event, (TextMessage, BytesMessage)):
-                    size += len(event.data)
+                    chunk = (
+                        event.data.encode() if isinstance(event.data, str) else bytes(event.data)
+                    )
+                    size += len(chunk)
                     if size > self.max_message_bytes:
                         await self._close(
                             1009, f"message larger than {self.max_message_bytes} bytes"
                         )
                         return
-                    parts.append(event.data)
+                    parts.append(chunk)
                     if event.message_finished:
-                        body = "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)  # type: ignore[arg-type]
+                        body = b"".join(parts)
                         parts, size = [], 0
-                        await self._answer(body.encode() if isinstance(body, str) else body)
+                        await self._answer(body)
 
     async def _answer(self, body: bytes) -> None:
         reply = self.dispatcher.handle_body(body, self.methods)

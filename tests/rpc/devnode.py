@@ -12,6 +12,7 @@ manager): the Trio run is cancelled and the database closed after every writer s
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -209,10 +210,8 @@ class DevNode:
     def stop(self) -> None:
         if self._token is not None and self._cancel is not None:
             cancel = self._cancel
-            try:
+            with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(cancel.cancel, trio_token=self._token)
-            except trio.RunFinishedError:
-                pass
         self._thread.join(30)
 
     def __enter__(self) -> DevNode:

@@ -17,8 +17,13 @@ def _ensure_ethers() -> None:
     if not (JS / "node_modules" / "ethers").is_dir():  # a checkout where npm was not run yet
         npm = shutil.which("npm")
         assert npm, "npm is required for the ethers.js tests (scripts/test installs ethers)"
-        subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=JS, check=True,
-                       timeout=300, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund"],
+            cwd=JS,
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
 
 
 def test_ethers_v6_transfer(node: DevNode, rpc: RawClient) -> None:
@@ -27,9 +32,12 @@ def test_ethers_v6_transfer(node: DevNode, rpc: RawClient) -> None:
     assert node_bin, "node is required for the ethers.js tests"
     key = "0x" + DEV_KEYS[6].secret.hex()
     done = subprocess.run(
-        [node_bin, "transfer.mjs", node.url, key], cwd=JS, capture_output=True, text=True,
+        [node_bin, "transfer.mjs", node.url, key],
+        cwd=JS,
+        capture_output=True,
+        text=True,
         timeout=60,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["chainId"] == str(CHAIN_ID)

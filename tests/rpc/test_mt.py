@@ -32,10 +32,16 @@ def test_mt_from_chain_state(rpc: RawClient) -> None:
     assert epoch["slot"] >= epoch["headSlot"] >= epoch["finalizedSlot"]
     schedule = rpc.call("mt_leaderSchedule", ["0x5"])
     assert 1 <= len(schedule) <= 5
-    assert [s["slot"] for s in schedule] == list(range(schedule[0]["slot"], schedule[0]["slot"] + len(schedule)))
+    assert [s["slot"] for s in schedule] == list(
+        range(schedule[0]["slot"], schedule[0]["slot"] + len(schedule))
+    )
     assert {s["leader"] for s in schedule} == {checksum_address(VALIDATOR_KEY.address)}
     finality = rpc.call("mt_finality")
-    assert int(finality["headNumber"], 16) - int(finality["finalizedNumber"], 16) == finality["lag"] >= 0
+    assert (
+        int(finality["headNumber"], 16) - int(finality["finalizedNumber"], 16)
+        == finality["lag"]
+        >= 0
+    )
     assert rpc.call("mt_evidence") == {"slashedTotal": "0x0", "evidence": []}
     assert rpc.call("mt_peers") == {"count": 0, "peers": []}
     status = rpc.call("mt_status")
@@ -58,14 +64,19 @@ class FakeConsensus:
 def test_mt_from_a_consensus_view(node: DevNode) -> None:
     def build() -> Any:
         base = node.service
-        service = ChainService(base.chain, base.pool, consensus=FakeConsensus(), peer_count=lambda: 1)
+        service = ChainService(
+            base.chain, base.pool, consensus=FakeConsensus(), peer_count=lambda: 1
+        )
         return RpcApp(service, RpcConfig(port=0)).dispatcher
 
     dispatcher = node.call(build)
 
     def call(method: str, params: list[Any] | None = None) -> Any:
-        answer = node.call(lambda: dispatcher.handle_message(
-            {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}))  # fmt: skip
+        answer = node.call(
+            lambda: dispatcher.handle_message(
+                {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+            )
+        )
         assert isinstance(answer, dict) and "result" in answer, answer
         return answer["result"]
 

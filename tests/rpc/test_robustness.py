@@ -16,20 +16,41 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.rpc.conftest import RawClient
 from tests.rpc.devnode import DevNode
 
-METHODS = ["eth_getBalance", "eth_getBlockByNumber", "eth_sendRawTransaction", "eth_call",
-           "eth_feeHistory", "eth_getProof", "eth_getLogs", "mt_leaderSchedule", "eth_subscribe",
-           "nope", "", "eth_", "rpc.discover"]  # fmt: skip
+METHODS = [
+    "eth_getBalance",
+    "eth_getBlockByNumber",
+    "eth_sendRawTransaction",
+    "eth_call",
+    "eth_feeHistory",
+    "eth_getProof",
+    "eth_getLogs",
+    "mt_leaderSchedule",
+    "eth_subscribe",
+    "nope",
+    "",
+    "eth_",
+    "rpc.discover",
+]
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
-    | st.text(max_size=40) | st.sampled_from(["latest", "0x", "0x0", "0x01", "0x" + "f" * 80]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40)
+    | st.sampled_from(["latest", "0x", "0x0", "0x01", "0x" + "f" * 80]),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
+)
 requests = st.fixed_dictionaries(
     {"jsonrpc": st.sampled_from(["2.0", "2.0", "1.0", 2])},
-    optional={"id": json_values, "method": st.sampled_from(METHODS) | json_values,
-              "params": st.lists(json_values, max_size=4) | json_values},
-)  # fmt: skip
+    optional={
+        "id": json_values,
+        "method": st.sampled_from(METHODS) | json_values,
+        "params": st.lists(json_values, max_size=4) | json_values,
+    },
+)
 bodies = (
     st.binary(max_size=200)
     | json_values.map(orjson.dumps)
@@ -54,8 +75,9 @@ def _is_error(obj: Any) -> bool:
 
 
 def _is_response(obj: Any) -> bool:
-    return _is_error(obj) or (isinstance(obj, dict) and obj.get("jsonrpc") == "2.0"
-                              and "id" in obj and "result" in obj)  # fmt: skip
+    return _is_error(obj) or (
+        isinstance(obj, dict) and obj.get("jsonrpc") == "2.0" and "id" in obj and "result" in obj
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -86,8 +108,11 @@ def test_any_body_gets_a_json_rpc_answer(node: DevNode, body: bytes) -> None:
 
 
 def test_server_still_alive_after_garbage(node: DevNode, rpc: RawClient) -> None:
-    for junk in (b"\x00\xff" * 100, b"GET / HTTP/1.1\r\n" + b"X" * 70_000 + b"\r\n\r\n",
-                 b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"):  # fmt: skip
+    for junk in (
+        b"\x00\xff" * 100,
+        b"GET / HTTP/1.1\r\n" + b"X" * 70_000 + b"\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab",
+    ):
         with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
             try:
                 sock.sendall(junk)
@@ -102,13 +127,20 @@ def test_server_still_alive_after_garbage(node: DevNode, rpc: RawClient) -> None
 def test_unknown_method_and_codes(rpc: RawClient) -> None:
     status, body = rpc.post(b'{"jsonrpc":"2.0","id":"a","method":"eth_mine","params":[]}')
     assert status == 200
-    assert orjson.loads(body) == {"jsonrpc": "2.0", "id": "a", "error": {
-        "code": -32601, "message": "the method eth_mine does not exist/is not available"}}  # fmt: skip
+    assert orjson.loads(body) == {
+        "jsonrpc": "2.0",
+        "id": "a",
+        "error": {"code": -32601, "message": "the method eth_mine does not exist/is not available"},
+    }
     assert orjson.loads(rpc.post(b"{")[1])["error"]["code"] == -32700
     assert orjson.loads(rpc.post(b'{"jsonrpc":"2.0","id":1}')[1])["error"]["code"] == -32600
     assert rpc.post(b'{"jsonrpc":"2.0","method":"eth_chainId"}') == (204, b"")
-    mixed = orjson.loads(rpc.post(b'[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},1,'
-                                  b'{"jsonrpc":"2.0","method":"eth_chainId"}]')[1])  # fmt: skip
+    mixed = orjson.loads(
+        rpc.post(
+            b'[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},1,'
+            b'{"jsonrpc":"2.0","method":"eth_chainId"}]'
+        )[1]
+    )
     assert [r.get("result") for r in mixed] == ["0x539", None]
     assert mixed[1]["error"]["code"] == -32600
 
@@ -135,17 +167,27 @@ def test_body_limit(node: DevNode) -> None:
 
 def test_cors_preflight_and_headers(node: DevNode, rpc: RawClient) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
-    conn.request("OPTIONS", "/", headers={"Origin": "chrome-extension://metamask",
-                                          "Access-Control-Request-Method": "POST",
-                                          "Access-Control-Request-Headers": "content-type"})  # fmt: skip
+    conn.request(
+        "OPTIONS",
+        "/",
+        headers={
+            "Origin": "chrome-extension://metamask",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     response = conn.getresponse()
     response.read()
     assert response.status == 204
     assert response.getheader("access-control-allow-origin") == "*"
     assert "POST" in response.getheader("access-control-allow-methods", "")
     assert response.getheader("access-control-allow-headers") == "content-type"
-    conn.request("POST", "/", b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}',
-                 {"Origin": "http://localhost:3000", "content-type": "application/json"})  # fmt: skip
+    conn.request(
+        "POST",
+        "/",
+        b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}',
+        {"Origin": "http://localhost:3000", "content-type": "application/json"},
+    )
     response = conn.getresponse()
     assert response.getheader("access-control-allow-origin") == "*"
     assert orjson.loads(response.read())["result"] == "0x539"

@@ -109,10 +109,16 @@ def test_eip1559_transfer(w3: Web3, rpc: RawClient) -> None:
     base = w3.eth.get_block("latest")["baseFeePerGas"]
     signed = sender.sign_transaction(
         {
-            "type": 2, "chainId": CHAIN_ID, "nonce": nonce, "to": to, "value": value,
-            "gas": 21_000, "maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip,
+            "type": 2,
+            "chainId": CHAIN_ID,
+            "nonce": nonce,
+            "to": to,
+            "value": value,
+            "gas": 21_000,
+            "maxPriorityFeePerGas": tip,
+            "maxFeePerGas": 2 * base + tip,
         }
-    )  # fmt: skip
+    )
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     assert tx_hash == signed.hash
     receipt = _check_transfer(w3, rpc, sender.address, to, value, tx_hash)
@@ -131,9 +137,15 @@ def test_legacy_transfer(w3: Web3, rpc: RawClient) -> None:
     sender, to, value = _account(2), Account.create().address, 7 * GWEI
     nonce = w3.eth.get_transaction_count(sender.address, "pending")
     signed = sender.sign_transaction(
-        {"chainId": CHAIN_ID, "nonce": nonce, "to": to, "value": value, "gas": 21_000,
-         "gasPrice": w3.eth.gas_price}
-    )  # fmt: skip
+        {
+            "chainId": CHAIN_ID,
+            "nonce": nonce,
+            "to": to,
+            "value": value,
+            "gas": 21_000,
+            "gasPrice": w3.eth.gas_price,
+        }
+    )
     assert signed.raw_transaction[0] >= 0xC0  # a legacy RLP list, not a typed envelope
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = _check_transfer(w3, rpc, sender.address, to, value, tx_hash)
@@ -145,8 +157,13 @@ def test_web3_builds_fills_and_sends(w3: Web3) -> None:
     """web3.py's own gas and fee filling (eth_estimateGas, eth_maxPriorityFeePerGas,
     eth_getBlockByNumber's baseFeePerGas) gives a transaction that is accepted."""
     sender, to = _account(3), Account.create().address
-    tx = {"from": sender.address, "to": to, "value": 1, "chainId": CHAIN_ID,
-          "nonce": w3.eth.get_transaction_count(sender.address, "pending")}  # fmt: skip
+    tx = {
+        "from": sender.address,
+        "to": to,
+        "value": 1,
+        "chainId": CHAIN_ID,
+        "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
+    }
     tx["gas"] = w3.eth.estimate_gas(tx)
     assert tx["gas"] == 21_000
     tx["maxPriorityFeePerGas"] = w3.eth.max_priority_fee
@@ -162,8 +179,14 @@ def test_web3_builds_fills_and_sends(w3: Web3) -> None:
 def test_rejections(w3: Web3, node: DevNode) -> None:
     sender = _account(4)
     nonce = w3.eth.get_transaction_count(sender.address, "pending")
-    base = {"nonce": nonce, "to": Account.create().address, "value": 1, "gas": 21_000,
-            "maxPriorityFeePerGas": GWEI, "maxFeePerGas": 10 * GWEI}  # fmt: skip
+    base = {
+        "nonce": nonce,
+        "to": Account.create().address,
+        "value": 1,
+        "gas": 21_000,
+        "maxPriorityFeePerGas": GWEI,
+        "maxFeePerGas": 10 * GWEI,
+    }
 
     other_chain = sender.sign_transaction({**base, "chainId": 1})
     with pytest.raises(Web3RPCError) as wrong_chain:
@@ -187,9 +210,16 @@ def test_rejections(w3: Web3, node: DevNode) -> None:
 def test_error_codes_for_rejections(rpc: RawClient) -> None:
     pauper = Account.from_key(PrivateKey.generate().secret)
     signed = pauper.sign_transaction(
-        {"nonce": 0, "to": pauper.address, "value": 1, "gas": 21_000, "chainId": CHAIN_ID,
-         "maxPriorityFeePerGas": GWEI, "maxFeePerGas": 10 * GWEI}
-    )  # fmt: skip
+        {
+            "nonce": 0,
+            "to": pauper.address,
+            "value": 1,
+            "gas": 21_000,
+            "chainId": CHAIN_ID,
+            "maxPriorityFeePerGas": GWEI,
+            "maxFeePerGas": 10 * GWEI,
+        }
+    )
     with pytest.raises(RpcFailed) as exc:
         rpc.call("eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()])
     assert exc.value.code == -32000

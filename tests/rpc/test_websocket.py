@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -16,8 +17,11 @@ GWEI = 10**9
 
 
 async def _request(ws: Any, request_id: int, method: str, params: list[Any]) -> Any:
-    await ws.send_message(orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
-                                        "params": params}).decode())  # fmt: skip
+    await ws.send_message(
+        orjson.dumps(
+            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        ).decode()
+    )
     with trio.fail_after(10):
         while True:
             message = orjson.loads(await ws.get_message())
@@ -47,7 +51,7 @@ async def test_calls_and_new_heads_are_consecutive(node: DevNode) -> None:
         heads = [await _notification(ws, sub_id) for _ in range(4)]
         numbers = [int(h["number"], 16) for h in heads]
         assert numbers == list(range(numbers[0], numbers[0] + 4))
-        for parent, child in zip(heads, heads[1:], strict=False):
+        for parent, child in itertools.pairwise(heads):
             assert child["parentHash"] == parent["hash"]
         for head in heads:
             check_result("eth_blockNumber", head["number"])
@@ -64,12 +68,24 @@ async def test_new_pending_transactions(node: DevNode) -> None:
     sender = Account.from_key(DEV_KEYS[5].secret)
     async with open_websocket_url(node.ws_url) as ws:
         sub_id = (await _request(ws, 1, "eth_subscribe", ["newPendingTransactions"]))["result"]
-        nonce = int((await _request(ws, 2, "eth_getTransactionCount",
-                                    [sender.address, "pending"]))["result"], 16)  # fmt: skip
+        nonce = int(
+            (await _request(ws, 2, "eth_getTransactionCount", [sender.address, "pending"]))[
+                "result"
+            ],
+            16,
+        )
         signed = sender.sign_transaction(
-            {"type": 2, "chainId": CHAIN_ID, "nonce": nonce, "to": Account.create().address,
-             "value": 1, "gas": 21_000, "maxPriorityFeePerGas": GWEI, "maxFeePerGas": 10 * GWEI}
-        )  # fmt: skip
+            {
+                "type": 2,
+                "chainId": CHAIN_ID,
+                "nonce": nonce,
+                "to": Account.create().address,
+                "value": 1,
+                "gas": 21_000,
+                "maxPriorityFeePerGas": GWEI,
+                "maxFeePerGas": 10 * GWEI,
+            }
+        )
         sent = await _request(
             ws, 3, "eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()]
         )
