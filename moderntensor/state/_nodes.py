@@ -13,8 +13,10 @@ Representation (shared by the trie and the proof verifier):
   into the parent's encoding as is and resolved with ``ref[1:]`` on first touch;
 * ``ref`` caches the node's reference as its parent embeds it: ``0xa0 || hash`` when the
   encoding is 32 bytes or longer, else the encoding itself (nodes under 32 bytes are inlined).
-  ``None`` means "not computed yet". Nodes are never mutated after their ref is computed,
-  except for replacing an unresolved child reference by the equal decoded node (a memo).
+  ``None`` means "not computed yet";
+* ``owner`` is the token of the one trie allowed to change the node in place (it created
+  the node and has not shared it since); every other node is immutable, except for
+  replacing an unresolved child reference by the equal decoded node (a memo).
 """
 
 from __future__ import annotations
@@ -80,24 +82,30 @@ def decode_compact(raw: bytes) -> tuple[bytes, bool]:
 class Leaf:
     """The rest of a key's path and its (non-empty) value."""
 
-    __slots__ = ("path", "ref", "value")
+    __slots__ = ("owner", "path", "ref", "value")
 
-    def __init__(self, path: bytes, value: bytes, ref: bytes | None = None) -> None:
+    def __init__(
+        self, path: bytes, value: bytes, ref: bytes | None = None, owner: object = None
+    ) -> None:
         self.path = path
         self.value = value
         self.ref = ref
+        self.owner = owner
 
 
 @final
 class Extension:
     """A shared path segment (non-empty) leading to one branch."""
 
-    __slots__ = ("child", "path", "ref")
+    __slots__ = ("child", "owner", "path", "ref")
 
-    def __init__(self, path: bytes, child: Child, ref: bytes | None = None) -> None:
+    def __init__(
+        self, path: bytes, child: Child, ref: bytes | None = None, owner: object = None
+    ) -> None:
         self.path = path
         self.child = child
         self.ref = ref
+        self.owner = owner
 
 
 @final
@@ -110,7 +118,7 @@ class Branch:
     child's reference in, instead of visiting all sixteen children again.
     """
 
-    __slots__ = ("children", "dirty", "payload", "ref", "sizes", "value")
+    __slots__ = ("children", "dirty", "owner", "payload", "ref", "sizes", "value")
 
     def __init__(
         self,
@@ -120,6 +128,7 @@ class Branch:
         payload: bytes | None = None,
         sizes: bytes = b"",
         dirty: int = 0,
+        owner: object = None,
     ) -> None:
         self.children = children
         self.value = value
@@ -127,12 +136,7 @@ class Branch:
         self.payload = payload
         self.sizes = sizes
         self.dirty = dirty
-
-    def replaced(self, children: list[Child | None], index: int) -> Branch:
-        """A copy with ``children`` (this branch's slots, ``index`` replaced); keeps the cache."""
-        return Branch(
-            children, self.value, None, self.payload, self.sizes, self.dirty | (1 << index)
-        )
+        self.owner = owner
 
 
 Node: TypeAlias = Leaf | Extension | Branch
@@ -169,6 +173,7 @@ def _wrap_list(payload: bytes) -> bytes:
 
 
 _MAX_SPLICES = 6  # beyond this many changed children, rebuilding the payload is as cheap
+_ALL_HASHES = bytes([33] * 16)  # the sizes of a branch whose sixteen children are hashed
 
 
 def _branch_payload(node: Branch, sink: dict[bytes, bytes]) -> bytes:
@@ -176,38 +181,43 @@ def _branch_payload(node: Branch, sink: dict[bytes, bytes]) -> bytes:
     payload = node.payload
     dirty = node.dirty
     children = node.children
-    if payload is not None and dirty:
-        if dirty.bit_count() > _MAX_SPLICES:
-            payload = None
-        else:
-            buf = bytearray(payload)
-            sizes = bytearray(node.sizes)
-            while dirty:
-                low = dirty & -dirty
-                dirty ^= low
-                i = low.bit_length() - 1
-                c = children[i]
-                r = (
-                    b"\x80"
-                    if c is None
-                    else c
-                    if isinstance(c, bytes)
-                    else (c.ref or compute_ref(c, sink))
-                )
+    if payload is not None and dirty and dirty.bit_count() <= _MAX_SPLICES:
+        sizes = node.sizes
+        while dirty:
+            low = dirty & -dirty
+            dirty ^= low
+            i = low.bit_length() - 1
+            c = children[i]
+            r = (
+                b"\x80"
+                if c is None
+                else c
+                if isinstance(c, bytes)
+                else (c.ref or compute_ref(c, sink))
+            )
+            if sizes is _ALL_HASHES:
+                start = 33 * i
+                old = 33
+            else:
                 start = sum(sizes[:i])
-                buf[start : start + sizes[i]] = r
-                sizes[i] = len(r)
-            payload = node.payload = bytes(buf)
-            node.sizes = bytes(sizes)
-            node.dirty = 0
-            return payload
-    if payload is None:
+                old = sizes[i]
+            payload = payload[:start] + r + payload[start + old :]
+            if len(r) != old:
+                sizes = sizes[:i] + bytes((len(r),)) + sizes[i + 1 :]
+                if sizes == _ALL_HASHES:
+                    sizes = _ALL_HASHES
+        node.payload = payload
+        node.sizes = sizes
+        node.dirty = 0
+        return payload
+    if payload is None or dirty:
         parts = [
             b"\x80" if c is None else c if isinstance(c, bytes) else (c.ref or compute_ref(c, sink))
             for c in children
         ]
         payload = node.payload = b"".join(parts)
-        node.sizes = bytes(map(len, parts))
+        sizes = bytes(map(len, parts))
+        node.sizes = _ALL_HASHES if sizes == _ALL_HASHES else sizes
         node.dirty = 0
     return payload
 

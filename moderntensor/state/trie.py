@@ -2,16 +2,21 @@
 
 How it stays fast (py-trie hashes and stores every node on every update; we do not):
 
-* Updates copy the nodes on the key's path (path copying) and nothing else; no encoding or
-  hashing happens in :meth:`HexaryTrie.set` / :meth:`HexaryTrie.delete`. New nodes have no
-  cached reference, untouched subtrees keep theirs.
+* No encoding or hashing happens in :meth:`HexaryTrie.set` / :meth:`HexaryTrie.delete`.
+  An update changes the nodes on the key's path in place when this trie created them and
+  has not shared them (each node carries its trie's ``owner`` token), and copies them
+  otherwise; either way those nodes lose their cached reference, untouched subtrees keep
+  theirs. In-place updates matter: path copying allocated ~6 nodes per update, and the
+  allocation plus the garbage collector's work on them cost more than the rest of ``set``.
 * :attr:`HexaryTrie.root_hash` encodes and hashes only the nodes without a cached reference,
-  each once, and remembers the hashed encodings; :meth:`HexaryTrie.commit` hands over those
-  still reachable from the root, ready for one database batch.
+  each once (a branch splices its changed children into its cached encoding), and keeps the
+  hashed encodings; :meth:`HexaryTrie.commit` hands over those still reachable from the
+  root, ready for one database batch.
 * Nodes read from the store are decoded on first touch and stay in the in-memory graph, so a
   long-lived trie reads each node from disk at most once.
-* Because nodes are never changed in place, :meth:`HexaryTrie.copy` is O(1): a copy shares
-  every node and diverges by path copying (e.g. to execute a block that may be discarded).
+* :meth:`HexaryTrie.copy` is O(1) apart from hashing pending changes: both tries then share
+  every node, give up ownership of all of them and diverge by copy-on-write (e.g. to
+  execute a block that may be discarded).
 
 Encoding rules (Yellow Paper appendix D): leaf ``[hp(path, leaf), value]``, extension
 ``[hp(path), child]``, branch ``[c0..c15, value]``; a child whose RLP is under 32 bytes is
@@ -120,7 +125,7 @@ class HexaryTrie:
         root_hash: the root to start from; :data:`EMPTY_ROOT` for a new trie.
     """
 
-    __slots__ = ("_db", "_pending", "_root", "_root_hash", "_rounds")
+    __slots__ = ("_changed", "_db", "_owner", "_pending", "_root", "_root_hash", "_rounds")
 
     def __init__(self, db: NodeReader, root_hash: bytes = EMPTY_ROOT) -> None:
         if not isinstance(root_hash, bytes) or len(root_hash) != 32:
@@ -130,6 +135,8 @@ class HexaryTrie:
         self._root_hash: bytes | None = root_hash
         self._pending: dict[bytes, bytes] = {}  # hashed since the last commit: hash -> RLP
         self._rounds = 0  # root computations since the last commit
+        self._owner = object()  # marks the nodes this trie may change in place
+        self._changed = False  # set by _put when an update changed something
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -221,8 +228,9 @@ class HexaryTrie:
             return
         path = self._path(key)
         root = self._root_node()
+        self._changed = False
         new = self._put(root, path, 0, value)
-        if new is not root:
+        if self._changed:
             self._root = new
             self._root_hash = None
 
@@ -243,42 +251,71 @@ class HexaryTrie:
             self._root_hash = None
 
     def _put(self, node: Node | None, path: bytes, pos: int, value: bytes) -> Node:
-        """The subtree ``node`` (at nibble ``pos`` of ``path``) with the value set."""
+        """The subtree ``node`` (at nibble ``pos`` of ``path``) with the value set.
+
+        Nodes this trie owns are changed in place (their ref dropped); others are copied.
+        Sets ``self._changed`` when anything changed.
+        """
+        owner = self._owner
         if node is None:
-            return Leaf(path[pos:], value)
+            self._changed = True
+            return Leaf(path[pos:], value, None, owner)
         if type(node) is Branch:
             if pos == len(path):
                 if node.value == value:
                     return node
-                return Branch(node.children, value, None, node.payload, node.sizes, node.dirty)
+                self._changed = True
+                if node.owner is owner:
+                    node.value = value
+                    node.ref = None
+                    return node
+                return Branch(
+                    node.children.copy(), value, None, node.payload, node.sizes, node.dirty, owner
+                )
             i = path[pos]
-            child = node.children[i]
+            children = node.children
+            child = children[i]
             if isinstance(child, bytes):
-                child = node.children[i] = self._resolve(child)
+                child = children[i] = self._resolve(child)
             new = self._put(child, path, pos + 1, value)
-            if new is child:
+            if not self._changed:
                 return node
-            children = node.children.copy()
+            if node.owner is owner:
+                children[i] = new
+                node.ref = None
+                node.dirty |= 1 << i
+                return node
+            children = children.copy()
             children[i] = new
-            return node.replaced(children, i)
+            return Branch(
+                children, node.value, None, node.payload, node.sizes, node.dirty | (1 << i), owner
+            )
         if type(node) is Leaf:
             lpath = node.path
             rest = len(path) - pos
             if rest == len(lpath) and path.endswith(lpath):
-                return node if node.value == value else Leaf(lpath, value)
+                if node.value == value:
+                    return node
+                self._changed = True
+                if node.owner is owner:
+                    node.value = value
+                    node.ref = None
+                    return node
+                return Leaf(lpath, value, None, owner)
+            self._changed = True
             n = _common_prefix_length(lpath, path, pos)
             slots: list[Child | None] = [None] * 16
             branch_value = b""
             if n == len(lpath):
                 branch_value = node.value
             else:
-                slots[lpath[n]] = Leaf(lpath[n + 1 :], node.value)
+                slots[lpath[n]] = Leaf(lpath[n + 1 :], node.value, None, owner)
             if n == rest:
                 branch_value = value
             else:
-                slots[path[pos + n]] = Leaf(path[pos + n + 1 :], value)
-            branch = Branch(slots, branch_value)
-            return Extension(lpath[:n], branch) if n else branch
+                slots[path[pos + n]] = Leaf(path[pos + n + 1 :], value, None, owner)
+            branch = Branch(slots, branch_value, None, None, b"", 0, owner)
+            return Extension(lpath[:n], branch, None, owner) if n else branch
         epath = node.path
         n = _common_prefix_length(epath, path, pos)
         if n == len(epath):
@@ -286,23 +323,31 @@ class HexaryTrie:
             if isinstance(child, bytes):
                 child = node.child = self._resolve(child)
             new = self._put(child, path, pos + n, value)
-            if new is child:
+            if not self._changed:
                 return node
-            return Extension(epath, new)
+            if node.owner is owner:
+                node.child = new
+                node.ref = None
+                return node
+            return Extension(epath, new, None, owner)
         # The key leaves the extension after n nibbles: split it around a new branch.
+        self._changed = True
         slots = [None] * 16
         tail = epath[n + 1 :]
-        slots[epath[n]] = Extension(tail, node.child) if tail else node.child
+        slots[epath[n]] = Extension(tail, node.child, None, owner) if tail else node.child
         branch_value = b""
         if pos + n == len(path):
             branch_value = value
         else:
-            slots[path[pos + n]] = Leaf(path[pos + n + 1 :], value)
-        branch = Branch(slots, branch_value)
-        return Extension(epath[:n], branch) if n else branch
+            slots[path[pos + n]] = Leaf(path[pos + n + 1 :], value, None, owner)
+        branch = Branch(slots, branch_value, None, None, b"", 0, owner)
+        return Extension(epath[:n], branch, None, owner) if n else branch
 
     def _remove(self, node: Node, path: bytes, pos: int) -> Node | None:
-        """The subtree ``node`` without the key; the same object if the key is absent."""
+        """The subtree ``node`` without the key; the same object if the key is absent.
+
+        Copies the nodes on the path (deletes are rare enough not to need in-place edits).
+        """
         if type(node) is Leaf:
             lpath = node.path
             if len(path) - pos == len(lpath) and path.endswith(lpath):
@@ -322,9 +367,7 @@ class HexaryTrie:
         if pos == len(path):
             if not node.value:
                 return node
-            return self._normalize(
-                Branch(node.children, b"", None, node.payload, node.sizes, node.dirty)
-            )
+            return self._normalize(node, node.children.copy(), b"", 0)
         i = path[pos]
         sub = node.children[i]
         if sub is None:
@@ -336,29 +379,31 @@ class HexaryTrie:
             return node
         children = node.children.copy()
         children[i] = new
-        if new is not None:
-            return node.replaced(children, i)
-        return self._normalize(node.replaced(children, i))
+        return self._normalize(node, children, node.value, 1 << i)
 
     def _prefix(self, prefix: bytes, node: Node | None) -> Node | None:
         """``node`` placed under ``prefix``: merges paths so no extension points at a leaf."""
         if node is None:
             return None
         if type(node) is Leaf:
-            return Leaf(prefix + node.path, node.value)
+            return Leaf(prefix + node.path, node.value, None, self._owner)
         if type(node) is Extension:
-            return Extension(prefix + node.path, node.child)
-        return Extension(prefix, node)
+            return Extension(prefix + node.path, node.child, None, self._owner)
+        return Extension(prefix, node, None, self._owner)
 
-    def _normalize(self, branch: Branch) -> Node | None:
-        """A branch that lost a child or its value, collapsed if it has fewer than two items."""
-        children = branch.children
-        value = branch.value
+    def _normalize(
+        self, old: Branch, children: list[Child | None], value: bytes, changed: int
+    ) -> Node | None:
+        """``old`` with new ``children`` (a fresh list) and ``value``, collapsed if it has
+        fewer than two items left; ``changed`` marks the replaced slot for the payload cache.
+        """
         count = 16 - children.count(None)
         if count >= 2 or (count == 1 and value):
-            return branch
+            return Branch(
+                children, value, None, old.payload, old.sizes, old.dirty | changed, self._owner
+            )
         if count == 0:
-            return Leaf(b"", value) if value else None
+            return Leaf(b"", value, None, self._owner) if value else None
         i = next(j for j, c in enumerate(children) if c is not None)
         only = cast(Child, children[i])
         if isinstance(only, bytes):
@@ -475,7 +520,8 @@ class HexaryTrie:
         """An independent trie sharing every node (O(1) apart from hashing pending changes).
 
         Both tries may be changed and committed; each commit returns every node its own root
-        needs that it has not committed before.
+        needs that it has not committed before. Shared nodes are copied on write by both,
+        so the first updates after a copy cost a little more.
         """
         self.root_hash  # noqa: B018 -- shared nodes must be hashed before they are shared
         other = object.__new__(type(self))
@@ -484,6 +530,10 @@ class HexaryTrie:
         other._root_hash = self._root_hash
         other._pending = dict(self._pending)
         other._rounds = self._rounds
+        other._changed = False
+        # Every node is shared now: neither trie may change one in place any more.
+        other._owner = object()
+        self._owner = object()
         return other
 
 

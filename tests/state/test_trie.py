@@ -197,6 +197,38 @@ def test_copy_is_independent() -> None:
     assert type(SecureTrie(MemoryNodeStore()).copy()) is SecureTrie
 
 
+def test_copy_on_write_never_leaks_into_the_other_trie() -> None:
+    """Each kind of in-place edit after a copy: branch value, branch child, leaf, extension."""
+    items = {b"\x01": b"branch value", b"\x01\x02": b"a" * 40, b"\x01\x03": b"b" * 40}
+    original = _filled(MemoryNodeStore(), items)
+    fork = original.copy()
+    original.set(b"\x01", b"changed")  # the branch under the extension: value
+    original.set(b"\x01\x04", b"c" * 40)  # then a child of that same (now owned) branch
+    original.set(b"\x01\x02", b"d" * 40)  # a leaf
+    original.set(b"\x01\x03\x05", b"e")  # a leaf split under the branch
+    original.set(b"\x02", b"f")  # splits the root extension
+    assert fork.root_hash == reference_root(items)
+    for key in [*items, b"\x01\x04", b"\x01\x03\x05", b"\x02"]:
+        assert fork.get(key) == items.get(key)
+    fork.set(b"\x01\x02", b"g")
+    assert original.get(b"\x01\x02") == b"d" * 40
+
+
+def test_updates_after_commit_edit_in_place_without_touching_the_store() -> None:
+    store = MemoryNodeStore()
+    trie = _filled(store, PUPPY)
+    old_root = trie.root_hash
+    store.put_nodes(trie.commit())
+    snapshot = dict(store.nodes)
+    trie.set(b"dog", b"wolf")
+    trie.set(b"doge", b"shiba")
+    store.put_nodes(trie.commit())
+    assert all(store.nodes[h] == enc for h, enc in snapshot.items())
+    old = HexaryTrie(store, old_root)
+    for key, value in PUPPY.items():
+        assert old.get(key) == value
+
+
 def test_each_commit_returns_every_node_its_root_needs() -> None:
     """Committing a fork and the original into separate stores: each store is complete."""
     base = _filled(MemoryNodeStore(), PUPPY)

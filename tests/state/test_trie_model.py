@@ -174,6 +174,7 @@ class TrieMachine(RuleBasedStateMachine):
         self.trie = HexaryTrie(self.store)
         self.model: dict[bytes, bytes] = {}
         self.committed: list[tuple[bytes, dict[bytes, bytes]]] = []
+        self.forks: list[tuple[HexaryTrie, dict[bytes, bytes]]] = []
 
     @rule(target=known, key=keys, value=values)
     def set(self, key: bytes, value: bytes) -> bytes:
@@ -224,6 +225,16 @@ class TrieMachine(RuleBasedStateMachine):
         assert self.trie.root_hash == reference_root(self.model)
         self.store.put_nodes(other.commit())
         self.committed.append((other.root_hash, forked))
+        self.forks.append((other, forked))
+
+    @precondition(lambda self: self.forks)
+    @rule(data=st.data())
+    def switch_to_fork(self, data: st.DataObject) -> None:
+        """Carry on with a fork; the trie left behind is checked at the end, untouched."""
+        index = data.draw(st.integers(0, len(self.forks) - 1))
+        trie, model = self.forks[index]
+        self.forks[index] = (self.trie, dict(self.model))
+        self.trie, self.model = trie, dict(model)
 
     @invariant()
     def store_holds_only_live_nodes(self) -> None:
@@ -239,6 +250,10 @@ class TrieMachine(RuleBasedStateMachine):
         if not hasattr(self, "store"):
             return
         assert self.trie.root_hash == reference_root(self.model)
+        for trie, model in self.forks:  # updates elsewhere never leaked into a fork
+            assert trie.root_hash == reference_root(model)
+            for key, value in model.items():
+                assert trie.get(key) == value
         for root, model in self.committed:
             reopened = HexaryTrie(MemoryNodeStore(self.store.nodes), root)
             for key, value in model.items():
