@@ -26,9 +26,10 @@ The protocol, step by step (Chan & Pass, "Simplex Consensus", 2023, weighted by 
 6. **Notarization.** A quorum of NOTARIZE(s, h) is a notarization certificate. Seeing one, a
    validator records ``h`` as notarized, signs FINALIZE(s, h) unless it signed NULLIFY(s), and
    enters ``s + 1``.
-7. **Timeout.** If view ``s`` has no notarization ``timeout`` after the validator entered it
-   (and after the slot's start), it signs NULLIFY(s); it rebroadcasts that vote and the
-   certificate that brought it into ``s`` on every further timeout. A quorum of NULLIFY(s) is
+7. **Timeout.** If view ``s`` has no notarization by ``timeout`` after the slot's start (or at
+   once, if it enters the view later than that), the validator signs NULLIFY(s); it
+   rebroadcasts that vote and the certificate that brought it into ``s`` on every further
+   timeout. A quorum of NULLIFY(s) is
    a nullification certificate; seeing one, it enters ``s + 1``.
 8. **Finalize.** A quorum of FINALIZE(s, h) is a finalization certificate: ``h`` and all its
    ancestors are final. State of slots up to ``s`` is pruned (votes are kept for
@@ -52,8 +53,10 @@ Deviations from the Simplex paper:
 * Honest validators do not notarize after nullifying a slot (as Commonware does); the paper's
   safety argument needs only "no FINALIZE after NULLIFY", so this only trades a little
   liveness in a slot that already timed out.
-* Timeouts start at ``max(entry time, slot start)``: slots are wall-clock paced (DESIGN §4), so
-  the leader also waits for its slot's start, while the paper moves as fast as the network.
+* Slots are wall-clock paced (DESIGN §4): the leader waits for its slot's start, and slot ``s``
+  times out at ``slot start + timeout`` (at once if that is already past), not ``timeout``
+  after entering the view; a node that was down nullifies the slots it missed at once and
+  catches up with the clock. The paper moves as fast as the network.
 * The paper multicasts every message received; we re-broadcast certificates (one per
   certificate) and our own votes on timeout, which keeps liveness under message loss.
 * Votes cover the header's seal hash for PROPOSE and the full block hash otherwise.

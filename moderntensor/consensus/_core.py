@@ -336,8 +336,12 @@ class SimplexCore:
         return state.finalization is not None
 
     def _deadline_for(self, slot: int, now_ms: int) -> int:
+        """A slot times out ``timeout`` after its start, and at once if that is past: a node
+        that was down (or far behind) nullifies the slots it missed without waiting a full
+        timeout on each, so it catches up with the wall clock instead of falling further back.
+        """
         start = compute_slot_start_ms(self.config, slot)
-        return max(now_ms, start) + self.config.preset.timeout_ms
+        return max(now_ms, start + self.config.preset.timeout_ms)
 
     def _record(self, vote: SignedVote) -> list[Action]:
         evidence = self._book.add(vote)
