@@ -38,6 +38,7 @@ __all__ = [
     "encode_node",
     "key_to_nibbles",
     "node_from_item",
+    "node_from_stored",
 ]
 
 _HEX_DIGITS = b"0123456789abcdef"
@@ -225,10 +226,13 @@ def _branch_payload(node: Branch, sink: dict[bytes, bytes]) -> bytes:
 def encode_node(node: Node, sink: dict[bytes, bytes]) -> bytes:
     """The node's RLP; children without a cached ref are hashed on the way (into ``sink``)."""
     if type(node) is Branch:
+        payload = _branch_payload(node, sink)
         value = node.value
-        return _wrap_list(
-            _branch_payload(node, sink) + (_encode_string(value) if value else b"\x80")
-        )
+        if value:
+            return _wrap_list(payload + _encode_string(value))
+        size = len(payload) + 1  # + 0x80, the empty value; at most 16 * 33 + 1 bytes
+        header = _LIST_HEADER[size] if size < 256 else b"\xf9" + size.to_bytes(2, "big")
+        return b"".join((header, payload, b"\x80"))
     if type(node) is Leaf:
         return _wrap_list(
             _encode_string(encode_compact(node.path, True)) + _encode_string(node.value)
@@ -252,6 +256,28 @@ def compute_ref(node: Node, sink: dict[bytes, bytes]) -> bytes:
     ref = b"\xa0" + digest
     node.ref = ref
     return ref
+
+
+def node_from_stored(raw: bytes, item: RLPItem, ref: bytes | None) -> Node:
+    """:func:`node_from_item` for a node read from a store, whose encoding ``raw`` we have.
+
+    A branch whose children are all hashes or empty gets its payload cache straight from
+    ``raw`` (the references sit there contiguously), so re-encoding it after one child
+    changes is a splice from the start.
+
+    Raises:
+        DecodeError: as :func:`node_from_item`.
+    """
+    node = node_from_item(item, ref)
+    if type(node) is Branch and isinstance(item, list):
+        sizes = bytes([len(c) + 1 if type(c) is bytes else 0 for c in item[:16]])
+        if 0 not in sizes:  # no inlined child
+            start = 1 if raw[0] <= 0xF7 else raw[0] - 0xF6
+            value = node.value
+            end = len(raw) - (len(_encode_string(value)) if value else 1)
+            node.payload = raw[start:end]
+            node.sizes = _ALL_HASHES if sizes == _ALL_HASHES else sizes
+    return node
 
 
 def _child_from_item(item: RLPItem, depth: int) -> Child | None:

@@ -42,7 +42,7 @@ from ._nodes import (
     compute_ref,
     encode_node,
     key_to_nibbles,
-    node_from_item,
+    node_from_stored,
 )
 
 __all__ = [
@@ -161,7 +161,7 @@ class HexaryTrie:
         try:
             item = rlp.decode(raw, strict=True)
             # A short encoding is only stored for the root; let its ref be recomputed.
-            node = node_from_item(item, ref if len(raw) >= 32 else None)
+            node = node_from_stored(raw, item, ref if len(raw) >= 32 else None)
         except DecodeError as exc:
             raise CorruptTrieNode(node_hash, exc.problem) from None
         except Exception as exc:  # the RLP backend's errors: the stored bytes are bad
