@@ -111,6 +111,20 @@ def _pytrie(rng: random.Random, per_block: int) -> None:
     count = blocks * per_block
     print(f"-- py-trie 4 vs ours: {n:,}-key trie, {blocks} blocks x {per_block} updates")
 
+    ours = HexaryTrie(MemoryNodeStore())
+
+    def build() -> None:
+        for key in keys:
+            ours.set(key, key)
+
+    _timed("ours: build", n, build)
+    ours.commit()
+    _timed(
+        "ours: blocks (root+commit per block)",
+        count,
+        lambda: _run_blocks(ours, plan, lambda nodes: None),
+    )
+
     py = PyTrie({}, EMPTY_ROOT)
     _timed("py-trie: build", n, lambda: [py.set(k, k) for k in keys])
 
@@ -121,10 +135,6 @@ def _pytrie(rng: random.Random, per_block: int) -> None:
             py.root_hash  # noqa: B018
 
     _timed("py-trie: blocks (root per block)", count, py_blocks)
-    ours = HexaryTrie(MemoryNodeStore())
-    _timed("ours: build", n, lambda: [ours.set(k, k) for k in keys])
-    ours.commit()
-    _timed("ours: blocks (root+commit per block)", count, lambda: _run_blocks(ours, plan, dict))
     if ours.root_hash != py.root_hash:
         raise SystemExit("py-trie and ours disagree on the root")
     print("  same root as py-trie")
@@ -152,6 +162,12 @@ def main() -> None:
         for key, value in zip(keys, values, strict=True):
             trie.set(key, value)
 
+    sample = bytes(532)  # a full branch node's size
+    _timed(
+        "calibration: keccak256 of 532 bytes x 100,000",
+        100_000,
+        lambda: [keccak256(sample) for _ in range(100_000)],
+    )
     print(f"-- {args.keys:,} random keys (SecureTrie), values 32..100 bytes")
     _timed("build (updates only)", args.keys, build)
     _timed("root_hash of the built trie (every node)", args.keys, lambda: trie.root_hash)
