@@ -151,6 +151,14 @@ def main() -> None:
     parser.add_argument("--pytrie", action="store_true", help="also time py-trie if installed")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    sample = bytes(532)  # a full branch node's size
+    _timed(
+        "calibration: keccak256 of 532 bytes x 100,000",
+        100_000,
+        lambda: [keccak256(sample) for _ in range(100_000)],
+    )
+    if args.pytrie:  # first, while the heap is small (a big heap slows the GC for both)
+        _pytrie(random.Random(args.seed + 1), args.per_block)
     keys = [rng.randbytes(32) for _ in range(args.keys)]
     values = [rng.randbytes(rng.randint(32, 100)) for _ in range(args.keys)]
     plan = _plan(rng, keys, max(args.blocks, args.cold_blocks), args.per_block)
@@ -162,12 +170,6 @@ def main() -> None:
         for key, value in zip(keys, values, strict=True):
             trie.set(key, value)
 
-    sample = bytes(532)  # a full branch node's size
-    _timed(
-        "calibration: keccak256 of 532 bytes x 100,000",
-        100_000,
-        lambda: [keccak256(sample) for _ in range(100_000)],
-    )
     print(f"-- {args.keys:,} random keys (SecureTrie), values 32..100 bytes")
     _timed("build (updates only)", args.keys, build)
     _timed("root_hash of the built trie (every node)", args.keys, lambda: trie.root_hash)
@@ -222,9 +224,6 @@ def main() -> None:
             splits.report()
             if cold.root_hash != expected_cold_root:
                 raise SystemExit("the reopened trie reached a different root")
-
-    if args.pytrie:
-        _pytrie(rng, args.per_block)
 
 
 if __name__ == "__main__":
