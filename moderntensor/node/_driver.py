@@ -199,7 +199,7 @@ class ConsensusDriver:
             elif isinstance(action, Broadcast):
                 self._send(action.message)
             elif isinstance(action, Finalized):
-                self._finalize(action)
+                await self._finalize(action)
             elif isinstance(action, EvidenceFound):
                 raw = encode_evidence(action.evidence)
                 self.evidence.setdefault(raw, raw)
@@ -272,29 +272,23 @@ class ConsensusDriver:
                   error=repr(exc))  # fmt: skip
         return self.core.on_verdict(proposal.block_hash, valid, self.clock())
 
-    def _finalize(self, action: Finalized) -> None:
-        now = self.clock()
-        committed: list[ExecutedBlock] = []
-        for ref in (*action.ancestors, action.block):
-            committed += self._commit(ref)
+    async def _finalize(self, action: Finalized) -> None:
+        """Commit the newly final blocks (the database write runs in the worker thread), then
+        tell the service and re-validate the pool, yielding between the steps."""
+        committed = await trio.to_thread.run_sync(self._commit_final, action)
         if not committed:
             return
-        batch = self.chain.db.batch()
-        number = self.chain.head.number
-        batch.put(
-            Column.CONSENSUS,
-            _CERT_PREFIX + number.to_bytes(8, "big"),
-            encode_certificate(action.certificate),
-        )
-        self.chain.db.write(batch)
-        self.chain.prune_pending(number)
+        now = self.clock()
         head = self.chain.head
+        for executed in committed:
+            self.service.on_block_committed(executed)
         self.service.on_finalized(head)
-        used = {raw for e in committed for raw in e.block.evidence}
-        for raw in used:
+        for raw in {raw for e in committed for raw in e.block.evidence}:
             self.evidence.pop(raw, None)
+        await trio.sleep(0)
         for executed in committed:
             self.pool.remove_included(executed.block.transactions)
+        await trio.sleep(0)
         self.pool.on_new_head(self.chain.state_at(head), self.service.next_base_fee())
         self.add_known_validator_sets()
         self.finalized_blocks += len(committed)
@@ -307,6 +301,20 @@ class ConsensusDriver:
                   gas=header.gas_used, root="0x" + header.state_root.hex()[:12],
                   finality_ms=finality_ms, pool=len(self.pool))  # fmt: skip
 
+    def _commit_final(self, action: Finalized) -> list[ExecutedBlock]:
+        """Runs in the worker thread: write each final block, then its certificate."""
+        committed: list[ExecutedBlock] = []
+        for ref in (*action.ancestors, action.block):
+            committed += self._commit(ref)
+        if committed:
+            number = self.chain.head.number
+            batch = self.chain.db.batch()
+            key = _CERT_PREFIX + number.to_bytes(8, "big")
+            batch.put(Column.CONSENSUS, key, encode_certificate(action.certificate))
+            self.chain.db.write(batch)
+            self.chain.prune_pending(number)
+        return committed
+
     def _commit(self, ref: BlockRef) -> list[ExecutedBlock]:
         head = self.chain.head
         if ref.slot <= head.slot and self.chain.chaindb.get_header(ref.hash) is not None:
@@ -317,7 +325,6 @@ class ConsensusDriver:
                   slot=ref.slot, block="0x" + ref.hash.hex())  # fmt: skip
             return []
         self.chain.commit(executed, finalized=True)
-        self.service.on_block_committed(executed)
         return [executed]
 
     def status(self) -> dict[str, Any]:

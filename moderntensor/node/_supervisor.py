@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,8 @@ from moderntensor.state.store import Database
 __all__ = ["NodeHandle", "NodeSettings", "open_node", "run_node"]
 
 log = logging.getLogger("moderntensor.node")
+
+SWITCH_INTERVAL_S = 0.0005
 
 
 @attrs.frozen(slots=True)
@@ -83,6 +86,9 @@ async def open_node(
         moderntensor.chain.chain.ChainMismatch: it holds another chain.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Block building runs in a worker thread; C calls that release the GIL (signature
+    # recovery, RocksDB reads) would otherwise wait up to 5 ms each to get it back.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     db = Database.open(settings.data_dir / "chaindb")
     try:
         chain = Chain(db, settings.genesis)
