@@ -39,7 +39,10 @@ from ._nodes import (
     Extension,
     Leaf,
     Node,
+    _encode_string,
+    _wrap_list,
     compute_ref,
+    encode_compact,
     encode_node,
     key_to_nibbles,
     node_from_stored,
@@ -403,8 +406,51 @@ class SecureTrie(HexaryTrie):
 
 
 def ordered_trie_root(items: Sequence[bytes]) -> bytes:
-    """The transactions/receipts root: key ``rlp(index)``, value the item's encoding."""
-    trie = HexaryTrie(MemoryNodeStore())
-    for index, item in enumerate(items):
-        trie.set(encode_rlp(encode_uint(index)), item)
-    return trie.root_hash
+    """The transactions/receipts root: key ``rlp(index)``, value the item's encoding.
+
+    Built bottom-up from the sorted keys in one pass (no node objects, nothing stored): a
+    block's two ordered roots were a tenth of its execution time through :class:`HexaryTrie`.
+    """
+    if not items:
+        return EMPTY_ROOT
+    pairs = sorted(
+        (key_to_nibbles(encode_rlp(encode_uint(i))), item) for i, item in enumerate(items)
+    )
+    root = _build_ordered(pairs, 0, len(pairs), 0)
+    return keccak256(root)
+
+
+def _ref(encoded: bytes) -> bytes:
+    """How a parent refers to a child node: inline under 32 bytes, else its hash."""
+    return encoded if len(encoded) < 32 else b"\xa0" + keccak256(encoded)
+
+
+def _build_ordered(pairs: list[tuple[bytes, bytes]], lo: int, hi: int, depth: int) -> bytes:
+    """The encoded node for ``pairs[lo:hi]`` (sorted, distinct paths) below ``depth`` nibbles."""
+    first = pairs[lo][0]
+    if hi - lo == 1:
+        return _wrap_list(
+            _encode_string(encode_compact(first[depth:], True)) + _encode_string(pairs[lo][1])
+        )
+    last = pairs[hi - 1][0]
+    common = depth
+    limit = min(len(first), len(last))
+    while common < limit and first[common] == last[common]:
+        common += 1
+    if common > depth:
+        child = _build_ordered(pairs, lo, hi, common)
+        return _wrap_list(_encode_string(encode_compact(first[depth:common], False)) + _ref(child))
+    value = b""
+    if len(first) == depth:  # a key ends here: the branch's value
+        value = pairs[lo][1]
+        lo += 1
+    slots = [b"\x80"] * 16
+    start = lo
+    while start < hi:
+        nibble = pairs[start][0][depth]
+        end = start + 1
+        while end < hi and pairs[end][0][depth] == nibble:
+            end += 1
+        slots[nibble] = _ref(_build_ordered(pairs, start, end, depth + 1))
+        start = end
+    return _wrap_list(b"".join(slots) + _encode_string(value))
