@@ -132,10 +132,18 @@ async def run_node(settings: NodeSettings) -> int:
             await nursery.start(_watch_signals, nursery.cancel_scope)
             await nursery.start(open_node, settings)
     except Exception as exc:  # a component failed: the nursery already cancelled the rest
-        log.error("node stopped by a failure: %s", exc, exc_info=exc)
+        reasons = "; ".join(f"{type(e).__name__}: {e}" for e in _leaves(exc))
+        log.error("node stopped by a failure: %s", reasons, exc_info=exc)
         return 1
     event(log, logging.INFO, "node stopped", uptime_s=round(time.monotonic() - started, 1))
     return 0
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The underlying errors of a (nested) exception group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
 
 
 async def _watch_signals(
