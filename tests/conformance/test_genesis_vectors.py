@@ -42,10 +42,7 @@ def test_console_script_prints_sepolia_root() -> None:
 def test_single_account_roots() -> None:
     doc = json.loads((GENESIS / "single_account_roots.json").read_text())
     for case in doc["cases"]:
-        if case.get("address"):
-            alloc = {case["address"]: {"balance": doc["balance"]}}
-        else:
-            alloc = {}
+        alloc = {case["address"]: {"balance": doc["balance"]}} if case.get("address") else {}
         assert "0x" + alloc_state_root(alloc).hex() == case["expected_state_root"]
     assert alloc_state_root({}) == EMPTY_ROOT
 
