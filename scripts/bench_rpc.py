@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -231,7 +232,8 @@ def start_anvil(anvil_dir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
             "--gas-limit",
             "1000000000",
             "--silent",
-        ]
+        ],
+        start_new_session=True,  # the npm wrapper starts the binary: stop the whole group
     )
     for _ in range(100):
         try:
@@ -239,7 +241,8 @@ def start_anvil(anvil_dir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
             return proc, port
         except OSError:
             time.sleep(0.1)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     return None
 
 
@@ -288,7 +291,7 @@ def main() -> None:
         # which favours Anvil (ours counts finality)
         theirs = measure(port, keys, args.per_sender, "anvil 1.7.1 (--block-time 1)", "latest")
     finally:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     for name, value in ours.items():
         print(
