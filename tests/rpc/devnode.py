@@ -1,10 +1,10 @@
-"""A dev chain with the RPC server, sealing blocks on a timer: the stand-in for the node.
+"""A real dev node (the node's supervisor: consensus driver, mempool, RPC) for client tests.
 
 Chain id 1337, the ten Hardhat/Anvil dev accounts ("test test ... junk") funded with 10,000
-ETH each, one validator, a block every ``slot_seconds`` sealed from the mempool, and each
-block finalized when the next one is sealed (so ``finalized`` trails ``latest`` by one).
+ETH each, one validator, a block every slot (0.2 s by default), final as soon as it is
+notarized (one validator is a quorum), so ``latest`` and ``finalized`` coincide.
 
-:class:`DevNode` runs everything in a background thread's ``trio.run`` so that blocking
+:class:`DevNode` runs the node in a background thread's ``trio.run`` so that blocking
 clients (web3.py, ethers.js in a subprocess, http.client) can drive it from plain tests; the
 benchmark script uses it too. Stop it with :meth:`DevNode.stop` (or use it as a context
 manager): the Trio run is cancelled and the database closed after every writer stopped.
@@ -17,17 +17,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
 
-from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import Genesis, parse_genesis
 from moderntensor.crypto import PrivateKey, checksum_address
-from moderntensor.mempool import Mempool, MempoolConfig
-from moderntensor.rpc import RpcConfig, serve_rpc
+from moderntensor.mempool import MempoolConfig
+from moderntensor.node._supervisor import NodeHandle, NodeSettings, open_node
+from moderntensor.rpc import RpcConfig
 from moderntensor.service import ChainService
-from moderntensor.state.store import Database
 
 T = TypeVar("T")
 
@@ -91,46 +90,6 @@ def dev_genesis(
     )
 
 
-class DevChain:
-    """Chain + mempool + service, and the sealing step (all on the Trio thread)."""
-
-    def __init__(self, db: Database, genesis: Genesis, pool_config: MempoolConfig | None) -> None:
-        self.chain = Chain(db, genesis)
-        self.slot_seconds = genesis.consensus.slot_duration_ms / 1000
-        head = self.chain.head
-        self.pool = Mempool(self.chain.params, self.chain.state_at(head), BASE_FEE, pool_config)
-        self.service = ChainService(self.chain, self.pool, client_version="moderntensor/rpc-test")
-
-    def current_slot(self) -> int:
-        return int((time.time() - self.chain.genesis.genesis_time) / self.slot_seconds)
-
-    async def seal_one(self) -> None:
-        """Build the next block from the pool (in a worker thread), commit it, finalize its
-        parent, and tell the pool and the subscribers."""
-        chain, service, pool = self.chain, self.service, self.pool
-        head = chain.head
-        slot = max(head.slot + 1, self.current_slot())
-        txs = pool.best_transactions(service.next_base_fee(), chain.params.gas_limit)
-
-        def build() -> Any:
-            executed = chain.build_block(head, slot, VALIDATOR_KEY, txs)
-            chain.commit(executed)
-            chain.chaindb.set_finalized(head.hash)
-            return executed
-
-        executed = await trio.to_thread.run_sync(build)
-        pool.remove_included(executed.block.transactions)
-        pool.on_new_head(chain.state_at(chain.head), service.next_base_fee())
-        service.on_block_committed(executed)
-        service.on_finalized(head)
-
-    async def seal_forever(self) -> None:
-        while True:
-            next_start = (self.current_slot() + 1) * self.slot_seconds
-            await trio.sleep(max(0.0, next_start - (time.time() - self.chain.genesis.genesis_time)))
-            await self.seal_one()
-
-
 class DevNode:
     """A :class:`DevChain` with ``serve_rpc`` in a background thread."""
 
@@ -151,7 +110,7 @@ class DevNode:
         self.rpc_config = rpc_config or RpcConfig(port=0)
         self.seal = seal
         self.port = 0
-        self.dev: DevChain | None = None
+        self.node: NodeHandle | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._cancel: trio.CancelScope | None = None
         self._ready = threading.Event()
@@ -168,9 +127,9 @@ class DevNode:
 
     @property
     def service(self) -> ChainService:
-        if self.dev is None:
+        if self.node is None:
             raise RuntimeError("the dev node is not running")
-        return self.dev.service
+        return self.node.service
 
     def start(self) -> DevNode:
         self._thread.start()
@@ -190,18 +149,19 @@ class DevNode:
 
     async def _main(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
-        db = Database.open(self.data_dir)
-        try:
-            self.dev = DevChain(db, self.genesis, self.pool_config)
-            with trio.CancelScope() as scope:
-                self._cancel = scope
-                async with trio.open_nursery() as nursery:
-                    self.port = await nursery.start(serve_rpc, self.dev.service, self.rpc_config)
-                    if self.seal:
-                        nursery.start_soon(self.dev.seal_forever)
-                    self._ready.set()
-        finally:
-            db.close()
+        settings = NodeSettings(
+            self.data_dir,
+            self.genesis,
+            VALIDATOR_KEY if self.seal else None,
+            self.rpc_config,
+            self.pool_config or MempoolConfig(),
+        )
+        with trio.CancelScope() as scope:
+            self._cancel = scope
+            async with trio.open_nursery() as nursery:
+                self.node = await nursery.start(open_node, settings)
+                self.port = self.node.rpc_port or 0
+                self._ready.set()
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the node's Trio thread (to read or poke the service safely)."""
