@@ -1,12 +1,11 @@
 """JSON-RPC throughput: eth_sendRawTransaction one by one and in batches of 500, end-to-end
 finalized transfers per second with 1-second slots, and eth_blockNumber requests per second.
 
-The node runs in a child process (so client and server do not share a GIL): until the real
-node exists it is the test suite's dev node (tests/rpc/devnode.py: chain + mempool + RPC, a
-block sealed every slot and finalized by the next one). With ``--anvil`` the same client
-measures Anvil (npm ``@foundry-rs/anvil``, installed into ``--anvil-dir`` if missing) side by
-side and prints the ratios. The client is plain http.client with keep-alive (web3.py would
-measure itself, DESIGN §9).
+The node runs in a child process (so client and server do not share a GIL): the real dev
+node (tests/rpc/devnode.py: the node's supervisor with consensus driver, mempool and RPC).
+With ``--anvil`` the same client measures Anvil (npm ``@foundry-rs/anvil``, installed into
+``--anvil-dir`` if missing) side by side and prints the ratios. The client is plain
+http.client with keep-alive (web3.py would measure itself, DESIGN §9).
 
     python scripts/bench_rpc.py [--senders 100] [--per-sender 120] [--anvil]
 """
@@ -272,7 +271,7 @@ def main() -> None:
     assert child.stdout is not None and child.stdin is not None
     port = int(child.stdout.readline())
     try:
-        ours = measure(port, keys, args.per_sender, "moderntensor (dev-node sealer, 1 s slots)")
+        ours = measure(port, keys, args.per_sender, "moderntensor node (1 s slots)")
     finally:
         child.stdin.close()
         child.wait(60)
