@@ -331,9 +331,11 @@ class ConsensusDriver:
         """Facts for the ``mt_*`` RPC methods (keys as moderntensor.rpc._mt reads them)."""
         now = self.clock()
         slot = max(0, now - self.config.genesis_time_ms) // self.config.preset.slot_duration_ms
+        latency = None if self.last_finality_ms is None else self.last_finality_ms / 1000
         return {
             "slot": slot,
             "epoch": compute_epoch(self.config, slot),
+            "vote_latency_seconds": latency,
             "finality": {
                 "view": self.core.view,
                 "lastFinalityMs": self.last_finality_ms,

@@ -91,7 +91,7 @@ class _ChainCollector(Collector):
                 latency = float(value)
         yield gauge(
             "vote_latency_seconds",
-            "Time from a slot's start to its notarization (consensus; NaN when not voting).",
+            "Time from the last final block's slot start to its finalization (NaN before one).",
             latency,
         )
         yield gauge("syncing", "1 while the node is catching up.", 1 if service.syncing else 0)
