@@ -7,13 +7,12 @@ durable write, which must happen before a signature exists (see ``_protection``)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Concatenate, ParamSpec, TypeVar
+from collections.abc import Iterable
 
 from moderntensor.chain.votes import ZERO_HASH, SignedVote, VoteKind
 
 from ._certificates import Certificate, SignatureVerifier, build_certificate, verify_certificate
-from ._errors import ConsensusError, ConsensusLocalError, InvalidMessage, SlashingRefused
+from ._errors import ConsensusLocalError, InvalidMessage, SlashingRefused
 from ._evidence import EvidenceBook
 from ._messages import (
     Action,
@@ -31,80 +30,9 @@ from ._params import ConsensusConfig
 from ._protection import ProtectedSigner
 from ._quorum import is_quorum
 from ._schedule import ValidatorSet, compute_leader, compute_slot_start_ms
+from ._slot import CoreFailed, _guarded, _Slot
 
 __all__ = ["CoreFailed", "SimplexCore"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class CoreFailed(ConsensusLocalError):
-    """The core raised an unexpected error earlier and refuses further input."""
-
-
-def _guarded(
-    method: Callable[Concatenate[SimplexCore, P], R],
-) -> Callable[Concatenate[SimplexCore, P], R]:
-    """Refuse input after an unexpected failure (STYLE rule 4); named errors pass through."""
-
-    def wrapper(self: SimplexCore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        if self._failed is not None:
-            raise CoreFailed(f"core failed earlier: {self._failed}")
-        try:
-            return method(self, *args, **kwargs)
-        except ConsensusError:
-            raise
-        except Exception as exc:
-            self._failed = f"{type(exc).__name__}: {exc}"
-            raise
-
-    wrapper.__name__ = method.__name__
-    wrapper.__qualname__ = method.__qualname__
-    wrapper.__doc__ = method.__doc__
-    return wrapper
-
-
-class _Slot:
-    """Everything one core knows about one slot (mutable, private)."""
-
-    __slots__ = (
-        "build_requested",
-        "deadline",
-        "executing",
-        "finalization",
-        "finalize_stake",
-        "finalize_votes",
-        "my_finalize",
-        "my_notarize",
-        "my_nullify",
-        "notarizations",
-        "notarize_stake",
-        "notarize_votes",
-        "nullification",
-        "nullify_stake",
-        "nullify_votes",
-        "proposal",
-        "verdict",
-    )
-
-    def __init__(self) -> None:
-        self.proposal: Proposal | None = None
-        self.executing = False
-        self.verdict: bool | None = None
-        self.build_requested = False
-        self.deadline: int | None = None
-        self.notarize_votes: dict[bytes, dict[bytes, SignedVote]] = {}
-        self.notarize_stake: dict[bytes, int] = {}
-        self.nullify_votes: dict[bytes, SignedVote] = {}
-        self.nullify_stake = 0
-        self.finalize_votes: dict[bytes, dict[bytes, SignedVote]] = {}
-        self.finalize_stake: dict[bytes, int] = {}
-        self.notarizations: dict[bytes, Certificate] = {}
-        self.nullification: Certificate | None = None
-        self.finalization: Certificate | None = None
-        self.my_notarize: SignedVote | None = None
-        self.my_nullify: SignedVote | None = None
-        self.my_finalize: SignedVote | None = None
 
 
 class SimplexCore:
