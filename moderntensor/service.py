@@ -19,7 +19,7 @@ import trio
 
 from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.chain import Chain, ExecutedBlock
-from moderntensor.chain.execution import TransactionRejected, compute_next_base_fee
+from moderntensor.chain.execution import compute_next_base_fee
 from moderntensor.chain.receipts import Receipt
 from moderntensor.chain.transactions import Transaction, decode_transaction
 from moderntensor.state.statedb import StateDB
@@ -36,7 +36,9 @@ __all__ = [
 class TxPool(Protocol):
     """What the service needs of the mempool (moderntensor.mempool implements it)."""
 
-    def add(self, tx: Transaction) -> Any: ...
+    def add(self, tx: Transaction) -> Any:
+        """Admit ``tx``; raises TransactionRejected (with Ethereum's wording) if refused."""
+
     def get(self, tx_hash: bytes) -> Transaction | None: ...
     def pending_nonce(self, address: bytes) -> int | None: ...
     def __len__(self) -> int: ...
@@ -195,15 +197,7 @@ class ChainService:
         Raises:
             TransactionRejected: the pool refuses it.
         """
-        try:
-            self.pool.add(tx)
-        except TransactionRejected:
-            raise
-        except Exception as exc:  # the pool's own error type carries Ethereum's wording
-            message = getattr(exc, "message", None)
-            if isinstance(message, str):
-                raise TransactionRejected(message, tx.hash) from None
-            raise
+        self.pool.add(tx)  # MempoolRejected is a TransactionRejected
         self._publish(self._tx_subscribers, tx.hash)
 
     def pending_nonce(self, address: bytes) -> int:
