@@ -58,7 +58,11 @@ class Dispatcher:
             message = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             return orjson.dumps(error_response(RpcError(PARSE_ERROR, f"parse error: {exc}")))
-        answer = self.handle_message(message, extra)
+        answer = (
+            self.handle_request(message, extra)
+            if isinstance(message, dict)
+            else self.handle_message(message, extra)
+        )
         return None if answer is None else orjson.dumps(answer)
 
     def handle_message(
@@ -91,7 +95,7 @@ class Dispatcher:
         reply_id = None if request_id is _NO_ID or not _valid_id(request_id) else request_id
         try:
             method = self._validate(request, request_id)
-            handler = (extra or {}).get(method) or self.methods.get(method)
+            handler = (extra.get(method) if extra else None) or self.methods.get(method)
             if handler is None:
                 raise RpcError(
                     METHOD_NOT_FOUND, f"the method {method} does not exist/is not available"
@@ -127,6 +131,8 @@ class Dispatcher:
 
     @staticmethod
     def _arguments(method: Method, params: Any) -> list[Any]:
+        if not method.params and (params is None or params == []):
+            return []
         if params is None:
             params = []
         elif isinstance(params, dict):
