@@ -15,7 +15,7 @@ Representation (shared by the trie and the proof verifier):
   encoding is 32 bytes or longer, else the encoding itself (nodes under 32 bytes are inlined).
   ``None`` means "not computed yet";
 * ``owner`` is the token of the one trie allowed to change the node in place (it created
-  the node and has not shared it since); every other node is immutable, except for
+  or loaded the node and has not shared it since); every other node is immutable, except for
   replacing an unresolved child reference by the equal decoded node (a memo).
 """
 
@@ -38,6 +38,7 @@ __all__ = [
     "encode_node",
     "key_to_nibbles",
     "node_from_item",
+    "node_from_raw",
     "node_from_stored",
 ]
 
@@ -175,6 +176,7 @@ def _wrap_list(payload: bytes) -> bytes:
 
 _MAX_SPLICES = 6  # beyond this many changed children, rebuilding the payload is as cheap
 _ALL_HASHES = bytes([33] * 16)  # the sizes of a branch whose sixteen children are hashed
+_SIXTEEN_HASHES = b"\xa0" * 16  # every 33rd byte of such a branch's payload, from the first
 
 
 def _branch_payload(node: Branch, sink: dict[bytes, bytes]) -> bytes:
@@ -278,6 +280,114 @@ def node_from_stored(raw: bytes, item: RLPItem, ref: bytes | None) -> Node:
             node.payload = raw[start:end]
             node.sizes = _ALL_HASHES if sizes == _ALL_HASHES else sizes
     return node
+
+
+def node_from_raw(raw: bytes, ref: bytes | None) -> Node | None:
+    """The fast path of decoding a stored node straight from its bytes, or None.
+
+    Handles the shapes a state trie stores almost exclusively: a branch whose sixteen
+    slots are empty (``0x80``) or hashes (``0xa0 || hash``) and whose value is empty, an
+    extension to a hashed branch, and a leaf. Child references are sliced out of ``raw``
+    as they are (no re-encoding) and the branch's payload cache is the slice holding them.
+    Anything else — inlined children, a branch value, non-canonical or malformed RLP —
+    gives None, and the caller decodes it the general way (which also reports the error);
+    so whenever this returns a node, it equals what :func:`node_from_stored` builds.
+
+    Raises:
+        DecodeError: a well-framed leaf or extension with a bad hex-prefix path.
+    """
+    n = len(raw)
+    if n < 3:
+        return None
+    b = raw[0]
+    if b < 0xC0:
+        return None
+    if b <= 0xF7:
+        pos = 1
+        size = b - 0xC0
+    elif b == 0xF8:
+        pos = 2
+        size = raw[1]
+        if size < 56:
+            return None
+    elif b == 0xF9:
+        pos = 3
+        size = (raw[1] << 8) | raw[2]
+        if size < 256:
+            return None
+    else:
+        return None
+    if pos + size != n:
+        return None
+    start = pos
+    if size == 529 and raw[pos : n - 1 : 33] == _SIXTEEN_HASHES and raw[-1] == 0x80:
+        full: list[Child | None] = [raw[i : i + 33] for i in range(pos, n - 1, 33)]
+        return Branch(full, b"", ref, raw[pos:-1], _ALL_HASHES)
+    # A branch: sixteen empty-or-hash slots, then the empty value as the last byte.
+    children: list[Child | None] = []
+    append = children.append
+    for _ in range(16):
+        if pos >= n:
+            break
+        b = raw[pos]
+        if b == 0xA0:
+            append(raw[pos : pos + 33])
+            pos += 33
+        elif b == 0x80:
+            append(None)
+            pos += 1
+        else:
+            break
+    else:
+        if pos + 1 == n and raw[pos] == 0x80:
+            payload = raw[start:pos]
+            if len(payload) == 528:
+                sizes = _ALL_HASHES
+            else:
+                sizes = bytes([1 if c is None else 33 for c in children])
+            return Branch(children, b"", ref, payload, sizes)
+    # A leaf or an extension: a short hex-prefix path, then a value or a hashed child.
+    pos = start
+    b = raw[pos]
+    if b < 0x80:
+        compact = raw[pos : pos + 1]
+        pos += 1
+    elif 0x81 < b <= 0xB7:
+        pos += 1 + b - 0x80
+        compact = raw[start + 1 : pos]
+    else:  # an empty path is invalid, a 1-byte string must be canonical: the slow path
+        return None
+    if pos >= n:
+        return None
+    b = raw[pos]  # the value or child: a byte string that must end exactly at the end
+    if b < 0x80:
+        first = pos
+        end = pos + 1
+    elif b <= 0xB7:
+        first = pos + 1
+        if b == 0x80 or (b == 0x81 and (first >= n or raw[first] < 0x80)):
+            return None
+        end = first + b - 0x80
+    elif b == 0xB8 and pos + 2 < n:
+        first = pos + 2
+        end = first + raw[pos + 1]
+        if end - first < 56:
+            return None
+    elif b == 0xB9 and pos + 3 < n:
+        first = pos + 3
+        end = first + ((raw[pos + 1] << 8) | raw[pos + 2])
+        if end - first < 256:
+            return None
+    else:
+        return None
+    if end != n:
+        return None
+    path, is_leaf = decode_compact(compact)  # the framing is right: its errors are final
+    if is_leaf:
+        return Leaf(path, raw[first:], ref)
+    if b == 0xA0 and path:
+        return Extension(path, raw[pos:], ref)
+    return None
 
 
 def _child_from_item(item: RLPItem, depth: int) -> Child | None:

@@ -36,7 +36,7 @@ class TrieUpdates:
         self._owner = object()  # the token of nodes this trie may change in place
         self._changed = False  # set by _put when an update changed something
 
-    def _resolve(self, ref: bytes) -> Node:
+    def _resolve(self, ref: bytes, parent_owner: object = None) -> Node:
         raise NotImplementedError  # provided by HexaryTrie
 
     def _put(self, node: Node | None, path: bytes, pos: int, value: bytes) -> Node:
@@ -65,7 +65,7 @@ class TrieUpdates:
             children = node.children
             child = children[i]
             if isinstance(child, bytes):
-                child = children[i] = self._resolve(child)
+                child = children[i] = self._resolve(child, node.owner)
             new = self._put(child, path, pos + 1, value)
             if not self._changed:
                 return node
@@ -110,7 +110,7 @@ class TrieUpdates:
         if n == len(epath):
             child = node.child
             if isinstance(child, bytes):
-                child = node.child = self._resolve(child)
+                child = node.child = self._resolve(child, node.owner)
             new = self._put(child, path, pos + n, value)
             if not self._changed:
                 return node
@@ -148,7 +148,7 @@ class TrieUpdates:
                 return node
             child = node.child
             if isinstance(child, bytes):
-                child = node.child = self._resolve(child)
+                child = node.child = self._resolve(child, node.owner)
             new = self._remove(child, path, pos + len(epath))
             if new is child:
                 return node
@@ -162,7 +162,7 @@ class TrieUpdates:
         if sub is None:
             return node
         if isinstance(sub, bytes):
-            sub = node.children[i] = self._resolve(sub)
+            sub = node.children[i] = self._resolve(sub, node.owner)
         new = self._remove(sub, path, pos + 1)
         if new is sub:
             return node

@@ -7,6 +7,8 @@ transaction be undone without copying the state.
 
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
 
 from moderntensor.crypto import keccak256
@@ -22,9 +24,10 @@ from moderntensor.state.trie import NodeReader, SecureTrie
 
 __all__ = ["StateCommit", "StateDB"]
 
-# Journal entries: (address, previous account) or (address, slot, previous storage value).
-_AccountEntry = tuple[bytes, Account]
-_StorageEntry = tuple[bytes, bytes, bytes]
+# The journal is flat, two items per change (no tuple per entry: a block journals tens of
+# thousands of changes, and each tuple would outlive young garbage collections):
+# ``address, previous account`` or ``(address, slot), previous storage value``.
+_JournalItem = bytes | Account | tuple[bytes, bytes]
 
 
 @attrs.frozen(slots=True)
@@ -50,7 +53,7 @@ class StateDB:
         self._storage: dict[bytes, dict[bytes, bytes]] = {}
         self._dirty_storage: dict[bytes, dict[bytes, None]] = {}
         self._new_code: dict[bytes, bytes] = {}
-        self._journal: list[_AccountEntry | _StorageEntry] = []
+        self._journal: list[_JournalItem] = []
         self._pending_nodes: dict[bytes, bytes] = {}  # storage-trie nodes flushed by `root`
         self._keep_empty: set[bytes] = set()  # genesis accounts exist even when empty
 
@@ -65,7 +68,9 @@ class StateDB:
         return account
 
     def set_account(self, address: bytes, account: Account) -> None:
-        self._journal.append((address, self.get_account(address)))
+        journal = self._journal
+        journal.append(address)
+        journal.append(self.get_account(address))
         self._accounts[address] = account
         self._dirty_accounts[address] = None
 
@@ -84,8 +89,8 @@ class StateDB:
     def add_balance(self, address: bytes, amount: int) -> None:
         if amount < 0:
             raise ValueError(f"cannot add a negative amount {amount}")
-        account = self.get_account(address)
-        self.set_account(address, attrs.evolve(account, balance=account.balance + amount))
+        a = self.get_account(address)
+        self.set_account(address, Account(a.nonce, a.balance + amount, a.storage_root, a.code_hash))
 
     def sub_balance(self, address: bytes, amount: int) -> None:
         """Debit an account.
@@ -96,10 +101,12 @@ class StateDB:
         account = self.get_account(address)
         if amount < 0 or account.balance < amount:
             raise ValueError(f"cannot debit {amount} from a balance of {account.balance}")
-        self.set_account(address, attrs.evolve(account, balance=account.balance - amount))
+        a = account
+        self.set_account(address, Account(a.nonce, a.balance - amount, a.storage_root, a.code_hash))
 
     def set_nonce(self, address: bytes, nonce: int) -> None:
-        self.set_account(address, attrs.evolve(self.get_account(address), nonce=nonce))
+        a = self.get_account(address)
+        self.set_account(address, Account(nonce, a.balance, a.storage_root, a.code_hash))
 
     def set_code(self, address: bytes, code: bytes) -> None:
         """Install code (genesis allocations only: the node does not execute code)."""
@@ -137,7 +144,8 @@ class StateDB:
         if len(key) != 32:
             raise ValueError(f"storage key must be 32 bytes, got {len(key)}")
         previous = self.get_storage(address, key)
-        self._journal.append((address, key, previous))
+        self._journal.append((address, key))
+        self._journal.append(previous)
         self._storage[address][key] = value
         self._dirty_storage.setdefault(address, {})[key] = None
         # Touch the account so its storage root is rewritten on commit.
@@ -153,12 +161,13 @@ class StateDB:
         """Undo every change made since ``mark`` (dirty flags stay: rewriting is harmless)."""
         journal = self._journal
         while len(journal) > mark:
-            entry = journal.pop()
-            if len(entry) == 2:
-                self._accounts[entry[0]] = entry[1]  # type: ignore[misc]
+            previous = journal.pop()
+            where = journal.pop()
+            if type(where) is tuple:
+                address, key = where
+                self._storage[address][key] = cast(bytes, previous)
             else:
-                address, key, previous = entry  # type: ignore[misc]
-                self._storage[address][key] = previous
+                self._accounts[cast(bytes, where)] = cast(Account, previous)
 
     # -- hashing and commit ---------------------------------------------------------------
 

@@ -124,13 +124,15 @@ class WriteBatch:
 class Database:
     """The node's database; open with :meth:`open`, close with :meth:`close` (or ``with``)."""
 
-    __slots__ = ("_columns", "_handles", "_nosync", "_rdict", "_sync", "path")
+    __slots__ = ("_columns", "_handles", "_nodes", "_nosync", "_rdict", "_sync", "path")
 
     def __init__(self, path: str, rdict: rocksdict.Rdict) -> None:
         self.path = path
         self._rdict: rocksdict.Rdict | None = rdict
         self._columns = {c: rdict.get_column_family(c.value) for c in Column}
         self._handles = {c: rdict.get_column_family_handle(c.value) for c in Column}
+        # The trie's reads skip the enum-keyed lookup (Enum.__hash__ is a Python call).
+        self._nodes: rocksdict.Rdict | None = self._columns[Column.NODES]
         self._sync = rocksdict.WriteOptions()
         self._sync.sync = True
         self._nosync = rocksdict.WriteOptions()
@@ -184,9 +186,10 @@ class Database:
 
     def get_node(self, node_hash: bytes) -> bytes | None:
         """A trie node by hash (makes the database a trie ``NodeReader``)."""
-        if self._rdict is None:
+        nodes = self._nodes
+        if nodes is None:
             raise DatabaseError(f"database {self.path} is closed")
-        value: bytes | None = self._columns[Column.NODES].get(node_hash)
+        value: bytes | None = nodes.get(node_hash)
         return value
 
     def batch(self) -> WriteBatch:
@@ -250,6 +253,7 @@ class Database:
         if rdict is None:
             return
         self._rdict = None
+        self._nodes = None
         for cf in self._columns.values():
             cf.close()
         self._columns = {}

@@ -13,7 +13,10 @@ How it stays fast (py-trie hashes and stores every node on every update; we do n
   hashed encodings; :meth:`HexaryTrie.commit` hands over those still reachable from the
   root, ready for one database batch.
 * Nodes read from the store are decoded on first touch and stay in the in-memory graph, so a
-  long-lived trie reads each node from disk at most once.
+  long-lived trie reads each node from disk at most once. The usual shapes (a branch of
+  hashes, a leaf, an extension to a hash) are sliced straight out of the stored bytes
+  (:func:`node_from_raw`, ~3x faster than generic RLP decoding); a node loaded into a slot
+  this trie owns is owned too, so its first update is in place rather than a copy.
 * :meth:`HexaryTrie.copy` is O(1) apart from hashing pending changes: both tries then share
   every node, give up ownership of all of them and diverge by copy-on-write (e.g. to
   execute a block that may be discarded).
@@ -45,6 +48,7 @@ from ._nodes import (
     encode_compact,
     encode_node,
     key_to_nibbles,
+    node_from_raw,
     node_from_stored,
 )
 from ._update import TrieUpdates
@@ -141,8 +145,12 @@ class HexaryTrie(TrieUpdates):
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _resolve(self, ref: bytes) -> Node:
+    def _resolve(self, ref: bytes, parent_owner: object = None) -> Node:
         """Load and decode the node behind a 33-byte hash reference.
+
+        The new node is this trie's own (changed in place by later updates, not copied) when
+        the slot it fills is: ``parent_owner`` is this trie's token (the parent is reachable
+        from this trie only) or the slot is the root's.
 
         Raises:
             MissingTrieNode: the store does not have it.
@@ -153,19 +161,23 @@ class HexaryTrie(TrieUpdates):
         if raw is None:
             raise MissingTrieNode(node_hash)
         try:
-            item = rlp.decode(raw, strict=True)
             # A short encoding is only stored for the root; let its ref be recomputed.
-            node = node_from_stored(raw, item, ref if len(raw) >= 32 else None)
+            node_ref = ref if len(raw) >= 32 else None
+            node = node_from_raw(raw, node_ref)
+            if node is None:
+                node = node_from_stored(raw, rlp.decode(raw, strict=True), node_ref)
         except DecodeError as exc:
             raise CorruptTrieNode(node_hash, exc.problem) from None
         except Exception as exc:  # the RLP backend's errors: the stored bytes are bad
             raise CorruptTrieNode(node_hash, f"invalid RLP ({exc})") from None
+        if parent_owner is self._owner:
+            node.owner = parent_owner
         return node
 
     def _root_node(self) -> Node | None:
         root = self._root
         if isinstance(root, bytes):
-            root = self._root = self._resolve(root)
+            root = self._root = self._resolve(root, self._owner)
         return root
 
     def get(self, key: bytes) -> bytes | None:
@@ -187,7 +199,7 @@ class HexaryTrie(TrieUpdates):
                 i = path[pos]
                 child = children[i]
                 if isinstance(child, bytes):
-                    child = children[i] = self._resolve(child)
+                    child = children[i] = self._resolve(child, node.owner)
                 node = child
                 pos += 1
             elif type(node) is Leaf:
@@ -200,7 +212,7 @@ class HexaryTrie(TrieUpdates):
                 pos += len(node.path)
                 child = node.child
                 if isinstance(child, bytes):
-                    child = node.child = self._resolve(child)
+                    child = node.child = self._resolve(child, node.owner)
                 node = child
         return None
 
@@ -335,7 +347,7 @@ class HexaryTrie(TrieUpdates):
                 i = path[pos]
                 child = node.children[i]
                 if isinstance(child, bytes):
-                    child = node.children[i] = self._resolve(child)
+                    child = node.children[i] = self._resolve(child, node.owner)
                 node = child
                 pos += 1
             elif type(node) is Leaf:
@@ -346,7 +358,7 @@ class HexaryTrie(TrieUpdates):
                 pos += len(node.path)
                 child = node.child
                 if isinstance(child, bytes):
-                    child = node.child = self._resolve(child)
+                    child = node.child = self._resolve(child, node.owner)
                 node = child
         return proof
 
