@@ -192,7 +192,12 @@ def apply_transaction(
     account = state.get_account(sender)
     state.set_account(
         sender,
-        attrs.evolve(account, nonce=account.nonce + 1, balance=account.balance - gas_used * price),
+        Account(
+            account.nonce + 1,
+            account.balance - gas_used * price,
+            account.storage_root,
+            account.code_hash,
+        ),
     )
     status, error = 1, ""
     to = tx.to
