@@ -7,7 +7,10 @@ With ``--anvil`` the same client measures Anvil (npm ``@foundry-rs/anvil``, inst
 ``--anvil-dir`` if missing) side by side and prints the ratios. The client is plain
 http.client with keep-alive (web3.py would measure itself, DESIGN §9).
 
-    python scripts/bench_rpc.py [--senders 100] [--per-sender 120] [--anvil]
+    python scripts/bench_rpc.py [--senders 100] [--per-sender 120] [--anvil] [--repeat 3]
+
+``--repeat`` runs the rounds on the same two nodes, ours and Anvil's alternating, so that a
+shared, noisy machine skews both alike; ratios are per round.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +62,8 @@ class Client:
         payload = [
             {"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)
         ]
-        return self.post(payload)
+        answers: list[Any] = self.post(payload)
+        return answers
 
 
 def sign_all(
@@ -253,6 +258,12 @@ def main() -> None:
     parser.add_argument("--per-sender", type=int, default=120)
     parser.add_argument("--anvil", action="store_true", help="also measure Anvil and print ratios")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds on the same two nodes, alternating (medians and per-round ratios at the end)",
+    )
+    parser.add_argument(
         "--anvil-dir", type=Path, default=Path(tempfile.gettempdir()) / "bench-anvil"
     )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
@@ -270,32 +281,55 @@ def main() -> None:
     )
     assert child.stdout is not None and child.stdin is not None
     port = int(child.stdout.readline())
+    anvil = None
+    ours: list[dict[str, float]] = []
+    theirs: list[dict[str, float]] = []
     try:
-        ours = measure(port, keys, args.per_sender, "moderntensor node (1 s slots)")
+        if args.anvil:
+            anvil = start_anvil(args.anvil_dir)
+            if anvil is None:
+                print("anvil not available: no side-by-side figures")
+            else:
+                client = Client(anvil[1])
+                for k in keys:
+                    client.call("anvil_setBalance", [checksum_address(k.address), hex(10**24)])
+        for _ in range(args.repeat):
+            ours.append(measure(port, keys, args.per_sender, "moderntensor node (1 s slots)"))
+            if anvil is not None:
+                # Anvil's "finalized" trails "latest" by 64 blocks (a minute at 1 s): count
+                # inclusion, which favours Anvil (ours counts finality)
+                label = "anvil 1.7.1 (--block-time 1)"
+                theirs.append(measure(anvil[1], keys, args.per_sender, label, "latest"))
     finally:
         child.stdin.close()
         child.wait(60)
-    if not args.anvil:
+        if anvil is not None:
+            os.killpg(anvil[0].pid, signal.SIGKILL)
+            anvil[0].wait()
+    report(ours, theirs)
+
+
+def report(ours: list[dict[str, float]], theirs: list[dict[str, float]]) -> None:
+    """One line per metric: ours, Anvil's and the ratio (medians and ranges over rounds)."""
+
+    def spread(values: list[float], fmt: str) -> str:
+        if len(values) == 1:
+            return format(values[0], fmt)
+        low, high = min(values), max(values)
+        return f"{statistics.median(values):{fmt}} ({low:{fmt}}-{high:{fmt}})"
+
+    if not theirs:
+        if len(ours) > 1:
+            for name in ours[0]:
+                print(f"{name}: {spread([r[name] for r in ours], '.0f')}")
         return
-    started = start_anvil(args.anvil_dir)
-    if started is None:
-        print("anvil not available: no side-by-side figures")
-        return
-    proc, port = started
-    try:
-        client = Client(port)
-        for k in keys:
-            client.call("anvil_setBalance", [checksum_address(k.address), hex(10**24)])
-        # Anvil's "finalized" trails "latest" by 64 blocks (a minute at 1 s): count inclusion,
-        # which favours Anvil (ours counts finality)
-        theirs = measure(port, keys, args.per_sender, "anvil 1.7.1 (--block-time 1)", "latest")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    for name, value in ours.items():
+    for name in ours[0]:
+        mine = [r[name] for r in ours]
+        other = [r[name] for r in theirs]
+        ratios = [a / b for a, b in zip(mine, other, strict=True)]
         print(
-            f"{name}: moderntensor {value:.0f} / anvil {theirs[name]:.0f} "
-            f"= {value / theirs[name]:.2f}x"
+            f"{name}: moderntensor {spread(mine, '.0f')} / anvil {spread(other, '.0f')} "
+            f"= {spread(ratios, '.2f')}x"
         )
 
 
