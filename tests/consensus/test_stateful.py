@@ -269,9 +269,12 @@ TestConsensus = ConsensusMachine.TestCase
 TestConsensus.settings = MACHINE_SETTINGS
 
 
+# Derandomized, but the search still depends on the process's hash seed (bytes hashing), so
+# the budget has margin: the 1/2-quorum mutant was found within 2,500 examples for every seed
+# tried (about 35 s), and not always within 500.
 MUTANT_SETTINGS = settings(
     MACHINE_SETTINGS,
-    max_examples=500,
+    max_examples=4000,
     derandomize=True,
     database=None,
     print_blob=False,
