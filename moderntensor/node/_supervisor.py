@@ -48,6 +48,10 @@ __all__ = ["NodeHandle", "NodeSettings", "freeze_startup_objects", "open_node", 
 log = logging.getLogger("moderntensor.node")
 
 SWITCH_INTERVAL_S = 0.0005
+GC_THRESHOLDS = (50_000, 20, 20)
+"""Young-generation collections every 50,000 allocations instead of 700: a busy node allocates
+hundreds of thousands of short-lived objects per block, and each collection that cascades into
+a full pass stalls the event loop. Cyclic garbage is still collected, just in fewer passes."""
 
 
 @attrs.frozen(slots=True)
@@ -83,6 +87,7 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def open_node(
