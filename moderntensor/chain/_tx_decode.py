@@ -21,6 +21,8 @@ gas * price overflow, initcode size).
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from moderntensor.chain._tx_types import (
     MAX_TX_SIZE,
     AccessList,
@@ -132,6 +134,24 @@ def _y_parity(item: RLPItem, label: str) -> int:
     return y_parity
 
 
+_T = TypeVar("_T", LegacyTransaction, AccessListTransaction, DynamicFeeTransaction)
+
+
+def _build(cls: type[_T], what: str, raw: bytes, sender: bytes, **fields: Any) -> _T:
+    """Construct a decoded transaction with its raw bytes, hash and sender already cached.
+
+    Raises:
+        DecodeError: a field the constructor refuses (unreachable after the decoder's own
+            checks; keeps decoding total).
+    """
+    try:
+        tx = cls(**fields)
+    except ValueError as exc:
+        raise DecodeError(what, str(exc)) from None
+    tx._fill_cache(raw, keccak256(raw), sender)
+    return tx
+
+
 def _decode_legacy(raw: bytes) -> LegacyTransaction:
     items = expect_list(decode_rlp(raw, _LEGACY), _LEGACY, 9)
     nonce = _uint(items[0], "legacy tx nonce", 64)
@@ -155,23 +175,22 @@ def _decode_legacy(raw: bytes) -> LegacyTransaction:
             "legacy tx v", f"{v} is not 27, 28 or 35 + 2 * chain_id + y_parity (chain_id >= 1)"
         )
     sender = _recover(_LEGACY, payload, y_parity, r, s)
-    try:
-        tx = LegacyTransaction(
-            chain_id=chain_id,
-            nonce=nonce,
-            gas_price=gas_price,
-            gas=gas,
-            to=to,
-            value=value,
-            data=data,
-            y_parity=y_parity,
-            r=r,
-            s=s,
-        )
-    except ValueError as exc:  # unreachable after the checks above; keeps decoding total
-        raise DecodeError(_LEGACY, str(exc)) from None
-    tx._fill_cache(raw, keccak256(raw), sender)
-    return tx
+    return _build(
+        LegacyTransaction,
+        _LEGACY,
+        raw,
+        sender,
+        chain_id=chain_id,
+        nonce=nonce,
+        gas_price=gas_price,
+        gas=gas,
+        to=to,
+        value=value,
+        data=data,
+        y_parity=y_parity,
+        r=r,
+        s=s,
+    )
 
 
 def _decode_access_list_tx(raw: bytes) -> AccessListTransaction:
@@ -188,24 +207,23 @@ def _decode_access_list_tx(raw: bytes) -> AccessListTransaction:
     r = _uint(items[9], "EIP-2930 tx r")
     s = _uint(items[10], "EIP-2930 tx s")
     sender = _recover(_TYPE1, b"\x01" + encode_rlp(items[:8]), y_parity, r, s)
-    try:
-        tx = AccessListTransaction(
-            chain_id=chain_id,
-            nonce=nonce,
-            gas_price=gas_price,
-            gas=gas,
-            to=to,
-            value=value,
-            data=data,
-            access_list=access_list,
-            y_parity=y_parity,
-            r=r,
-            s=s,
-        )
-    except ValueError as exc:  # unreachable after the checks above; keeps decoding total
-        raise DecodeError(_TYPE1, str(exc)) from None
-    tx._fill_cache(raw, keccak256(raw), sender)
-    return tx
+    return _build(
+        AccessListTransaction,
+        _TYPE1,
+        raw,
+        sender,
+        chain_id=chain_id,
+        nonce=nonce,
+        gas_price=gas_price,
+        gas=gas,
+        to=to,
+        value=value,
+        data=data,
+        access_list=access_list,
+        y_parity=y_parity,
+        r=r,
+        s=s,
+    )
 
 
 def _decode_dynamic_fee(raw: bytes) -> DynamicFeeTransaction:
@@ -223,22 +241,21 @@ def _decode_dynamic_fee(raw: bytes) -> DynamicFeeTransaction:
     r = _uint(items[10], "EIP-1559 tx r")
     s = _uint(items[11], "EIP-1559 tx s")
     sender = _recover(_TYPE2, b"\x02" + encode_rlp(items[:9]), y_parity, r, s)
-    try:
-        tx = DynamicFeeTransaction(
-            chain_id=chain_id,
-            nonce=nonce,
-            max_priority_fee_per_gas=max_priority_fee,
-            max_fee_per_gas=max_fee,
-            gas=gas,
-            to=to,
-            value=value,
-            data=data,
-            access_list=access_list,
-            y_parity=y_parity,
-            r=r,
-            s=s,
-        )
-    except ValueError as exc:  # unreachable after the checks above; keeps decoding total
-        raise DecodeError(_TYPE2, str(exc)) from None
-    tx._fill_cache(raw, keccak256(raw), sender)
-    return tx
+    return _build(
+        DynamicFeeTransaction,
+        _TYPE2,
+        raw,
+        sender,
+        chain_id=chain_id,
+        nonce=nonce,
+        max_priority_fee_per_gas=max_priority_fee,
+        max_fee_per_gas=max_fee,
+        gas=gas,
+        to=to,
+        value=value,
+        data=data,
+        access_list=access_list,
+        y_parity=y_parity,
+        r=r,
+        s=s,
+    )

@@ -23,7 +23,6 @@ from moderntensor.codec import (
     expect_list,
     expect_uint,
 )
-from moderntensor.crypto import keccak256
 from moderntensor.state.account import EMPTY_ROOT
 from moderntensor.state.store import Column, Database
 from moderntensor.state.trie import MissingTrieNode
@@ -83,11 +82,6 @@ class ChainDB:
             batch.put(Column.META, GENESIS_KEY, h)
         self.db.write(batch)
 
-    def set_finalized(self, block_hash: bytes) -> None:
-        batch = self.db.batch()
-        batch.put(Column.META, FINALIZED_KEY, block_hash)
-        self.db.write(batch)
-
     # -- reads ----------------------------------------------------------------------------
 
     def _meta_hash(self, key: bytes) -> bytes | None:
@@ -124,14 +118,6 @@ class ChainDB:
         )
         evidence = tuple(expect_bytes(e, "body.evidence") for e in expect_list(body[1], "ev"))
         return Block(header, txs, evidence)
-
-    def get_transaction_hashes(self, block_hash: bytes) -> list[bytes] | None:
-        """The hashes of a block's transactions, without decoding them (no sender recovery)."""
-        raw = self.db.get(Column.BODIES, block_hash)
-        if raw is None:
-            return None
-        body = expect_list(decode_rlp(raw, "body"), "body", 2)
-        return [keccak256(expect_bytes(t, "body.tx")) for t in expect_list(body[0], "body.txs")]
 
     def get_receipts(self, block_hash: bytes) -> list[Receipt]:
         raw = self.db.get(Column.RECEIPTS, block_hash)

@@ -111,7 +111,6 @@ class ConsensusDriver:
         self.outbound = outbound
         self.deadline_ms: int | None = None
         self.evidence: dict[bytes, bytes] = {}  # encoded evidence waiting for a block
-        self.finalized_blocks = 0
         self.last_finality_ms: int | None = None
         self.add_known_validator_sets()
 
@@ -291,7 +290,6 @@ class ConsensusDriver:
         await trio.sleep(0)
         self.pool.on_new_head(self.chain.state_at(head), self.service.next_base_fee())
         self.add_known_validator_sets()
-        self.finalized_blocks += len(committed)
         for executed in committed:
             header = executed.block.header
             finality_ms = now - compute_slot_start_ms(self.config, header.slot)

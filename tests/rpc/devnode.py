@@ -22,34 +22,20 @@ from typing import TypeVar
 import trio
 
 from moderntensor.chain.genesis import Genesis, parse_genesis
-from moderntensor.crypto import PrivateKey, checksum_address
+from moderntensor.crypto import checksum_address
 from moderntensor.mempool import MempoolConfig
 from moderntensor.node._supervisor import NodeHandle, NodeSettings, open_node
+from moderntensor.node.devnet import DEV_BALANCE, DEV_CHAIN_ID, dev_genesis_doc, dev_keys
 from moderntensor.rpc import RpcConfig
 from moderntensor.service import ChainService
 
 T = TypeVar("T")
 
-CHAIN_ID = 1337
-DEV_KEYS = [
-    PrivateKey.from_hex(k)
-    for k in (
-        "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-        "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-        "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-        "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
-        "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
-        "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
-        "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
-        "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
-    )
-]
-DEV_BALANCE = 10_000 * 10**18
-VALIDATOR_KEY = PrivateKey(b"\x11" * 32)
-VALIDATOR_OWNER = PrivateKey(b"\x12" * 32)
-BASE_FEE = 1_000_000_000
+KEYS = dev_keys()
+CHAIN_ID = DEV_CHAIN_ID
+DEV_KEYS = list(KEYS.accounts)
+VALIDATOR_KEY = KEYS.validator.consensus
+VALIDATOR_OWNER = KEYS.validator.account
 
 
 def dev_genesis(
@@ -58,36 +44,12 @@ def dev_genesis(
     gas_limit: int = 30_000_000,
     extra_accounts: Sequence[bytes] = (),
 ) -> Genesis:
-    alloc = {checksum_address(k.address): {"balance": str(DEV_BALANCE)} for k in DEV_KEYS}
+    """The node's dev genesis (moderntensor.node.devnet), with room for benchmark senders."""
+    doc = dev_genesis_doc(genesis_time, float(slot_duration), KEYS)
+    doc["block"]["gas_limit"] = gas_limit
     for address in extra_accounts:
-        alloc[checksum_address(address)] = {"balance": str(DEV_BALANCE)}
-    return parse_genesis(
-        {
-            "chain_id": CHAIN_ID,
-            "network_name": "rpc-dev",
-            "genesis_time": genesis_time,
-            "consensus": {
-                "slot_duration": slot_duration,
-                "epoch_length": 8,
-                "min_stake": "1000",
-                "max_validators": 10,
-                "unbonding_epochs": 1,
-                "slash_fraction": "0.05",
-                "block_reward": str(2 * 10**18),
-            },
-            "block": {"gas_limit": gas_limit, "base_fee": BASE_FEE, "min_gas_price": BASE_FEE},
-            "total_supply": str(10**30),
-            "validators": [
-                {
-                    "address": checksum_address(VALIDATOR_OWNER.address),
-                    "consensus_pubkey": "0x" + VALIDATOR_KEY.public_key_bytes.hex(),
-                    "stake": str(32 * 10**18),
-                    "name": "dev-validator",
-                }
-            ],
-            "alloc": alloc,
-        }
-    )
+        doc["alloc"][checksum_address(address)] = {"balance": str(DEV_BALANCE)}
+    return parse_genesis(doc, "rpc test genesis")
 
 
 class DevNode:

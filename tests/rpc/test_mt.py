@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from moderntensor.crypto import checksum_address
+from moderntensor.node.devnet import DEV_STAKE
 from moderntensor.rpc import RpcApp, RpcConfig
 from moderntensor.service import ChainService
 from tests.rpc.conftest import RawClient
-from tests.rpc.devnode import VALIDATOR_KEY, VALIDATOR_OWNER, DevNode
+from tests.rpc.devnode import KEYS, VALIDATOR_KEY, VALIDATOR_OWNER, DevNode
 
 
 def test_mt_from_chain_state(rpc: RawClient) -> None:
@@ -18,8 +19,8 @@ def test_mt_from_chain_state(rpc: RawClient) -> None:
             "address": checksum_address(VALIDATOR_OWNER.address),
             "validatorId": checksum_address(VALIDATOR_KEY.address),
             "consensusPubkey": "0x" + VALIDATOR_KEY.public_key_bytes.hex(),
-            "name": "dev-validator",
-            "stake": hex(32 * 10**18),
+            "name": KEYS.validator.name,
+            "stake": hex(DEV_STAKE),
             "status": "active",
             "jailed": False,
             "unbonding": "0x0",
