@@ -53,7 +53,7 @@ from moderntensor.state.statedb import StateCommit, StateDB
 from moderntensor.state.store import Database
 from moderntensor.state.trie import ordered_trie_root
 
-__all__ = ["Chain", "ChainMismatch", "ExecutedBlock", "InvalidBlock", "SealSigner"]
+__all__ = ["BlockDraft", "Chain", "ChainMismatch", "ExecutedBlock", "InvalidBlock", "SealSigner"]
 
 log = logging.getLogger("moderntensor.chain")
 
@@ -89,6 +89,22 @@ class ExecutedBlock:
     block: Block
     receipts: tuple[Receipt, ...]
     state: StateCommit
+
+
+@attrs.frozen(slots=True)
+class BlockDraft:
+    """An executed block before its proposer signs it (see :meth:`Chain.draft_block`)."""
+
+    header: Header  # proposer_signature still empty
+    transactions: tuple[Transaction, ...]
+    evidence: tuple[bytes, ...]
+    receipts: tuple[Receipt, ...]
+    commit: StateCommit
+    state: StateDB = attrs.field(repr=False)
+
+    @property
+    def seal_hash(self) -> bytes:
+        return self.header.seal_hash
 
 
 class Chain:
@@ -187,13 +203,39 @@ class Chain:
         Raises:
             InvalidBlock: the proposer key is not a registered, active validator's.
         """
+        draft = self.draft_block(parent, slot, proposer_key.address, candidates, evidence)
+        if isinstance(proposer_key, PrivateKey):
+            digest = vote_digest(
+                self.params.chain_id, self.genesis_hash, VoteKind.PROPOSE, slot, draft.seal_hash
+            )
+            signature = proposer_key.sign(digest)
+        else:
+            signature = proposer_key.sign_seal(slot, draft.seal_hash)
+        return self.seal_block(draft, signature)
+
+    def draft_block(
+        self,
+        parent: Header,
+        slot: int,
+        proposer: bytes,
+        candidates: Iterable[Transaction],
+        evidence: Sequence[bytes] = (),
+    ) -> BlockDraft:
+        """The CPU-heavy half of :meth:`build_block`: execute and hash, but do not sign.
+
+        The node runs this in a worker thread and signs the seal hash on the event loop
+        (signing goes through slashing protection, which is not thread-safe).
+
+        Raises:
+            InvalidBlock: ``proposer`` is not a registered, active validator's consensus key.
+        """
         if slot <= parent.slot:
             raise InvalidBlock(f"slot {slot} is not after the parent's slot {parent.slot}")
         state = self._working_state(parent)
-        proposer = get_validator_by_id(state, proposer_key.address)
-        if proposer is None or proposer.jailed:
+        record = get_validator_by_id(state, proposer)
+        if record is None or record.jailed:
             raise InvalidBlock("the proposer key is not an active validator's consensus key")
-        env = self.next_env(parent, slot, proposer.address)
+        env = self.next_env(parent, slot, record.address)
         evidence = tuple(evidence)
         self._apply_evidence(state, evidence)
         txs, receipts = execute_transactions(
@@ -213,19 +255,19 @@ class Chain:
             timestamp=self.timestamp_of(slot),
             base_fee_per_gas=env.base_fee,
             slot=slot,
-            proposer=proposer_key.address,
+            proposer=proposer,
             evidence_root=compute_evidence_root(evidence),
         )
-        if isinstance(proposer_key, PrivateKey):
-            digest = vote_digest(
-                self.params.chain_id, self.genesis_hash, VoteKind.PROPOSE, slot, unsigned.seal_hash
-            )
-            signature = proposer_key.sign(digest)
-        else:
-            signature = proposer_key.sign_seal(slot, unsigned.seal_hash)
-        header = attrs.evolve(unsigned, proposer_signature=signature.to_bytes())
-        self._stash(state, commit.root)
-        executed = ExecutedBlock(Block(header, tuple(txs), evidence), tuple(receipts), commit)
+        return BlockDraft(unsigned, tuple(txs), evidence, tuple(receipts), commit, state)
+
+    def seal_block(self, draft: BlockDraft, signature: Signature) -> ExecutedBlock:
+        """Attach the proposer's signature over ``draft.seal_hash``; the block becomes pending
+        (executed, not committed) like one imported with :meth:`execute_block`."""
+        header = attrs.evolve(draft.header, proposer_signature=signature.to_bytes())
+        self._stash(draft.state, draft.commit.root)
+        executed = ExecutedBlock(
+            Block(header, draft.transactions, draft.evidence), draft.receipts, draft.commit
+        )
         self._add_pending(executed)
         return executed
 
