@@ -19,9 +19,10 @@ import trio
 
 from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.chain import Chain, ExecutedBlock
-from moderntensor.chain.execution import compute_next_base_fee
+from moderntensor.chain.execution import TransactionRejected, compute_next_base_fee
 from moderntensor.chain.receipts import Receipt
 from moderntensor.chain.transactions import Transaction, decode_transaction
+from moderntensor.codec import DecodeError
 from moderntensor.state.statedb import StateDB
 
 __all__ = [
@@ -64,6 +65,24 @@ class BlockTagError(ValueError):
     """A block tag or number that is not one of Ethereum's forms."""
 
 
+ADMIT_SLICE = 256
+"""Transactions admitted per event-loop step in a batch (a few ms of work)."""
+PREDECODE_LIMIT = 20_000
+"""At most this many pre-decoded transactions wait for submission; beyond it, leftovers (from
+batches whose requests failed before submitting) are dropped."""
+
+
+def _decode_all(raws: Sequence[bytes]) -> list[Transaction | DecodeError]:
+    """Runs in a worker thread: decode each, keeping the error of those that fail."""
+    out: list[Transaction | DecodeError] = []
+    for raw in raws:
+        try:
+            out.append(decode_transaction(raw))
+        except DecodeError as exc:
+            out.append(exc)
+    return out
+
+
 _SUBSCRIPTION_BUFFER = 256  # heads/txs a slow subscriber may lag behind before losing some
 
 
@@ -89,6 +108,7 @@ class ChainService:
         self._tx_subscribers: list[trio.MemorySendChannel[bytes]] = []
         self.dropped_events = 0
         self.syncing = False
+        self._predecoded: dict[bytes, Transaction] = {}
 
     # -- identity -------------------------------------------------------------------------
 
@@ -187,9 +207,47 @@ class ChainService:
             moderntensor.codec.DecodeError: the bytes are not a valid signed transaction.
             TransactionRejected: the pool refuses it (message in Ethereum's wording).
         """
-        tx = decode_transaction(raw)
+        tx = self._predecoded.pop(raw, None)
+        if tx is None:
+            tx = decode_transaction(raw)
         self.submit_transaction(tx)
         return tx.hash
+
+    async def submit_raw_transactions(
+        self, raws: Sequence[bytes]
+    ) -> list[bytes | DecodeError | TransactionRejected]:
+        """Submit a batch (gossip, tools, benchmarks): senders are recovered in a worker
+        thread, then each transaction is admitted in order, a slice per event-loop step.
+
+        Returns:
+            Per transaction, its hash or the error it got.
+        """
+        decoded = await trio.to_thread.run_sync(_decode_all, raws)
+        out: list[bytes | DecodeError | TransactionRejected] = []
+        for i, item in enumerate(decoded):
+            if i % ADMIT_SLICE == ADMIT_SLICE - 1:
+                await trio.sleep(0)
+            if isinstance(item, DecodeError):
+                out.append(item)
+                continue
+            try:
+                self.submit_transaction(item)
+            except TransactionRejected as exc:
+                out.append(exc)
+            else:
+                out.append(item.hash)
+        return out
+
+    async def predecode(self, raws: Sequence[bytes]) -> None:
+        """Decode (and so recover the senders of) transactions about to be submitted one by
+        one, e.g. a JSON-RPC batch, in a worker thread; :meth:`submit_raw_transaction` then
+        finds them decoded. Signature recovery is most of a submission's cost, and it
+        releases the GIL, so the batch's recovery runs beside the event loop, not on it."""
+        if len(self._predecoded) + len(raws) > PREDECODE_LIMIT:
+            self._predecoded.clear()  # left over from batches whose submissions failed early
+        for raw, item in zip(raws, await trio.to_thread.run_sync(_decode_all, raws), strict=True):
+            if not isinstance(item, DecodeError):
+                self._predecoded[raw] = item
 
     def submit_transaction(self, tx: Transaction) -> None:
         """Admit a decoded transaction and announce it.

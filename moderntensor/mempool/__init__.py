@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from moderntensor.mempool._pool import (
     AccountReader,
+    AccountSnapshot,
     Mempool,
     MempoolConfig,
     MempoolRejected,
     MempoolStatistics,
+    read_accounts,
 )
 
 __all__ = [
     "AccountReader",
+    "AccountSnapshot",
     "Mempool",
     "MempoolConfig",
     "MempoolRejected",
     "MempoolStatistics",
+    "read_accounts",
 ]

@@ -38,7 +38,7 @@ after it.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
 import attrs
@@ -54,10 +54,12 @@ from moderntensor.state.account import Account
 
 __all__ = [
     "AccountReader",
+    "AccountSnapshot",
     "Mempool",
     "MempoolConfig",
     "MempoolRejected",
     "MempoolStatistics",
+    "read_accounts",
 ]
 
 _MIN_TX_GAS = 21_000  # no transaction needs less: stop filling a block below this
@@ -69,6 +71,30 @@ class AccountReader(Protocol):
     def get_nonce(self, address: bytes) -> int: ...
 
     def get_balance(self, address: bytes) -> int: ...
+
+
+class AccountSnapshot:
+    """Accounts read ahead (the node reads them in a worker thread), then ``state`` for the
+    rest: what :meth:`Mempool.on_new_head` reads, so re-validation does no I/O of its own."""
+
+    __slots__ = ("accounts", "state")
+
+    def __init__(self, accounts: Mapping[bytes, tuple[int, int]], state: AccountReader) -> None:
+        self.accounts = accounts  # address -> (nonce, balance)
+        self.state = state
+
+    def get_nonce(self, address: bytes) -> int:
+        known = self.accounts.get(address)
+        return known[0] if known is not None else self.state.get_nonce(address)
+
+    def get_balance(self, address: bytes) -> int:
+        known = self.accounts.get(address)
+        return known[1] if known is not None else self.state.get_balance(address)
+
+
+def read_accounts(state: AccountReader, addresses: Iterable[bytes]) -> dict[bytes, tuple[int, int]]:
+    """(nonce, balance) of each address: the read-ahead for an :class:`AccountSnapshot`."""
+    return {a: (state.get_nonce(a), state.get_balance(a)) for a in addresses}
 
 
 class MempoolRejected(TransactionRejected):
@@ -191,6 +217,10 @@ class Mempool:
             if held:
                 out[address] = [s.txs[n] for n in held]
         return out
+
+    def senders(self) -> list[bytes]:
+        """Addresses with transactions held (whose accounts :meth:`on_new_head` reads)."""
+        return list(self._senders)
 
     def __iter__(self) -> Iterator[Transaction]:
         return (tx for tx, _ in list(self._by_hash.values()))
@@ -331,19 +361,39 @@ class Mempool:
     # -- new heads ---------------------------------------------------------------------------
 
     def on_new_head(self, state: AccountReader, base_fee: int) -> list[Transaction]:
-        """Re-validate against the state of a new head block.
+        """Re-validate every held sender against the state of a new head block.
 
         Drops transactions whose nonce the account has passed (included, or replaced by an
         included one) and, per sender in nonce order, the first one the balance no longer
         covers together with all after it; promotes queued ones whose gap the head closed.
+        The same as :meth:`set_head` then :meth:`revalidate` over :meth:`senders`, which the
+        node does in slices so that a large pool never holds the event loop for long.
 
         Returns:
             The transactions dropped, lowest nonce first per sender.
         """
+        self.set_head(state, base_fee)
+        return self.revalidate(list(self._senders))
+
+    def set_head(self, state: AccountReader, base_fee: int) -> None:
+        """Read accounts from ``state`` from now on; senders already held keep the numbers
+        of the previous head until :meth:`revalidate` re-reads them."""
         self._state = state
         self.base_fee = base_fee
+
+    def revalidate(self, addresses: Iterable[bytes]) -> list[Transaction]:
+        """Re-read these senders' accounts from the current head state (see
+        :meth:`on_new_head`); addresses the pool no longer holds are skipped.
+
+        Returns:
+            The transactions dropped, lowest nonce first per sender.
+        """
+        state = self._state
         dropped: list[Transaction] = []
-        for address, sender in list(self._senders.items()):
+        for address in addresses:
+            sender = self._senders.get(address)
+            if sender is None:
+                continue
             nonce = state.get_nonce(address)
             balance = state.get_balance(address)
             sender.nonce, sender.balance = nonce, balance
@@ -415,6 +465,15 @@ class Mempool:
         ``base_fee`` or no longer fits in ``gas_limit`` (counting each transaction's full gas
         limit) contributes nothing more.
         """
+        return list(self.iter_best_transactions(base_fee, gas_limit))
+
+    def iter_best_transactions(self, base_fee: int, gas_limit: int) -> Iterator[Transaction]:
+        """:meth:`best_transactions`, one at a time.
+
+        The pool may change between two steps (the node yields to the event loop while it
+        takes a block's worth): each transaction is checked to be still held and pending
+        when its turn comes, and what arrived after the first step is not offered.
+        """
         heap: list[tuple[int, int, int, bytes]] = []
         by_hash = self._by_hash
         for address, sender in self._senders.items():
@@ -424,20 +483,21 @@ class Mempool:
                     tip = min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
                     heap.append((-tip, by_hash[tx.hash][1], sender.nonce, address))
         heapq.heapify(heap)
-        out: list[Transaction] = []
         remaining = gas_limit
         while heap and remaining >= _MIN_TX_GAS:
             _, _, nonce, address = heapq.heappop(heap)
-            sender = self._senders[address]
-            tx = sender.txs[nonce]
+            held = self._senders.get(address)
+            if held is None or not held.nonce <= nonce < held.pending_end:
+                continue  # dropped or included since the last step
+            tx = held.txs[nonce]
             if tx.gas > remaining:
                 continue
-            out.append(tx)
             remaining -= tx.gas
+            yield tx
             nonce += 1
-            if nonce < sender.pending_end:
-                tx = sender.txs[nonce]
+            held = self._senders.get(address)
+            if held is not None and held.nonce <= nonce < held.pending_end:
+                tx = held.txs[nonce]
                 if tx.max_fee_per_gas >= base_fee:
                     tip = min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
                     heapq.heappush(heap, (-tip, by_hash[tx.hash][1], nonce, address))
-        return out

@@ -1,8 +1,12 @@
-"""The consensus driver: carries the Simplex core's actions out against chain, pool and service.
+"""The consensus driver: feeds the Simplex core and carries its actions out.
 
-The core is pure (it takes ``now_ms`` and returns actions); this task owns the clock, runs
-CPU-heavy block building and execution in a worker thread (so the event loop keeps serving
-RPC), commits finalized blocks, and feeds validator sets of coming epochs back into the core.
+The core is pure (it takes ``now_ms`` and returns actions). The driver reads one inbox --
+ticks from the :class:`~moderntensor.node._ticker.Ticker`, blocks from the
+:class:`~moderntensor.node._producer.BlockProducer`, messages from the network -- and routes
+the core's actions: timers to the ticker, build requests to the producer, proposals from
+others to execution (a worker thread), finalized blocks to the database (a worker thread),
+new heads to the mempool service, broadcasts to the network. It also feeds validator sets of
+coming epochs back into the core.
 """
 
 from __future__ import annotations
@@ -13,10 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import trio
 
-from moderntensor.chain.blocks import Block
+from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.chain import Chain, ExecutedBlock, InvalidBlock
 from moderntensor.chain.genesis import Genesis
 from moderntensor.chain.staking import get_validators
@@ -28,6 +31,7 @@ from moderntensor.consensus import (
     BuildBlock,
     Certificate,
     ConsensusConfig,
+    ConsensusRemoteError,
     EvidenceFound,
     ExecuteBlock,
     Finalized,
@@ -45,13 +49,19 @@ from moderntensor.consensus import (
     compute_validator_set,
     encode_certificate,
 )
-from moderntensor.crypto import Signature
-from moderntensor.mempool import Mempool
 from moderntensor.node._logging import event
+from moderntensor.node._producer import BlockBuilt, BuildRequest
+from moderntensor.node._ticker import Tick, Ticker
 from moderntensor.service import ChainService
 from moderntensor.state.store import Column
 
-__all__ = ["ConsensusDriver", "NetworkMessage", "consensus_config_for", "wall_clock_ms"]
+__all__ = [
+    "ConsensusDriver",
+    "DriverEvent",
+    "NetworkMessage",
+    "consensus_config_for",
+    "wall_clock_ms",
+]
 
 log = logging.getLogger("moderntensor.node")
 
@@ -78,40 +88,44 @@ def consensus_config_for(genesis: Genesis, genesis_hash: bytes) -> ConsensusConf
     return ConsensusConfig(genesis.chain_id, genesis_hash, genesis.genesis_time * 1000, preset)
 
 
-@attrs.define
-class _CoreSealer:
-    """Signs a block's seal through the core (and so through slashing protection)."""
-
-    core: SimplexCore
-    address: bytes
-
-    def sign_seal(self, slot: int, seal_hash: bytes) -> Signature:
-        return self.core.sign_proposal(slot, seal_hash).signature
+DriverEvent = Tick | BlockBuilt | SignedVote | Certificate | Proposal
+"""What the driver's inbox carries: ticks, our own built blocks, and network messages."""
 
 
 class ConsensusDriver:
-    """One node's consensus loop; ``run`` is a long-lived nursery task."""
+    """One node's consensus loop; ``run`` is a long-lived nursery task.
+
+    It is the only caller of the core's input methods (``on_tick``, ``on_proposal``,
+    ``on_vote``, ...), so the core needs no locking; the producer signs through
+    :meth:`SimplexCore.sign_proposal`, a call that never awaits.
+    """
 
     def __init__(
         self,
         chain: Chain,
-        pool: Mempool,
         service: ChainService,
         core: SimplexCore,
+        ticker: Ticker,
+        chain_lock: trio.CapacityLimiter,
         *,
-        clock: Callable[[], int] = wall_clock_ms,
+        build_requests: trio.MemorySendChannel[BuildRequest],
+        new_heads: trio.MemorySendChannel[Header],
         outbound: trio.MemorySendChannel[NetworkMessage] | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.chain = chain
-        self.pool = pool
         self.service = service
         self.core = core
         self.config = core.config
-        self.clock = clock
+        self.ticker = ticker
+        self.chain_lock = chain_lock  # one worker thread at a time touches the chain
+        self.build_requests = build_requests
+        self.new_heads = new_heads
         self.outbound = outbound
-        self.deadline_ms: int | None = None
+        self.clock = clock
         self.evidence: dict[bytes, bytes] = {}  # encoded evidence waiting for a block
         self.last_finality_ms: int | None = None
+        self.rejected_messages = 0
         self.add_known_validator_sets()
 
     # -- validator sets -------------------------------------------------------------------
@@ -159,29 +173,31 @@ class ConsensusDriver:
 
     async def run(
         self,
-        inbound: trio.MemoryReceiveChannel[NetworkMessage],
+        inbox: trio.MemoryReceiveChannel[DriverEvent],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Drive the core until cancelled: timers, inbound messages, actions."""
+        """Drive the core until cancelled: ticks, built blocks, network messages."""
         await self.process(self.core.start(self.clock()))
         task_status.started()
-        while True:
-            message: NetworkMessage | None = None
-            wait = 3600.0
-            if self.deadline_ms is not None:
-                wait = max(0.0, (self.deadline_ms - self.clock()) / 1000)
-            with trio.move_on_after(wait):
-                message = await inbound.receive()
+        async for item in inbox:
             now = self.clock()
-            if message is None:
-                actions = self.core.on_tick(now)
-            elif isinstance(message, Proposal):
-                actions = self.core.on_proposal(message, now)
-            elif isinstance(message, Certificate):
-                actions = self.core.on_certificate(message, now)
-            else:
-                actions = self.core.on_vote(message, now)
+            try:
+                if isinstance(item, Tick):
+                    actions = self.core.on_tick(now)
+                elif isinstance(item, BlockBuilt):
+                    actions = self._on_built(item, now)
+                elif isinstance(item, Proposal):
+                    actions = self.core.on_proposal(item, now)
+                elif isinstance(item, Certificate):
+                    actions = self.core.on_certificate(item, now)
+                else:
+                    actions = self.core.on_vote(item, now)
+            except ConsensusRemoteError as exc:  # a peer's fault: never the node's
+                self.rejected_messages += 1
+                event(log, logging.DEBUG, "message rejected", kind=type(item).__name__,
+                      reason=str(exc))  # fmt: skip
+                continue
             await self.process(actions)
 
     async def process(self, actions: list[Action]) -> None:
@@ -190,9 +206,9 @@ class ConsensusDriver:
         while queue:
             action = queue.popleft()
             if isinstance(action, SetTimer):
-                self.deadline_ms = action.deadline_ms
+                self.ticker.set_deadline(action.deadline_ms)
             elif isinstance(action, BuildBlock):
-                queue.extend(await self._build(action))
+                self._request_build(action)
             elif isinstance(action, ExecuteBlock):
                 queue.extend(await self._execute(action.proposal))
             elif isinstance(action, Broadcast):
@@ -209,6 +225,21 @@ class ConsensusDriver:
                 event(log, logging.WARNING, "signing refused by slashing protection",
                       kind=action.kind.name, slot=action.slot, reason=action.reason)  # fmt: skip
 
+    def _request_build(self, action: BuildBlock) -> None:
+        request = BuildRequest(action.slot, action.parent, tuple(self.evidence)[:16])
+        try:
+            self.build_requests.send_nowait(request)
+        except trio.WouldBlock:  # still building an earlier slot's block: this slot is lost
+            event(log, logging.WARNING, "producer busy, slot skipped", slot=action.slot)
+
+    def _on_built(self, built: BlockBuilt, now: int) -> list[Action]:
+        for raw in built.dropped_evidence:
+            self.evidence.pop(raw, None)
+        if built.proposal is None:
+            return []
+        self._send(built.proposal)
+        return self.core.on_proposal(built.proposal, now)
+
     def _send(self, message: NetworkMessage) -> None:
         if self.outbound is None:
             return
@@ -218,41 +249,6 @@ class ConsensusDriver:
             event(log, logging.WARNING, "outbound queue full, message dropped",
                   kind=type(message).__name__)  # fmt: skip
 
-    async def _build(self, action: BuildBlock) -> list[Action]:
-        parent = self.chain.get_header(action.parent.hash)
-        if parent is None:
-            event(log, logging.ERROR, "cannot build: parent unknown", slot=action.slot,
-                  parent="0x" + action.parent.hash.hex())  # fmt: skip
-            return []
-        base_fee = self.chain.next_env(parent, action.slot, b"").base_fee
-        candidates = self.pool.best_transactions(base_fee, self.chain.params.gas_limit)
-        evidence = list(self.evidence)[:16]
-        sealer = _CoreSealer(self.core, self.core.validator_id or b"")
-
-        def build() -> ExecutedBlock:
-            return self.chain.build_block(parent, action.slot, sealer, candidates, evidence)
-
-        try:
-            executed = await trio.to_thread.run_sync(build)
-        except InvalidBlock as exc:  # e.g. evidence that another block already used
-            event(log, logging.WARNING, "block building failed, retrying without evidence",
-                  slot=action.slot, reason=exc.reason)  # fmt: skip
-            self.evidence.clear()
-            evidence = []
-            executed = await trio.to_thread.run_sync(build)
-        header = executed.block.header
-        proposal = Proposal(
-            slot=header.slot,
-            block_hash=header.hash,
-            parent_hash=header.parent_hash,
-            seal_hash=header.seal_hash,
-            proposer=header.proposer,
-            signature=Signature.from_bytes(header.proposer_signature),
-            payload=executed.block,
-        )
-        self._send(proposal)
-        return self.core.on_proposal(proposal, self.clock())
-
     async def _execute(self, proposal: Proposal) -> list[Action]:
         if self.chain.get_pending(proposal.block_hash) is not None:
             return self.core.on_verdict(proposal.block_hash, True, self.clock())
@@ -261,7 +257,9 @@ class ConsensusDriver:
         try:
             if not isinstance(block, Block):
                 raise TypeError(f"payload is {type(block).__name__}, not a block")
-            executed = await trio.to_thread.run_sync(self.chain.execute_block, block)
+            executed = await trio.to_thread.run_sync(
+                self.chain.execute_block, block, limiter=self.chain_lock
+            )
             valid = executed.block.hash == proposal.block_hash
         except InvalidBlock as exc:
             event(log, logging.WARNING, "invalid block proposed", slot=proposal.slot,
@@ -272,9 +270,11 @@ class ConsensusDriver:
         return self.core.on_verdict(proposal.block_hash, valid, self.clock())
 
     async def _finalize(self, action: Finalized) -> None:
-        """Commit the newly final blocks (the database write runs in the worker thread), then
-        tell the service and re-validate the pool, yielding between the steps."""
-        committed = await trio.to_thread.run_sync(self._commit_final, action)
+        """Commit the newly final blocks (the database write runs in a worker thread), then
+        tell the service and hand the new head to the mempool service."""
+        committed = await trio.to_thread.run_sync(
+            self._commit_final, action, limiter=self.chain_lock
+        )
         if not committed:
             return
         now = self.clock()
@@ -284,12 +284,8 @@ class ConsensusDriver:
         self.service.on_finalized(head)
         for raw in {raw for e in committed for raw in e.block.evidence}:
             self.evidence.pop(raw, None)
-        await trio.sleep(0)
-        for executed in committed:
-            self.pool.remove_included(executed.block.transactions)
-        await trio.sleep(0)
-        self.pool.on_new_head(self.chain.state_at(head), self.service.next_base_fee())
         self.add_known_validator_sets()
+        await self.new_heads.send(head)
         for executed in committed:
             header = executed.block.header
             finality_ms = now - compute_slot_start_ms(self.config, header.slot)
@@ -297,7 +293,7 @@ class ConsensusDriver:
             event(log, logging.INFO, "block finalized", slot=header.slot,
                   height=header.number, txs=len(executed.block.transactions),
                   gas=header.gas_used, root="0x" + header.state_root.hex()[:12],
-                  finality_ms=finality_ms, pool=len(self.pool))  # fmt: skip
+                  finality_ms=finality_ms, pool=len(self.service.pool))  # fmt: skip
 
     def _commit_final(self, action: Finalized) -> list[ExecutedBlock]:
         """Runs in the worker thread: write each final block, then its certificate."""

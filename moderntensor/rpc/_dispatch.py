@@ -7,11 +7,13 @@ answered with -32603, and the server carries on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
+import trio
 
 from ._errors import (
     INTERNAL_ERROR,
@@ -28,11 +30,30 @@ __all__ = ["Dispatcher", "error_response"]
 
 log = logging.getLogger("moderntensor.rpc")
 
+BATCH_SLICE = 64
+"""Batch requests answered per event-loop step."""
+PREPARE_MIN = 8
+"""Fewer raw transactions than this are decoded inline: a worker thread costs more."""
+
 _NO_ID = object()  # a notification: no "id" member at all
 
 
 def error_response(error: RpcError, request_id: Any = None) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
+
+
+def _raw_transactions(batch: list[Any]) -> list[bytes]:
+    """The well-formed raw transactions a batch submits (the rest get their errors later)."""
+    raws = []
+    for item in batch:
+        if isinstance(item, dict) and item.get("method") == "eth_sendRawTransaction":
+            params = item.get("params")
+            if isinstance(params, list) and params and isinstance(params[0], str):
+                text = params[0]
+                if text[:2] in ("0x", "0X"):
+                    with contextlib.suppress(ValueError):
+                        raws.append(bytes.fromhex(text[2:]))
+    return raws
 
 
 def _valid_id(value: Any) -> bool:
@@ -44,13 +65,48 @@ def _valid_id(value: Any) -> bool:
 
 
 class Dispatcher:
-    """Routes requests to :class:`Method` handlers; ``extra`` adds per-connection methods."""
+    """Routes requests to :class:`Method` handlers; ``extra`` adds per-connection methods.
 
-    def __init__(self, methods: Mapping[str, Method], max_batch: int) -> None:
+    ``prepare`` is given the raw transactions of a batch's ``eth_sendRawTransaction`` calls
+    before the batch is answered (the node recovers their senders in a worker thread).
+    """
+
+    def __init__(
+        self,
+        methods: Mapping[str, Method],
+        max_batch: int,
+        prepare: Callable[[list[bytes]], Awaitable[None]] | None = None,
+    ) -> None:
         self.methods = dict(methods)
         self.max_batch = max_batch
+        self.prepare = prepare
         self.calls = 0
         self.errors = 0
+
+    async def answer(self, body: bytes, extra: Mapping[str, Method] | None = None) -> bytes | None:
+        """:meth:`handle_body`, except that a batch is answered a slice at a time, with a
+        checkpoint between slices, so that one large batch never holds the event loop."""
+        if body.lstrip()[:1] != b"[":
+            return self.handle_body(body, extra)
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return orjson.dumps(error_response(RpcError(PARSE_ERROR, f"parse error: {exc}")))
+        if not message or len(message) > self.max_batch:
+            answer = self.handle_message(message, extra)
+            return None if answer is None else orjson.dumps(answer)
+        if self.prepare is not None:
+            raws = _raw_transactions(message)
+            if len(raws) >= PREPARE_MIN:
+                await self.prepare(raws)
+        out = []
+        for i, item in enumerate(message):
+            if i % BATCH_SLICE == BATCH_SLICE - 1:
+                await trio.sleep(0)
+            one = self.handle_request(item, extra)
+            if one is not None:
+                out.append(one)
+        return orjson.dumps(out) if out else None
 
     def handle_body(self, body: bytes, extra: Mapping[str, Method] | None = None) -> bytes | None:
         """Answer one HTTP body or WebSocket message; None when nothing is to be sent back."""

@@ -152,7 +152,7 @@ class HttpHandler:
         the peer finished sending, or None to close the connection."""
         buf = bytearray(data)
         limit = self.config.max_body_bytes
-        handle_body = self.dispatcher.handle_body
+        answer_body = self.dispatcher.answer
         searched = 0
         with trio.CancelScope() as scope:
             # Moving a deadline costs a few µs: the idle one is moved only once it is due
@@ -180,7 +180,7 @@ class HttpHandler:
                 body = bytes(buf[parsed.head_end : parsed.body_end])
                 del buf[: parsed.body_end]
                 searched = 0
-                answer = handle_body(body)
+                answer = await answer_body(body)
                 cors = self._cors_lines(parsed.origin) if parsed.origin is not None else b""
                 if answer is None:
                     response = response_bytes(204, cors, b"", parsed.close)
@@ -291,7 +291,7 @@ class HttpHandler:
             )  # fmt: skip
             await self._linger(stream, limit)
             return False
-        answer = self.dispatcher.handle_body(payload)
+        answer = await self.dispatcher.answer(payload)
         if answer is None:
             await self._respond(stream, conn, 204, b"", cors)
         else:

@@ -33,7 +33,7 @@ class RpcApp:
         self.config = config
         view = ChainView(service)
         methods = {**EthApi(service, view).methods(), **MtApi(service, view).methods()}
-        self.dispatcher = Dispatcher(methods, config.max_batch)
+        self.dispatcher = Dispatcher(methods, config.max_batch, service.predecode)
         self.metrics = RpcMetrics(service, self.dispatcher)
         self.http = HttpHandler(
             config,

@@ -151,7 +151,7 @@ class WebSocketSession:
                         await self._answer(body)
 
     async def _answer(self, body: bytes) -> None:
-        reply = self.dispatcher.handle_body(body, self.methods)
+        reply = await self.dispatcher.answer(body, self.methods)
         waiting, self._waiting = self._waiting, []
         if reply is not None:
             await self._send(reply)

@@ -1,0 +1,157 @@
+"""The block producer: builds this node's block when the consensus core asks for one.
+
+The driver sends a :class:`BuildRequest` when the core emits
+:class:`~moderntensor.consensus.BuildBlock` (this node leads the slot). The producer takes the
+best pool transactions up to the gas limit, executes them in a worker thread (the CPU-heavy
+part: execution and hashing the state), signs the seal on the event loop through the core (and
+so through slashing protection, which is not thread-safe) and sends the proposal back to the
+driver as :class:`BlockBuilt`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+import trio
+
+from moderntensor.chain.blocks import Header
+from moderntensor.chain.chain import BlockDraft, Chain, InvalidBlock
+from moderntensor.chain.transactions import Transaction
+from moderntensor.consensus import BlockRef, ConsensusError, Proposal, SimplexCore
+from moderntensor.mempool import Mempool
+from moderntensor.node._logging import event
+
+__all__ = ["BlockBuilt", "BlockProducer", "BuildRequest"]
+
+log = logging.getLogger("moderntensor.node")
+
+SLICE = 1024
+"""Candidate transactions taken per event-loop step (about 3 ms of work)."""
+
+
+@attrs.frozen(slots=True)
+class BuildRequest:
+    """Build on ``parent`` for ``slot``, including ``evidence`` (encoded) if still valid."""
+
+    slot: int
+    parent: BlockRef
+    evidence: tuple[bytes, ...] = ()
+
+
+@attrs.frozen(slots=True)
+class BlockBuilt:
+    """The answer to a :class:`BuildRequest`: a signed proposal, or None if none was made.
+
+    ``dropped_evidence`` lists evidence the block could not include (already used on this
+    fork, or invalid), so the driver stops offering it.
+    """
+
+    slot: int
+    proposal: Proposal | None
+    dropped_evidence: tuple[bytes, ...] = ()
+    build_ms: float = 0.0
+
+
+class BlockProducer:
+    """One node's block builder; ``run`` is a long-lived nursery task."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        pool: Mempool,
+        core: SimplexCore,
+        chain_lock: trio.CapacityLimiter,
+    ) -> None:
+        self.chain = chain
+        self.pool = pool
+        self.core = core
+        self.chain_lock = chain_lock  # one worker thread at a time touches the chain
+        self.built = 0
+
+    async def run(
+        self,
+        requests: trio.MemoryReceiveChannel[BuildRequest],
+        results: trio.MemorySendChannel[BlockBuilt],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Answer build requests until cancelled."""
+        task_status.started()
+        async for request in requests:
+            await results.send(await self.build(request))
+
+    async def build(self, request: BuildRequest) -> BlockBuilt:
+        """Build, sign and return one proposal; failures are logged and answered with None."""
+        started = trio.current_time()
+        parent = self.chain.get_header(request.parent.hash)
+        if parent is None:
+            event(log, logging.ERROR, "cannot build: parent unknown", slot=request.slot,
+                  parent="0x" + request.parent.hash.hex())  # fmt: skip
+            return BlockBuilt(request.slot, None)
+        proposer = self.core.validator_id
+        if proposer is None:
+            return BlockBuilt(request.slot, None)
+        base_fee = self.chain.next_env(parent, request.slot, b"").base_fee
+        candidates = await self._candidates(base_fee)
+        evidence, dropped = request.evidence, ()
+        try:
+            draft = await self._draft(parent, request.slot, proposer, candidates, evidence)
+        except InvalidBlock as exc:
+            if not evidence:
+                event(log, logging.ERROR, "block building failed", slot=request.slot,
+                      reason=exc.reason)  # fmt: skip
+                return BlockBuilt(request.slot, None)
+            event(log, logging.WARNING, "block building failed, retrying without evidence",
+                  slot=request.slot, reason=exc.reason)  # fmt: skip
+            evidence, dropped = (), evidence
+            draft = await self._draft(parent, request.slot, proposer, candidates, evidence)
+        try:
+            vote = self.core.sign_proposal(request.slot, draft.seal_hash)
+        except ConsensusError as exc:  # the slot moved on, or protection refused
+            event(log, logging.WARNING, "block not signed", slot=request.slot,
+                  reason=str(exc))  # fmt: skip
+            return BlockBuilt(request.slot, None, dropped)
+        async with self.chain_lock:
+            executed = self.chain.seal_block(draft, vote.signature)
+        header = executed.block.header
+        proposal = Proposal(
+            slot=header.slot,
+            block_hash=header.hash,
+            parent_hash=header.parent_hash,
+            seal_hash=header.seal_hash,
+            proposer=header.proposer,
+            signature=vote.signature,
+            payload=executed.block,
+        )
+        self.built += 1
+        build_ms = (trio.current_time() - started) * 1000
+        return BlockBuilt(request.slot, proposal, dropped, build_ms)
+
+    async def _candidates(self, base_fee: int) -> list[Transaction]:
+        """The pool's best transactions for a block, taken a slice per event-loop step."""
+        candidates: list[Transaction] = []
+        best = self.pool.iter_best_transactions(base_fee, self.chain.params.gas_limit)
+        for tx in best:
+            candidates.append(tx)
+            if len(candidates) % SLICE == 0:
+                await trio.sleep(0)
+        return candidates
+
+    async def _draft(
+        self,
+        parent: Header,
+        slot: int,
+        proposer: bytes,
+        candidates: list[Transaction],
+        evidence: tuple[bytes, ...],
+    ) -> BlockDraft:
+        return await trio.to_thread.run_sync(
+            self.chain.draft_block,
+            parent,
+            slot,
+            proposer,
+            candidates,
+            evidence,
+            limiter=self.chain_lock,
+        )
