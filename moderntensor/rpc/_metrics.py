@@ -26,6 +26,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WINDOW_BLOCKS = 32
 
 
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
 class _ChainCollector(Collector):
     def __init__(self, service: ChainService, dispatcher: Dispatcher) -> None:
         self.service = service
@@ -84,15 +88,16 @@ class _ChainCollector(Collector):
             f"Mean time between the last {WINDOW_BLOCKS} blocks (slot clock).",
             block_time,
         )
-        latency = math.nan
-        if service.consensus is not None:
-            value = service.consensus.status().get("vote_latency_seconds")
-            if isinstance(value, int | float):
-                latency = float(value)
+        status = service.consensus.status() if service.consensus is not None else {}
         yield gauge(
             "vote_latency_seconds",
             "Time from the last final block's slot start to its finalization (NaN before one).",
-            latency,
+            _number(status.get("vote_latency_seconds")),
+        )
+        yield gauge(
+            "event_loop_lag_seconds",
+            "Longest event-loop stall over the last minute or two (NaN without a node).",
+            _number(status.get("event_loop_lag_seconds")),
         )
         yield gauge("syncing", "1 while the node is catching up.", 1 if service.syncing else 0)
         yield CounterMetricFamily(

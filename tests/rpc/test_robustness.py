@@ -224,4 +224,6 @@ def test_health_and_metrics(node: DevNode, rpc: RawClient) -> None:
     assert samples["moderntensor_block_time_seconds"] > 0
     assert samples["moderntensor_transactions_per_second"] >= 0
     assert "moderntensor_vote_latency_seconds" in samples
+    lag = samples["moderntensor_event_loop_lag_seconds"]  # from the node's loop monitor
+    assert lag == lag and lag >= 0  # a number, not NaN: the monitor task runs
     assert samples["moderntensor_rpc_requests_total"] > 0

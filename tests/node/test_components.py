@@ -1,0 +1,118 @@
+"""The node's tasks working together: bad network input is the peer's problem, the pool
+follows the chain through the mempool service, the loop monitor reports to the RPC."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import trio
+
+from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
+from moderntensor.chain.votes import VoteKind, sign_vote
+from moderntensor.consensus import Proposal
+from moderntensor.crypto import PrivateKey, keccak256
+from moderntensor.node._loop_monitor import LoopMonitor
+from moderntensor.node._supervisor import NodeHandle, NodeSettings, open_node
+from moderntensor.node.devnet import dev_genesis
+
+GWEI = 10**9
+
+
+def settings_for(tmp_path: Path) -> tuple[NodeSettings, list[PrivateKey]]:
+    genesis, keys = dev_genesis(int(time.time()), slot_duration=0.2)
+    settings = NodeSettings(tmp_path / "data", genesis, keys.validator.consensus, rpc=None)
+    return settings, list(keys.accounts)
+
+
+async def wait_for_height(node: NodeHandle, height: int, limit_s: float = 20) -> None:
+    with trio.fail_after(limit_s):
+        while node.chain.head.number < height:
+            await trio.sleep(0.05)
+
+
+async def test_invalid_network_messages_are_rejected_and_the_node_goes_on(
+    tmp_path: Path,
+) -> None:
+    settings, _ = settings_for(tmp_path)
+    stranger = PrivateKey(keccak256(b"not a validator"))
+    async with trio.open_nursery() as nursery:
+        node: NodeHandle = await nursery.start(open_node, settings)
+        await wait_for_height(node, 1)
+        head = node.chain.head
+        slot = node.driver.core.view + 1
+        seal = keccak256(b"a block nobody built")
+        forged = Proposal(
+            slot=slot, block_hash=keccak256(seal), parent_hash=head.hash, seal_hash=seal,
+            proposer=stranger.address, signature=stranger.sign(seal), payload=b"junk",
+        )  # fmt: skip
+        config = node.driver.config
+        vote = sign_vote(
+            stranger, config.chain_id, config.genesis_hash, VoteKind.NOTARIZE, slot, seal
+        )
+        await node.inbound.send(forged)
+        await node.inbound.send(vote)
+        with trio.fail_after(10):
+            while node.driver.rejected_messages < 2:
+                await trio.sleep(0.02)
+        await wait_for_height(node, head.number + 3)  # still finalizing
+        assert node.chain.get_header(forged.block_hash) is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_mempool_service_drops_what_blocks_included(tmp_path: Path) -> None:
+    settings, accounts = settings_for(tmp_path)
+    sender, recipient = accounts[0], accounts[1].address
+    raws = [
+        sign_transaction(
+            DynamicFeeTransaction(
+                chain_id=settings.genesis.chain_id, nonce=n, max_priority_fee_per_gas=GWEI,
+                max_fee_per_gas=20 * GWEI, gas=21_000, to=recipient, value=1,
+            ),
+            sender,
+        ).raw
+        for n in range(30)
+    ]  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        node: NodeHandle = await nursery.start(open_node, settings)
+        results = await node.service.submit_raw_transactions(raws)
+        assert all(isinstance(r, bytes) for r in results)
+        assert len(node.pool) == 30
+        with trio.fail_after(20):
+            while len(node.pool) or node.chain.state_at(node.chain.head).get_nonce(
+                sender.address
+            ) < len(raws):
+                await trio.sleep(0.05)
+        assert node.pool_service.revalidations >= 1
+        assert node.pool.pending_nonce(sender.address) == len(raws)
+        assert node.producer.built >= 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_loop_monitor_reports_through_the_node_status(tmp_path: Path) -> None:
+    settings, _ = settings_for(tmp_path)
+    async with trio.open_nursery() as nursery:
+        node: NodeHandle = await nursery.start(open_node, settings)
+        await wait_for_height(node, 1)
+        start = node.chain.head.number
+        await wait_for_height(node, start + 3)  # at least two whole 0.2 s slots later
+        assert node.monitor.samples >= 5
+        assert node.service.consensus is not None
+        status = node.service.consensus.status()
+        assert status["event_loop_lag_seconds"] == node.monitor.recent_max_s
+        assert status["blocks_built"] == node.producer.built >= 2
+        assert node.ticker.ticks >= 2
+        nursery.cancel_scope.cancel()
+
+
+def test_loop_monitor_keeps_the_worst_of_the_last_window() -> None:
+    monitor = LoopMonitor(interval_s=0.01, window_s=10)
+    monitor.record(0.030, now_s=1)
+    monitor.record(0.005, now_s=5)
+    assert (monitor.recent_max_s, monitor.max_s, monitor.last_s) == (0.030, 0.030, 0.005)
+    monitor.record(0.002, now_s=11)  # a new window: the old one's worst is still shown
+    assert monitor.recent_max_s == 0.030
+    monitor.record(0.001, now_s=22)  # two windows on: forgotten, except in the all-time max
+    assert monitor.recent_max_s == 0.002
+    assert monitor.max_s == 0.030
+    assert monitor.samples == 4
