@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -55,7 +56,7 @@ async def heartbeat(stalls: list[float]) -> None:
         stalls.append(trio.current_time() - before - 0.001)
 
 
-async def bench(args: argparse.Namespace) -> dict[str, float]:
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
     keys = dev_keys()
     senders = [sender_key(i) for i in range(args.senders)]
     doc = dev_genesis_doc(int(time.time()), args.slot_duration, keys)
@@ -80,6 +81,7 @@ async def bench(args: argparse.Namespace) -> dict[str, float]:
     submitted_at: dict[bytes, float] = {}
     finalized_at: dict[bytes, float] = {}
     stalls: list[float] = []
+    block_sizes: list[int] = []
     with tempfile.TemporaryDirectory(prefix="mt-bench-node-") as tmp:
         settings = NodeSettings(
             Path(tmp), genesis, keys.validator.consensus, rpc=None, mempool=pool
@@ -110,6 +112,8 @@ async def bench(args: argparse.Namespace) -> dict[str, float]:
                         submitted_at[result] = submitted
                 push_seconds = trio.current_time() - start
                 async for executed in committed:
+                    if executed.block.transactions:
+                        block_sizes.append(len(executed.block.transactions))
                     now = trio.current_time()
                     for tx in executed.block.transactions:
                         finalized_at[tx.hash] = now
@@ -126,6 +130,7 @@ async def bench(args: argparse.Namespace) -> dict[str, float]:
         "p99_latency_s": round(latencies[int(len(latencies) * 0.99) - 1], 3),
         "max_loop_stall_ms": round(max(stalls) * 1000, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "block_sizes": block_sizes,
     }
 
 
@@ -150,6 +155,7 @@ def main() -> None:
         f"stall {result['max_loop_stall_ms']} ms; peak RSS {result['peak_rss_mb']} MB "
         f"({platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()})"
     )
+    print(f"transfers per block: {result['block_sizes']}")
 
 
 if __name__ == "__main__":

@@ -467,21 +467,30 @@ class Mempool:
         """
         return list(self.iter_best_transactions(base_fee, gas_limit))
 
-    def iter_best_transactions(self, base_fee: int, gas_limit: int) -> Iterator[Transaction]:
+    def iter_best_transactions(
+        self, base_fee: int, gas_limit: int, after: Mapping[bytes, int] | None = None
+    ) -> Iterator[Transaction]:
         """:meth:`best_transactions`, one at a time.
 
         The pool may change between two steps (the node yields to the event loop while it
         takes a block's worth): each transaction is checked to be still held and pending
         when its turn comes, and what arrived after the first step is not offered.
+
+        Args:
+            after: per sender, the next nonce after blocks the pool has not seen yet (a
+                parent not yet committed): transactions below it are not offered again.
         """
         heap: list[tuple[int, int, int, bytes]] = []
         by_hash = self._by_hash
         for address, sender in self._senders.items():
-            if sender.pending_end > sender.nonce:
-                tx = sender.txs[sender.nonce]
+            start = sender.nonce
+            if after is not None:
+                start = max(start, after.get(address, 0))
+            if start < sender.pending_end:
+                tx = sender.txs[start]
                 if tx.max_fee_per_gas >= base_fee:
                     tip = min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
-                    heap.append((-tip, by_hash[tx.hash][1], sender.nonce, address))
+                    heap.append((-tip, by_hash[tx.hash][1], start, address))
         heapq.heapify(heap)
         remaining = gas_limit
         while heap and remaining >= _MIN_TX_GAS:

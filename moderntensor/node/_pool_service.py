@@ -37,6 +37,8 @@ class MempoolService:
         self.service = service
         self.revalidations = 0
         self.dropped = 0
+        self.head_number = chain.head.number  # the head the pool was last re-validated at
+        self._advanced = trio.Event()
 
     async def run(
         self,
@@ -53,6 +55,12 @@ class MempoolService:
                 except trio.WouldBlock:
                     break
             await self.revalidate(head)
+
+    async def caught_up(self, number: int) -> None:
+        """Return once the pool has been re-validated at height ``number`` or later (the
+        producer waits for this, so that a block does not offer what its parent included)."""
+        while self.head_number < number:
+            await self._advanced.wait()
 
     async def revalidate(self, head: Header) -> None:
         """Drop what ``head`` made stale or unaffordable; promote what it unblocked.
@@ -71,6 +79,9 @@ class MempoolService:
             dropped += self.pool.revalidate(senders[start : start + SLICE])
         self.revalidations += 1
         self.dropped += len(dropped)
+        self.head_number = max(self.head_number, head.number)
+        self._advanced.set()
+        self._advanced = trio.Event()
         if dropped:
             event(log, logging.DEBUG, "pool re-validated", head=head.number,
                   dropped=len(dropped), held=len(self.pool))  # fmt: skip

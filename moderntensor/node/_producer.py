@@ -21,6 +21,7 @@ from moderntensor.chain.transactions import Transaction
 from moderntensor.consensus import BlockRef, ConsensusError, Proposal, SimplexCore
 from moderntensor.mempool import Mempool
 from moderntensor.node._logging import event
+from moderntensor.node._pool_service import MempoolService
 
 __all__ = ["BlockBuilt", "BlockProducer", "BuildRequest"]
 
@@ -62,11 +63,16 @@ class BlockProducer:
         pool: Mempool,
         core: SimplexCore,
         chain_lock: trio.CapacityLimiter,
+        pool_service: MempoolService,
+        *,
+        catch_up_s: float = 0.25,
     ) -> None:
         self.chain = chain
         self.pool = pool
         self.core = core
         self.chain_lock = chain_lock  # one worker thread at a time touches the chain
+        self.pool_service = pool_service
+        self.catch_up_s = catch_up_s  # longest wait for the pool to follow the chain
         self.built = 0
 
     async def run(
@@ -93,7 +99,7 @@ class BlockProducer:
         if proposer is None:
             return BlockBuilt(request.slot, None)
         base_fee = self.chain.next_env(parent, request.slot, b"").base_fee
-        candidates = await self._candidates(base_fee)
+        candidates = await self._candidates(parent, base_fee)
         evidence, dropped = request.evidence, ()
         try:
             draft = await self._draft(parent, request.slot, proposer, candidates, evidence)
@@ -128,15 +134,36 @@ class BlockProducer:
         build_ms = (trio.current_time() - started) * 1000
         return BlockBuilt(request.slot, proposal, dropped, build_ms)
 
-    async def _candidates(self, base_fee: int) -> list[Transaction]:
-        """The pool's best transactions for a block, taken a slice per event-loop step."""
+    async def _candidates(self, parent: Header, base_fee: int) -> list[Transaction]:
+        """The pool's best transactions for a block on ``parent``, a slice per event-loop step.
+
+        Transactions that ``parent`` or its ancestors already include are left out: the
+        pool has dropped those of committed blocks once the mempool service caught up with
+        the committed head (waited for, briefly), and those of executed blocks not yet
+        committed are skipped by nonce.
+        """
+        with trio.move_on_after(self.catch_up_s):
+            await self.pool_service.caught_up(self.chain.head.number)
+        after = self._uncommitted_nonces(parent)
         candidates: list[Transaction] = []
-        best = self.pool.iter_best_transactions(base_fee, self.chain.params.gas_limit)
+        best = self.pool.iter_best_transactions(base_fee, self.chain.params.gas_limit, after)
         for tx in best:
             candidates.append(tx)
             if len(candidates) % SLICE == 0:
                 await trio.sleep(0)
         return candidates
+
+    def _uncommitted_nonces(self, parent: Header) -> dict[bytes, int]:
+        """Per sender, the nonce after its transactions in ``parent`` and the ancestors that
+        are executed but not committed (the pool cannot have dropped those yet)."""
+        after: dict[bytes, int] = {}
+        executed = self.chain.get_pending(parent.hash)
+        while executed is not None:
+            for tx in executed.block.transactions:
+                if tx.nonce >= after.get(tx.sender, 0):
+                    after[tx.sender] = tx.nonce + 1
+            executed = self.chain.get_pending(executed.block.header.parent_hash)
+        return after
 
     async def _draft(
         self,

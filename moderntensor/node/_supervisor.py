@@ -164,8 +164,11 @@ async def open_node(
         inbox_send, inbox = trio.open_memory_channel[DriverEvent](256)
         build_send, build_receive = trio.open_memory_channel[BuildRequest](1)
         heads_send, heads_receive = trio.open_memory_channel[Header](4)
-        producer = BlockProducer(chain, pool, core, chain_lock)
         pool_service = MempoolService(chain, pool, service)
+        producer = BlockProducer(
+            chain, pool, core, chain_lock, pool_service,
+            catch_up_s=config.preset.slot_duration_ms / 4000,  # a quarter of a slot at most
+        )  # fmt: skip
         monitor = LoopMonitor()
         driver = ConsensusDriver(
             chain, service, core, ticker, chain_lock,
