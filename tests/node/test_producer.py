@@ -1,0 +1,62 @@
+"""The producer's candidates: never what the parent chain already includes, committed or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from moderntensor.chain.chain import Chain
+from moderntensor.chain.genesis import parse_genesis
+from moderntensor.chain.transactions import Transaction
+from moderntensor.mempool import Mempool
+from moderntensor.node._pool_service import MempoolService
+from moderntensor.node._producer import BlockProducer
+from moderntensor.service import ChainService
+from moderntensor.state.store import Database
+from tests.mempool.test_pool_chain import GWEI, VALIDATOR, genesis_doc, next_base_fee, transfer
+
+
+async def test_candidates_skip_what_uncommitted_and_committed_ancestors_include(
+    tmp_path: Path,
+) -> None:
+    with Database.open(tmp_path / "db") as db:
+        chain = Chain(db, parse_genesis(genesis_doc()))
+        pool = Mempool(chain.params, chain.state_at(chain.head), next_base_fee(chain))
+        txs = {(u, n): transfer(u, n, GWEI) for u in range(2) for n in range(6)}
+        for tx in txs.values():
+            pool.add(tx)
+        service = ChainService(chain, pool)
+        pool_service = MempoolService(chain, pool, service)
+        no_core: Any = None  # choosing candidates does not sign
+        producer = BlockProducer(
+            chain, pool, no_core, trio.CapacityLimiter(1), pool_service, catch_up_s=1.0
+        )
+        genesis = chain.head
+        rest = {txs[0, n].hash for n in range(3, 6)} | {txs[1, n].hash for n in range(1, 6)}
+
+        def assert_offers_only_the_rest(offered: list[Transaction]) -> None:
+            # a block holds 7 transfers: 7 of the 8 not yet included, in nonce order per sender
+            assert len(offered) == 7 and {tx.hash for tx in offered} <= rest
+            for u in range(2):
+                nonces = [tx.nonce for tx in offered if tx.sender == txs[u, 0].sender]
+                assert nonces == sorted(nonces) and nonces[0] == (3 if u == 0 else 1)
+
+        first = chain.build_block(genesis, 1, VALIDATOR, [txs[0, 0], txs[0, 1], txs[1, 0]])
+        second = chain.build_block(first.block.header, 2, VALIDATOR, [txs[0, 2]])
+        # Both executed, neither committed: the pool still holds all twelve.
+        assert len(pool) == 12
+        offered = await producer._candidates(second.block.header, next_base_fee(chain))
+        assert_offers_only_the_rest(offered)
+        # Commit the first: the producer waits for the mempool service to catch up with it.
+        chain.commit(first, finalized=True)
+        heads_send, heads = trio.open_memory_channel[object](1)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool_service.run, heads)  # type: ignore[arg-type]
+            await heads_send.send(chain.head)
+            offered = await producer._candidates(second.block.header, next_base_fee(chain))
+            assert pool_service.head_number == 1
+            assert len(pool) == 9  # the first block's three are gone
+            assert_offers_only_the_rest(offered)
+            nursery.cancel_scope.cancel()
