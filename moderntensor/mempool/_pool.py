@@ -473,8 +473,10 @@ class Mempool:
         """:meth:`best_transactions`, one at a time.
 
         The pool may change between two steps (the node yields to the event loop while it
-        takes a block's worth): each transaction is checked to be still held and pending
-        when its turn comes, and what arrived after the first step is not offered.
+        takes a block's worth): each transaction is checked to be still held, pending and
+        paying at least ``base_fee`` when its turn comes. Senders that arrived after the
+        first step are not offered; a replacement, or a held sender's next nonce admitted
+        meanwhile, may be.
 
         Args:
             after: per sender, the next nonce after blocks the pool has not seen yet (a
@@ -499,6 +501,8 @@ class Mempool:
             if held is None or not held.nonce <= nonce < held.pending_end:
                 continue  # dropped or included since the last step
             tx = held.txs[nonce]
+            if tx.max_fee_per_gas < base_fee:
+                continue  # replaced or re-added since it was queued here
             if tx.gas > remaining:
                 continue
             remaining -= tx.gas

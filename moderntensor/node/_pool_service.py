@@ -73,6 +73,7 @@ class MempoolService:
         senders = self.pool.senders()
         accounts = await trio.to_thread.run_sync(read_accounts, state, senders)
         self.pool.set_head(AccountSnapshot(accounts, state), self.service.next_base_fee())
+        senders = self.pool.senders()  # again: senders admitted during the read are read now
         dropped = []
         for start in range(0, len(senders), SLICE):
             await trio.sleep(0)

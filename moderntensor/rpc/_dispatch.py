@@ -25,6 +25,7 @@ from ._errors import (
     invalid_params,
 )
 from ._methods import Method
+from ._params import parse_data
 
 __all__ = ["Dispatcher", "error_response"]
 
@@ -48,11 +49,9 @@ def _raw_transactions(batch: list[Any]) -> list[bytes]:
     for item in batch:
         if isinstance(item, dict) and item.get("method") == "eth_sendRawTransaction":
             params = item.get("params")
-            if isinstance(params, list) and params and isinstance(params[0], str):
-                text = params[0]
-                if text[:2] in ("0x", "0X"):
-                    with contextlib.suppress(ValueError):
-                        raws.append(bytes.fromhex(text[2:]))
+            if isinstance(params, list) and params:
+                with contextlib.suppress(ValueError):
+                    raws.append(parse_data(params[0]))
     return raws
 
 

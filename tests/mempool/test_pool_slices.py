@@ -287,8 +287,7 @@ class SlicedPoolMachine(RuleBasedStateMachine):
         elif self.it_untouched:  # a sender's first: where its pending run (or `after`) starts
             assert tx.nonce == max(pending[0].nonce, self.it_after.get(sender, 0))
         assert tx.nonce >= self.it_after.get(sender, 0), "offered a nonce below `after`"
-        if self.it_untouched:
-            assert tx.max_fee_per_gas >= self.it_base_fee
+        assert tx.max_fee_per_gas >= self.it_base_fee, "offered below the base fee"
         self.it_last[sender] = tx.nonce
         self.it_gas += tx.gas
         assert self.it_gas <= self.it_gas_limit
@@ -464,6 +463,23 @@ def test_iterator_skips_what_was_dropped_or_included_between_steps() -> None:
     assert pool.on_new_head(head, MIN_BASE_FEE) == b
     assert next(it, None) is None
     assert pool.best_transactions(MIN_BASE_FEE, 10**6) == [a[2]]
+
+
+def test_iterator_never_yields_below_the_base_fee() -> None:
+    """A sender dropped mid-block and re-added at the same nonce with a lower fee: the old
+    heap entry must not offer the cheaper newcomer (it would take gas the block cannot use)."""
+    accounts = Accounts()
+    pool = Mempool(PARAMS, accounts, MIN_BASE_FEE)
+    first, rich = make_tx(0, 0, 30, 9), make_tx(1, 0, 30, 1)
+    pool.add(first)
+    pool.add(rich)
+    it = pool.iter_best_transactions(20, 10**6)
+    assert next(it) == first
+    accounts.balances[addr(1)] = 0
+    pool.on_new_head(accounts, MIN_BASE_FEE)  # rich dropped
+    accounts.balances[addr(1)] = 10**18
+    pool.add(make_tx(1, 0, 10, 1))  # same nonce, max fee 10 < 20
+    assert next(it, None) is None
 
 
 def test_iterator_without_mutation_equals_best_transactions() -> None:

@@ -241,12 +241,12 @@ class Recorder:
         await trio.lowlevel.checkpoint()  # as the real one does (it waits for a thread)
 
 
-# params[0] of an eth_sendRawTransaction call; whitespace inside the hex is left out on
-# purpose (see the report: ``bytes.fromhex`` accepts it, ``parse_data`` does not)
+# params[0] of an eth_sendRawTransaction call, well-formed or not (``bytes.fromhex`` would
+# accept the blanks that ``parse_data`` refuses)
 raw_params = st.one_of(
     st.binary(max_size=40).map(lambda b: "0x" + b.hex()),
     st.binary(min_size=1, max_size=40).map(lambda b: "0X" + b.hex().upper()),
-    st.sampled_from(["0x", "0xzz", "0x123", "deadbeef", "", "0x0g"]),
+    st.sampled_from(["0x", "0xzz", "0x123", "deadbeef", "", "0x0g", "0xab cd", "0x 0a"]),
     st.integers(0, 5),
     st.none(),
 )
@@ -343,3 +343,16 @@ async def test_prepare_threshold_and_single_requests() -> None:
     with trio.testing.assert_no_checkpoints():
         await dispatcher.answer(orjson.dumps(sends[0]))
         await dispatcher.answer(orjson.dumps(noise * 10))  # small batch, nothing to prepare
+
+
+async def test_prepare_gets_only_what_parse_data_accepts() -> None:
+    """``bytes.fromhex`` would skip the blank in "0xab cd"; the request itself is refused with
+    -32602, so nothing may be decoded and cached for it."""
+    recorder = Recorder()
+    dispatcher = Dispatcher(METHODS, max_batch=100, prepare=recorder)
+    answer = await dispatcher.answer(
+        orjson.dumps([send_raw(i, "0xab cd") for i in range(PREPARE_MIN)])
+    )
+    assert recorder.calls == []
+    assert answer is not None
+    assert {a["error"]["code"] for a in orjson.loads(answer)} == {-32602}
