@@ -24,7 +24,7 @@ from moderntensor.node._logging import setup_logging
 from moderntensor.node._supervisor import NodeSettings, run_node
 from moderntensor.node.config import ConfigError, ConfigOverrides, load_config
 from moderntensor.node.devnet import dev_genesis_doc, dev_keys, format_dev_banner
-from moderntensor.rpc import RpcConfig
+from moderntensor.rpc import MetricsConfig, RpcConfig
 
 __all__ = ["main"]
 
@@ -100,8 +100,11 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
             max_body_bytes=int(config.rpc.max_body_bytes),
             max_batch=int(config.rpc.max_batch),
         )
+    metrics = None
+    if config.metrics.enabled:
+        metrics = MetricsConfig(str(config.metrics.addr), int(config.metrics.port))
     settings = NodeSettings(
-        config.node.data_dir, genesis, key, rpc, config.mempool.to_pool_config()
+        config.node.data_dir, genesis, key, rpc, config.mempool.to_pool_config(), metrics
     )
     return settings, str(config.node.log_level), str(config.node.log_format)
 

@@ -1,8 +1,8 @@
 """The supervisor: one root nursery that opens, wires and runs every component of a node.
 
 Order of life: open the database, the chain and the pool; start the components, each a task
-reporting readiness through ``nursery.start`` -- the loop monitor (metrics), the mempool
-service, the block producer, the slot ticker, the consensus driver, then the RPC server; serve
+reporting readiness through ``nursery.start`` -- the loop monitor, the mempool service, the
+block producer, the slot ticker, the consensus driver, then the RPC and metrics servers; serve
 until SIGINT or SIGTERM cancels the root scope or a component fails; close the database last,
 after every writer has stopped. A failed component takes the node down with its reason logged
 and a non-zero exit code.
@@ -25,6 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ from moderntensor.node._loop_monitor import LoopMonitor
 from moderntensor.node._pool_service import MempoolService
 from moderntensor.node._producer import BlockProducer, BuildRequest
 from moderntensor.node._ticker import Ticker
-from moderntensor.rpc import RpcConfig, serve_rpc
+from moderntensor.rpc import MetricsConfig, RpcApp, RpcConfig, RpcMetrics, serve_metrics, serve_rpc
 from moderntensor.service import ChainService
 from moderntensor.state.store import Database
 
@@ -81,6 +82,8 @@ class NodeSettings:
     consensus_key: PrivateKey | None
     rpc: RpcConfig | None = attrs.field(factory=RpcConfig)
     mempool: MempoolConfig = attrs.field(factory=MempoolConfig)
+    metrics: MetricsConfig | None = None
+    """A listener for Prometheus alone (``[metrics]``); the RPC port serves ``/metrics`` too."""
 
 
 @attrs.define
@@ -98,6 +101,7 @@ class NodeHandle:
     rpc_port: int | None
     cancel_scope: trio.CancelScope
     inbound: trio.MemorySendChannel[DriverEvent]  # where the network feeds the driver
+    metrics_port: int | None = None
 
 
 @attrs.define
@@ -186,10 +190,17 @@ async def open_node(
             await nursery.start(producer.run, build_receive, inbox_send.clone())
             await nursery.start(ticker.run, inbox_send.clone())
             await nursery.start(driver.run, inbox)
-            rpc_port = None
+            rpc_port = metrics_port = None
+            app = None
             if settings.rpc is not None:
-                rpc_port = await nursery.start(serve_rpc, service, settings.rpc)
+                app = RpcApp(service, settings.rpc)
+                rpc_port = await nursery.start(partial(serve_rpc, app=app), service, settings.rpc)
                 event(log, logging.INFO, "rpc listening", addr=settings.rpc.addr, port=rpc_port)
+            if settings.metrics is not None:
+                render = app.metrics.render if app else RpcMetrics(service).render
+                metrics_port = await nursery.start(serve_metrics, render, settings.metrics)
+                event(log, logging.INFO, "metrics listening", addr=settings.metrics.addr,
+                      port=metrics_port, path="/metrics")  # fmt: skip
             task_status.started(
                 NodeHandle(
                     chain,
@@ -203,6 +214,7 @@ async def open_node(
                     rpc_port,
                     nursery.cancel_scope,
                     inbox_send,
+                    metrics_port,
                 )
             )
     finally:

@@ -13,6 +13,17 @@ from __future__ import annotations
 from moderntensor.rpc._config import RpcConfig
 from moderntensor.rpc._dispatch import Dispatcher
 from moderntensor.rpc._errors import RpcError
+from moderntensor.rpc._metrics import RpcMetrics
+from moderntensor.rpc._metrics_server import MetricsConfig, serve_metrics
 from moderntensor.rpc._server import RpcApp, serve_rpc
 
-__all__ = ["Dispatcher", "RpcApp", "RpcConfig", "RpcError", "serve_rpc"]
+__all__ = [
+    "Dispatcher",
+    "MetricsConfig",
+    "RpcApp",
+    "RpcConfig",
+    "RpcError",
+    "RpcMetrics",
+    "serve_metrics",
+    "serve_rpc",
+]

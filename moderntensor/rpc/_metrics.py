@@ -31,7 +31,7 @@ def _number(value: object) -> float:
 
 
 class _ChainCollector(Collector):
-    def __init__(self, service: ChainService, dispatcher: Dispatcher) -> None:
+    def __init__(self, service: ChainService, dispatcher: Dispatcher | None) -> None:
         self.service = service
         self.dispatcher = dispatcher
         self._tx_counts: OrderedDict[bytes, int] = OrderedDict()
@@ -100,13 +100,15 @@ class _ChainCollector(Collector):
             _number(status.get("event_loop_lag_seconds")),
         )
         yield gauge("syncing", "1 while the node is catching up.", 1 if service.syncing else 0)
-        yield CounterMetricFamily(
-            "moderntensor_rpc_requests", "JSON-RPC requests handled.", value=self.dispatcher.calls
-        )
-        yield CounterMetricFamily(
-            "moderntensor_rpc_errors", "JSON-RPC requests answered with an error.",
-            value=self.dispatcher.errors,
-        )  # fmt: skip
+        if self.dispatcher is not None:  # None: a node with JSON-RPC off
+            yield CounterMetricFamily(
+                "moderntensor_rpc_requests", "JSON-RPC requests handled.",
+                value=self.dispatcher.calls,
+            )  # fmt: skip
+            yield CounterMetricFamily(
+                "moderntensor_rpc_errors", "JSON-RPC requests answered with an error.",
+                value=self.dispatcher.errors,
+            )  # fmt: skip
         yield CounterMetricFamily(
             "moderntensor_dropped_events",
             "Head/transaction events a slow subscriber lost.",
@@ -115,7 +117,9 @@ class _ChainCollector(Collector):
 
 
 class RpcMetrics:
-    def __init__(self, service: ChainService, dispatcher: Dispatcher) -> None:
+    """The node's Prometheus page; without a dispatcher (JSON-RPC off) it has no RPC counters."""
+
+    def __init__(self, service: ChainService, dispatcher: Dispatcher | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_ChainCollector(service, dispatcher))
 

@@ -80,17 +80,20 @@ async def serve_rpc(
     service: ChainService,
     config: RpcConfig,
     *,
+    app: RpcApp | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve JSON-RPC over HTTP and WebSocket until cancelled.
 
     Start it with ``port = await nursery.start(serve_rpc, service, config)``: it reports the
-    bound port (useful with ``port=0``) once it is listening.
+    bound port (useful with ``port=0``) once it is listening. Pass ``app`` to share its
+    counters (e.g. with :func:`serve_metrics`).
 
     Raises:
         OSError: the address cannot be bound (in use, not local...), before ``started``.
     """
-    app = RpcApp(service, config)
+    if app is None:
+        app = RpcApp(service, config)
     listeners = await trio.open_tcp_listeners(config.port, host=config.addr)
     port = listeners[0].socket.getsockname()[1]
     log.info("rpc listening on http://%s:%d (ws %s)", config.addr, port,
