@@ -3,9 +3,11 @@ follows the chain through the mempool service, the loop monitor reports to the R
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
@@ -13,6 +15,7 @@ from moderntensor.chain.votes import VoteKind, sign_vote
 from moderntensor.consensus import Proposal
 from moderntensor.crypto import PrivateKey, keccak256
 from moderntensor.node._loop_monitor import LoopMonitor
+from moderntensor.node._producer import BlockBuilt, BuildRequest
 from moderntensor.node._supervisor import NodeHandle, NodeSettings, open_node
 from moderntensor.node.devnet import dev_genesis
 
@@ -116,3 +119,50 @@ def test_loop_monitor_keeps_the_worst_of_the_last_window() -> None:
     assert monitor.recent_max_s == 0.002
     assert monitor.max_s == 0.030
     assert monitor.samples == 4
+
+
+async def test_a_busy_producer_costs_its_slots_not_the_node(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A build that outlasts several slots (here: held back a second, five slots) leaves the
+    driver free: later build requests wait (one) or are dropped with a warning, the slots time
+    out, and once the producer is back the chain grows again."""
+    settings, _ = settings_for(tmp_path)
+    logging.getLogger("moderntensor").propagate = True
+    caplog.set_level(logging.WARNING, logger="moderntensor.node")
+    async with trio.open_nursery() as nursery:
+        node: NodeHandle = await nursery.start(open_node, settings)
+        await wait_for_height(node, 2)
+        producer = node.producer
+        real_build = producer.build
+        stalled: list[int] = []
+
+        async def slow_build(request: BuildRequest) -> BlockBuilt:
+            if not stalled:
+                stalled.append(request.slot)
+                await trio.sleep(1.0)
+            return await real_build(request)
+
+        producer.build = slow_build  # type: ignore[method-assign]
+        with trio.fail_after(10):
+            while not stalled:
+                await trio.sleep(0.01)
+        view, height = node.driver.core.view, node.chain.head.number
+        await trio.sleep(0.6)  # three slots into the stall
+        assert node.driver.core.view >= view + 2  # the driver goes on: ticks, timeouts
+        assert node.chain.head.number == height  # nothing is built meanwhile
+        skipped = [
+            r.fields["slot"]  # type: ignore[attr-defined]
+            for r in caplog.records
+            if r.getMessage() == "producer busy, slot skipped" and r.fields["slot"] > stalled[0]  # type: ignore[attr-defined]
+        ]
+        # the next slot's request waits in the channel (capacity 1); the one after is dropped
+        assert skipped and skipped[0] >= stalled[0] + 2
+        await wait_for_height(node, height + 3)  # and it finalizes again afterwards
+        slots = set()
+        for number in range(height + 1, node.chain.head.number + 1):
+            header = node.service.resolve_tag(number)
+            assert header is not None
+            slots.add(header.slot)
+        assert not slots & {*skipped, stalled[0]}  # a lost slot has no block
+        nursery.cancel_scope.cancel()
