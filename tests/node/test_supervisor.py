@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+import trio
 
+from moderntensor.chain.chain import Chain
+from moderntensor.node._producer import BlockBuilt, BlockProducer, BuildRequest
 from moderntensor.node._supervisor import NodeSettings, run_node
 from moderntensor.node.devnet import dev_genesis
 from moderntensor.rpc import RpcConfig
@@ -33,3 +36,38 @@ async def test_rpc_port_in_use_stops_the_node_cleanly(
     assert "OSError" in record.getMessage() and "in use" in record.getMessage()
     with Database.open(tmp_path / "data" / "chaindb"):
         pass  # closed on the way out: the lock is free
+
+
+async def test_a_component_failing_mid_run_stops_the_node_with_exit_1(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The producer raises at its fifth block: the node stops (no hang) with the reason
+    logged and exit code 1, the database is closed, and what it committed is whole."""
+    genesis, keys = dev_genesis(int(time.time()), slot_duration=0.2)
+    real_build = BlockProducer.build
+    builds = 0
+
+    async def failing_build(self: BlockProducer, request: BuildRequest) -> BlockBuilt:
+        nonlocal builds
+        builds += 1
+        if builds == 5:
+            raise RuntimeError("disk on fire")
+        return await real_build(self, request)
+
+    monkeypatch.setattr(BlockProducer, "build", failing_build)
+    settings = NodeSettings(tmp_path / "data", genesis, keys.validator.consensus, rpc=None)
+    logging.getLogger("moderntensor").propagate = True
+    with caplog.at_level(logging.ERROR, logger="moderntensor"), trio.fail_after(30):
+        assert await run_node(settings) == 1
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("node stopped")]
+    assert "RuntimeError: disk on fire" in record.getMessage()
+    with Database.open(tmp_path / "data" / "chaindb") as db, Database.open(tmp_path / "r") as fresh:
+        stored, replay = Chain(db, genesis), Chain(fresh, genesis)
+        assert stored.head.number >= 1, "no block committed"
+        for number in range(1, stored.head.number + 1):
+            block_hash = stored.chaindb.get_canonical_hash(number)
+            assert block_hash is not None
+            block = stored.chaindb.get_block(block_hash)
+            assert block is not None
+            assert replay.import_block(block).state.root == block.header.state_root
+        assert stored.state_at(stored.head).root == stored.head.state_root
