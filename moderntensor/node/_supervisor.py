@@ -195,7 +195,9 @@ async def open_node(
             if settings.rpc is not None:
                 app = RpcApp(service, settings.rpc)
                 rpc_port = await nursery.start(partial(serve_rpc, app=app), service, settings.rpc)
-                event(log, logging.INFO, "rpc listening", addr=settings.rpc.addr, port=rpc_port)
+                event(log, logging.INFO, "rpc listening", addr=settings.rpc.addr, port=rpc_port,
+                      url=f"http://{settings.rpc.addr}:{rpc_port}",
+                      websocket=settings.rpc.ws_enabled)  # fmt: skip
             if settings.metrics is not None:
                 render = app.metrics.render if app else RpcMetrics(service).render
                 metrics_port = await nursery.start(serve_metrics, render, settings.metrics)

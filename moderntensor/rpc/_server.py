@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import trio
@@ -19,8 +18,6 @@ from ._mt import MtApi
 from ._ws import WebSocketSession
 
 __all__ = ["MAX_CONNECTIONS", "RpcApp", "serve_rpc"]
-
-log = logging.getLogger("moderntensor.rpc")
 
 MAX_CONNECTIONS = 512
 
@@ -96,7 +93,5 @@ async def serve_rpc(
         app = RpcApp(service, config)
     listeners = await trio.open_tcp_listeners(config.port, host=config.addr)
     port = listeners[0].socket.getsockname()[1]
-    log.info("rpc listening on http://%s:%d (ws %s)", config.addr, port,
-             "on" if config.ws_enabled else "off")  # fmt: skip
     task_status.started(port)
     await trio.serve_listeners(app.handle_connection, listeners)

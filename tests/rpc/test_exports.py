@@ -6,7 +6,16 @@ import moderntensor.rpc as rpc
 
 
 def test_public_surface() -> None:
-    assert sorted(rpc.__all__) == ["Dispatcher", "RpcApp", "RpcConfig", "RpcError", "serve_rpc"]
+    assert sorted(rpc.__all__) == [
+        "Dispatcher",
+        "MetricsConfig",
+        "RpcApp",
+        "RpcConfig",
+        "RpcError",
+        "RpcMetrics",
+        "serve_metrics",
+        "serve_rpc",
+    ]
     assert len(set(rpc.__all__)) == len(rpc.__all__)
     for name in rpc.__all__:
         assert getattr(rpc, name).__module__.startswith("moderntensor.rpc._")
