@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from moderntensor.mempool._pool import (
-    AccountReader,
-    AccountSnapshot,
-    Mempool,
-    MempoolConfig,
-    MempoolRejected,
-    MempoolStatistics,
-    read_accounts,
-)
+from moderntensor.mempool._accounts import AccountReader, AccountSnapshot, read_accounts
+from moderntensor.mempool._config import MempoolConfig, MempoolRejected, MempoolStatistics
+from moderntensor.mempool._pool import Mempool
 
 __all__ = [
     "AccountReader",

@@ -39,9 +39,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Protocol
-
-import attrs
 
 from moderntensor.chain.execution import (
     ChainParams,
@@ -49,83 +46,14 @@ from moderntensor.chain.execution import (
     check_account,
     check_transaction_rules,
 )
-from moderntensor.chain.transactions import MAX_TX_SIZE, Transaction
+from moderntensor.chain.transactions import Transaction
+from moderntensor.mempool._accounts import AccountReader
+from moderntensor.mempool._config import MempoolConfig, MempoolRejected, MempoolStatistics
 from moderntensor.state.account import Account
 
-__all__ = [
-    "AccountReader",
-    "AccountSnapshot",
-    "Mempool",
-    "MempoolConfig",
-    "MempoolRejected",
-    "MempoolStatistics",
-    "read_accounts",
-]
+__all__ = ["Mempool"]
 
 _MIN_TX_GAS = 21_000  # no transaction needs less: stop filling a block below this
-
-
-class AccountReader(Protocol):
-    """The two account facts the pool reads (``StateDB`` has them)."""
-
-    def get_nonce(self, address: bytes) -> int: ...
-
-    def get_balance(self, address: bytes) -> int: ...
-
-
-class AccountSnapshot:
-    """Accounts read ahead (the node reads them in a worker thread), then ``state`` for the
-    rest: what :meth:`Mempool.on_new_head` reads, so re-validation does no I/O of its own."""
-
-    __slots__ = ("accounts", "state")
-
-    def __init__(self, accounts: Mapping[bytes, tuple[int, int]], state: AccountReader) -> None:
-        self.accounts = accounts  # address -> (nonce, balance)
-        self.state = state
-
-    def get_nonce(self, address: bytes) -> int:
-        known = self.accounts.get(address)
-        return known[0] if known is not None else self.state.get_nonce(address)
-
-    def get_balance(self, address: bytes) -> int:
-        known = self.accounts.get(address)
-        return known[1] if known is not None else self.state.get_balance(address)
-
-
-def read_accounts(state: AccountReader, addresses: Iterable[bytes]) -> dict[bytes, tuple[int, int]]:
-    """(nonce, balance) of each address: the read-ahead for an :class:`AccountSnapshot`."""
-    return {a: (state.get_nonce(a), state.get_balance(a)) for a in addresses}
-
-
-class MempoolRejected(TransactionRejected):
-    """The pool refuses a transaction; ``message`` is in Ethereum's (geth's) wording."""
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if type(value) is not int or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
-@attrs.frozen(slots=True)
-class MempoolConfig:
-    """Limits; the ``[mempool]`` section of node.toml (geth's defaults in comments)."""
-
-    max_transactions: int = attrs.field(default=5_000, validator=_positive)
-    """Pending plus queued, all senders (geth: 5,120 slots + 1,024 queued)."""
-    max_per_sender: int = attrs.field(default=64, validator=_positive)
-    """Pending plus queued of one sender (geth: 16 pending slots, 64 queued)."""
-    max_tx_size: int = attrs.field(default=MAX_TX_SIZE, validator=_positive)
-    """Largest network encoding accepted, in bytes (geth: 128 KiB)."""
-    price_bump_percent: int = attrs.field(default=10, validator=_positive)
-    """Minimum raise of max fee and tip for a same-nonce replacement (geth: 10)."""
-
-
-@attrs.frozen(slots=True)
-class MempoolStatistics:
-    pending: int
-    queued: int
-    senders: int
-    bytes: int
 
 
 class _Sender:

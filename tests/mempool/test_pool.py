@@ -32,7 +32,7 @@ def test_exports_each_name_once() -> None:
     names = mempool_pkg.__all__
     assert len(names) == len(set(names))
     for name in names:
-        assert getattr(mempool_pkg, name).__module__ == "moderntensor.mempool._pool"
+        assert getattr(mempool_pkg, name).__module__.startswith("moderntensor.mempool._")
 
 
 def test_rejection_is_a_transaction_rejected_with_the_hash() -> None:
