@@ -10,11 +10,11 @@ See docs/rpc.md for the methods, their deviations from Ethereum and the error co
 
 from __future__ import annotations
 
-from moderntensor.rpc._config import RpcConfig
+from moderntensor.rpc._config import MetricsConfig, RpcConfig
 from moderntensor.rpc._dispatch import Dispatcher
 from moderntensor.rpc._errors import RpcError
 from moderntensor.rpc._metrics import RpcMetrics
-from moderntensor.rpc._metrics_server import MetricsConfig, serve_metrics
+from moderntensor.rpc._metrics_server import serve_metrics
 from moderntensor.rpc._server import RpcApp, serve_rpc
 
 __all__ = [

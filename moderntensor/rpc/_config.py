@@ -1,16 +1,18 @@
-"""RPC server settings: the ``[rpc]`` part of the node config maps onto :class:`RpcConfig`."""
+"""Server settings: the ``[rpc]`` part of the node config maps onto :class:`RpcConfig`, the
+``[metrics]`` part (when enabled) onto :class:`MetricsConfig`."""
 
 from __future__ import annotations
 
 import attrs
 
-__all__ = ["RpcConfig"]
+__all__ = ["MetricsConfig", "RpcConfig"]
 
 
-def _port(_instance: object, _attribute: attrs.Attribute[int], value: int) -> None:
+def _port(instance: object, _attribute: attrs.Attribute[int], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        kind = "metrics" if isinstance(instance, MetricsConfig) else "rpc"
         raise ValueError(
-            f"rpc port must be an integer in [0, 65535] (0: any free port), got {value!r}"
+            f"{kind} port must be an integer in [0, 65535] (0: any free port), got {value!r}"
         )
 
 
@@ -34,3 +36,11 @@ class RpcConfig:
     max_body_bytes: int = attrs.field(default=5_000_000, validator=_positive)
     max_batch: int = attrs.field(default=1000, validator=_positive)
     ws_enabled: bool = True
+
+
+@attrs.frozen(slots=True)
+class MetricsConfig:
+    """Where the metrics listener binds (the ``[metrics]`` section when enabled)."""
+
+    addr: str = "127.0.0.1"
+    port: int = attrs.field(default=6060, validator=_port)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import attrs
 import h11
 import trio
 
+from ._config import MetricsConfig
 from ._metrics import CONTENT_TYPE
 
-__all__ = ["MetricsConfig", "serve_metrics"]
+__all__ = ["serve_metrics"]
 
 log = logging.getLogger("moderntensor.rpc")
 
@@ -26,21 +26,6 @@ MAX_HEAD_BYTES = 16 * 1024
 REQUEST_TIMEOUT = 10.0
 IDLE_TIMEOUT = 120.0
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
-
-
-def _port(_instance: object, _attribute: attrs.Attribute[int], value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
-        raise ValueError(
-            f"metrics port must be an integer in [0, 65535] (0: any free port), got {value!r}"
-        )
-
-
-@attrs.frozen(slots=True)
-class MetricsConfig:
-    """Where the metrics listener binds (the ``[metrics]`` section when enabled)."""
-
-    addr: str = "127.0.0.1"
-    port: int = attrs.field(default=6060, validator=_port)
 
 
 class _MetricsHandler:
