@@ -38,6 +38,7 @@ from moderntensor.chain.staking import (
     mark_evidence_used,
     slash_validator,
 )
+from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.chain.transactions import Transaction
 from moderntensor.chain.votes import (
     InvalidEvidence,
@@ -139,9 +140,6 @@ class Chain:
 
     # -- time and state -------------------------------------------------------------------
 
-    def epoch_of(self, slot: int) -> int:
-        return slot // self.params.epoch_length
-
     def timestamp_of(self, slot: int) -> int:
         """Header timestamp of a slot: its start, in whole seconds."""
         return self.genesis.genesis_time + slot * self.genesis.consensus.slot_duration_ms // 1000
@@ -172,8 +170,14 @@ class Chain:
         return state
 
     def next_env(self, parent: Header, slot: int, coinbase: bytes) -> BlockEnv:
+        """The environment of the block after ``parent`` at ``slot``.
+
+        Its epoch counts blocks, not slots (``chain.timing``): an outage of many slots
+        without blocks does not advance it, so it cannot shorten unbonding.
+        """
+        number = parent.number + 1
         return BlockEnv(
-            number=parent.number + 1,
+            number=number,
             slot=slot,
             coinbase=coinbase,
             base_fee=compute_next_base_fee(
@@ -181,7 +185,7 @@ class Chain:
                 self.params.min_base_fee,
             ),
             gas_limit=self.params.gas_limit,
-            epoch=self.epoch_of(slot),
+            epoch=compute_block_epoch(number, self.params.epoch_length),
         )  # fmt: skip
 
     # -- building -------------------------------------------------------------------------
@@ -205,9 +209,11 @@ class Chain:
         """
         draft = self.draft_block(parent, slot, proposer_key.address, candidates, evidence)
         if isinstance(proposer_key, PrivateKey):
+            epoch = compute_block_epoch(draft.header.number, self.params.epoch_length)
             digest = vote_digest(
-                self.params.chain_id, self.genesis_hash, VoteKind.PROPOSE, slot, draft.seal_hash
-            )
+                self.params.chain_id, self.genesis_hash, VoteKind.PROPOSE, epoch, slot,
+                draft.seal_hash,
+            )  # fmt: skip
             signature = proposer_key.sign(digest)
         else:
             signature = proposer_key.sign_seal(slot, draft.seal_hash)
@@ -341,8 +347,10 @@ class Chain:
             raise InvalidBlock("gas used above the gas limit", h)
         if len(header.proposer_signature) != 65:
             raise InvalidBlock("missing proposer signature", h)
+        # The proposer signed PROPOSE in the round (epoch of this height, slot).
+        epoch = compute_block_epoch(header.number, self.params.epoch_length)
         digest = vote_digest(
-            self.params.chain_id, self.genesis_hash, VoteKind.PROPOSE, header.slot,
+            self.params.chain_id, self.genesis_hash, VoteKind.PROPOSE, epoch, header.slot,
             header.seal_hash,
         )  # fmt: skip
         try:

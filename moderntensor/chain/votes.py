@@ -8,8 +8,13 @@ A validator is named by its *validator id*: the 20-byte address of its consensus
 (``crypto.address_from_public_key``). A :class:`SignedVote` carries that id as ``signer``; a
 vote is authentic when the signature over :func:`vote_digest` recovers to that id.
 
+Every message names its *round*: the epoch and the slot. Epochs count blocks (see
+``chain.timing``), and a new epoch starts its views again just after the previous epoch's
+boundary block, so one slot number can occur in two epochs; the epoch in the digest keeps a
+vote of one epoch from ever counting in another.
+
 The three slashable offences (DESIGN §4), each proven by two signed messages of one signer for
-one slot:
+one round (epoch and slot):
 
 * ``DOUBLE_PROPOSAL`` — two PROPOSE messages with different seal hashes;
 * ``DOUBLE_NOTARIZE`` — two NOTARIZE messages with different block hashes;
@@ -66,12 +71,13 @@ __all__ = [
     "vote_to_rlp",
 ]
 
-VOTE_DOMAIN = b"moderntensor/consensus/vote/v1"
-EVIDENCE_DOMAIN = b"moderntensor/consensus/evidence/v1"
+VOTE_DOMAIN = b"moderntensor/consensus/vote/v2"
+EVIDENCE_DOMAIN = b"moderntensor/consensus/evidence/v2"
 ZERO_HASH = b"\x00" * 32
 MAX_SLOT = 2**64 - 1
+MAX_EPOCH = 2**64 - 1
 BPS_DENOMINATOR = 10_000
-# [kind, slot, hash32, signer20, sig65] is < 140 bytes; evidence is two of them.
+# [kind, epoch, slot, hash32, signer20, sig65] is < 150 bytes; evidence is two of them.
 MAX_VOTE_SIZE = 256
 MAX_EVIDENCE_SIZE = 2 * MAX_VOTE_SIZE
 
@@ -100,12 +106,14 @@ def _to_kind(kind: int) -> VoteKind:
         raise ValueError(f"unknown vote kind {kind}") from None
 
 
-def _check_vote_fields(kind: int, slot: int, block_hash: bytes) -> VoteKind:
+def _check_vote_fields(kind: int, epoch: int, slot: int, block_hash: bytes) -> VoteKind:
     try:
         vote_kind = VoteKind(kind)
     except ValueError:
         raise ValueError(f"unknown vote kind {kind}") from None
-    if not 0 <= slot <= MAX_SLOT:
+    if not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
+        raise ValueError(f"epoch {epoch} out of range")
+    if not isinstance(slot, int) or not 0 <= slot <= MAX_SLOT:
         raise ValueError(f"slot {slot} out of range")
     if not isinstance(block_hash, bytes) or len(block_hash) != 32:
         raise ValueError("block hash must be 32 bytes")
@@ -115,18 +123,19 @@ def _check_vote_fields(kind: int, slot: int, block_hash: bytes) -> VoteKind:
 
 
 def vote_digest(
-    chain_id: int, genesis_hash: bytes, kind: VoteKind, slot: int, block_hash: bytes
+    chain_id: int, genesis_hash: bytes, kind: VoteKind, epoch: int, slot: int, block_hash: bytes
 ) -> bytes:
-    """The 32 bytes a validator signs: keccak256 of RLP [domain, chain id, genesis, kind, slot,
-    hash].
+    """The 32 bytes a validator signs: keccak256 of RLP [domain, chain id, genesis, kind, epoch,
+    slot, hash].
 
     The domain tag and the chain id plus genesis hash keep a vote from being replayed as a
-    transaction, on another chain, or on a fork of this one from another genesis.
+    transaction, on another chain, or on a fork of this one from another genesis; the epoch
+    keeps it from counting in another epoch's round of the same slot number.
 
     Raises:
         ValueError: a field out of range (NULLIFY must use :data:`ZERO_HASH`).
     """
-    vote_kind = _check_vote_fields(kind, slot, block_hash)
+    vote_kind = _check_vote_fields(kind, epoch, slot, block_hash)
     if chain_id < 0 or len(genesis_hash) != 32:
         raise ValueError("chain id must be >= 0 and genesis hash 32 bytes")
     return keccak256(
@@ -136,6 +145,7 @@ def vote_digest(
                 encode_uint(chain_id),
                 genesis_hash,
                 encode_uint(int(vote_kind)),
+                encode_uint(epoch),
                 encode_uint(slot),
                 block_hash,
             ]
@@ -152,13 +162,14 @@ class SignedVote:
     """
 
     kind: VoteKind = attrs.field(converter=_to_kind)
+    epoch: int
     slot: int
     block_hash: bytes
     signer: bytes
     signature: Signature
 
     def __attrs_post_init__(self) -> None:
-        _check_vote_fields(self.kind, self.slot, self.block_hash)
+        _check_vote_fields(self.kind, self.epoch, self.slot, self.block_hash)
         if not isinstance(self.signer, bytes) or len(self.signer) != 20:
             raise ValueError("signer must be a 20-byte validator id")
 
@@ -168,6 +179,7 @@ def sign_vote(
     chain_id: int,
     genesis_hash: bytes,
     kind: VoteKind,
+    epoch: int,
     slot: int,
     block_hash: bytes,
 ) -> SignedVote:
@@ -176,8 +188,8 @@ def sign_vote(
     Raises:
         ValueError: as :func:`vote_digest`.
     """
-    digest = vote_digest(chain_id, genesis_hash, kind, slot, block_hash)
-    return SignedVote(kind, slot, block_hash, key.address, key.sign(digest))
+    digest = vote_digest(chain_id, genesis_hash, kind, epoch, slot, block_hash)
+    return SignedVote(kind, epoch, slot, block_hash, key.address, key.sign(digest))
 
 
 def recover_vote_signer(vote: SignedVote, chain_id: int, genesis_hash: bytes) -> bytes:
@@ -186,14 +198,17 @@ def recover_vote_signer(vote: SignedVote, chain_id: int, genesis_hash: bytes) ->
     Raises:
         InvalidSignature: no key recovers from the signature.
     """
-    digest = vote_digest(chain_id, genesis_hash, vote.kind, vote.slot, vote.block_hash)
+    digest = vote_digest(
+        chain_id, genesis_hash, vote.kind, vote.epoch, vote.slot, vote.block_hash
+    )
     return recover_address(digest, vote.signature)
 
 
 def vote_to_rlp(vote: SignedVote) -> list[RLPItem]:
-    """The RLP item ``[kind, slot, block_hash, signer, signature65]`` (for embedding)."""
+    """The RLP item ``[kind, epoch, slot, block_hash, signer, signature65]`` (for embedding)."""
     return [
         encode_uint(int(vote.kind)),
+        encode_uint(vote.epoch),
         encode_uint(vote.slot),
         vote.block_hash,
         vote.signer,
@@ -207,18 +222,19 @@ def vote_from_rlp(item: RLPItem, what: str = "vote") -> SignedVote:
     Raises:
         DecodeError: any malformed field, naming it.
     """
-    fields = expect_list(item, what, 5)
+    fields = expect_list(item, what, 6)
     kind = expect_uint(fields[0], f"{what}.kind", 8)
-    slot = expect_uint(fields[1], f"{what}.slot", 64)
-    block_hash = expect_fixed(fields[2], f"{what}.block_hash", 32)
-    signer = expect_fixed(fields[3], f"{what}.signer", 20)
-    raw_sig = expect_fixed(fields[4], f"{what}.signature", 65)
+    epoch = expect_uint(fields[1], f"{what}.epoch", 64)
+    slot = expect_uint(fields[2], f"{what}.slot", 64)
+    block_hash = expect_fixed(fields[3], f"{what}.block_hash", 32)
+    signer = expect_fixed(fields[4], f"{what}.signer", 20)
+    raw_sig = expect_fixed(fields[5], f"{what}.signature", 65)
     try:
         signature = Signature.from_bytes(raw_sig)
     except InvalidSignature as exc:
         raise DecodeError(f"{what}.signature", str(exc)) from None
     try:
-        return SignedVote(kind, slot, block_hash, signer, signature)  # type: ignore[arg-type]
+        return SignedVote(kind, epoch, slot, block_hash, signer, signature)  # type: ignore[arg-type]
     except ValueError as exc:
         raise DecodeError(what, str(exc)) from None
 
@@ -248,10 +264,10 @@ class Evidence:
 def compute_offence(a: SignedVote, b: SignedVote) -> Offence | None:
     """Which offence the two messages prove, if any, ignoring signatures.
 
-    Same signer, same slot, and one of: two proposals with different seal hashes, two
+    Same signer, same round (epoch and slot), and one of: two proposals with different seal hashes, two
     notarizations of different blocks, or a nullify and a finalize (either order).
     """
-    if a.signer != b.signer or a.slot != b.slot:
+    if a.signer != b.signer or a.slot != b.slot or a.epoch != b.epoch:
         return None
     kinds = {a.kind, b.kind}
     if kinds == {VoteKind.NULLIFY, VoteKind.FINALIZE}:
@@ -280,7 +296,7 @@ def verify_evidence(evidence: Evidence, chain_id: int, genesis_hash: bytes) -> b
     offence = compute_offence(evidence.first, evidence.second)
     if offence is None:
         raise InvalidEvidence(
-            "the two messages do not conflict (need one signer and slot, and two proposals or "
+            "the two messages do not conflict (need one signer and round, and two proposals or "
             "two notarizations of different hashes, or a nullify and a finalize)"
         )
     for name, vote in (("first", evidence.first), ("second", evidence.second)):
@@ -297,7 +313,7 @@ def verify_evidence(evidence: Evidence, chain_id: int, genesis_hash: bytes) -> b
 
 
 def evidence_id(evidence: Evidence) -> bytes:
-    """A 32-byte id of the *offence*: keccak256 of (domain, signer, offence, slot).
+    """A 32-byte id of the *offence*: keccak256 of (domain, signer, offence, epoch, slot).
 
     Independent of the order of the two messages, of which conflicting pair proves it and of
     the signatures' bytes, so one offence slashes at most once however many proofs of it exist.
@@ -314,6 +330,7 @@ def evidence_id(evidence: Evidence) -> bytes:
                 EVIDENCE_DOMAIN,
                 evidence.first.signer,
                 encode_uint(int(offence)),
+                encode_uint(evidence.first.epoch),
                 encode_uint(evidence.first.slot),
             ]
         )

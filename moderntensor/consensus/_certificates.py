@@ -1,4 +1,4 @@
-"""Certificates: a quorum of one epoch's validators signing the same (kind, slot, hash).
+"""Certificates: a quorum of one epoch's validators signing the same (kind, epoch, slot, hash).
 
 Also the signature cache: a vote reaches a node many times (directly, relayed, inside
 certificates); recovering its signer costs ~50 µs, looking it up far less.
@@ -45,12 +45,14 @@ _CERT_KINDS = (VoteKind.NOTARIZE, VoteKind.NULLIFY, VoteKind.FINALIZE)
 
 @attrs.frozen(slots=True)
 class Certificate:
-    """Signatures of distinct validators (strictly ascending ids) on one (kind, slot, hash).
+    """Signatures of distinct validators (strictly ascending ids) on one (kind, epoch, slot,
+    hash).
 
     NOTARIZE and FINALIZE certify a block hash; NULLIFY uses the zero hash.
     """
 
     kind: VoteKind = attrs.field(converter=VoteKind)
+    epoch: int
     slot: int
     block_hash: bytes
     signatures: tuple[tuple[bytes, Signature], ...]
@@ -62,6 +64,8 @@ class Certificate:
             raise ValueError("a nullification certifies the zero hash")
         if len(self.block_hash) != 32 or not 0 <= self.slot < 2**64:
             raise ValueError("certificate slot or hash out of range")
+        if not 0 <= self.epoch < 2**64:
+            raise ValueError("certificate epoch out of range")
         ids = [signer for signer, _ in self.signatures]
         if any(len(i) != 20 for i in ids):
             raise ValueError("signer ids must be 20 bytes")
@@ -73,32 +77,34 @@ class Certificate:
     def votes(self) -> list[SignedVote]:
         """The signed votes the certificate is made of."""
         return [
-            SignedVote(self.kind, self.slot, self.block_hash, signer, sig)
+            SignedVote(self.kind, self.epoch, self.slot, self.block_hash, signer, sig)
             for signer, sig in self.signatures
         ]
 
 
 def build_certificate(
-    kind: VoteKind, slot: int, block_hash: bytes, votes: Iterable[SignedVote]
+    kind: VoteKind, epoch: int, slot: int, block_hash: bytes, votes: Iterable[SignedVote]
 ) -> Certificate:
-    """Assemble a certificate from votes on (kind, slot, hash); one signature per signer.
+    """Assemble a certificate from votes on (kind, epoch, slot, hash); one signature per signer.
 
     Raises:
         ValueError: a vote on something else.
     """
     by_signer: dict[bytes, Signature] = {}
+    want = (kind, epoch, slot, block_hash)
     for vote in votes:
-        if (vote.kind, vote.slot, vote.block_hash) != (kind, slot, block_hash):
-            raise ValueError("every vote of a certificate must be on its kind, slot and hash")
+        if (vote.kind, vote.epoch, vote.slot, vote.block_hash) != want:
+            raise ValueError("every vote of a certificate must be on its kind, round and hash")
         by_signer.setdefault(vote.signer, vote.signature)
-    return Certificate(kind, slot, block_hash, tuple(sorted(by_signer.items())))
+    return Certificate(kind, epoch, slot, block_hash, tuple(sorted(by_signer.items())))
 
 
 def encode_certificate(cert: Certificate) -> bytes:
-    """RLP ``[kind, slot, hash, [[signer, sig65], ...]]``."""
+    """RLP ``[kind, epoch, slot, hash, [[signer, sig65], ...]]``."""
     return encode_rlp(
         [
             encode_uint(int(cert.kind)),
+            encode_uint(cert.epoch),
             encode_uint(cert.slot),
             cert.block_hash,
             [[signer, sig.to_bytes()] for signer, sig in cert.signatures],
@@ -112,11 +118,12 @@ def decode_certificate(raw: bytes) -> Certificate:
     Raises:
         DecodeError: malformed, non-canonical, oversize, unsorted signers, trailing bytes.
     """
-    fields = expect_list(decode_rlp(raw, "certificate", MAX_CERTIFICATE_SIZE), "certificate", 4)
+    fields = expect_list(decode_rlp(raw, "certificate", MAX_CERTIFICATE_SIZE), "certificate", 5)
     kind = expect_uint(fields[0], "certificate.kind", 8)
-    slot = expect_uint(fields[1], "certificate.slot", 64)
-    block_hash = expect_fixed(fields[2], "certificate.block_hash", 32)
-    entries = expect_list(fields[3], "certificate.signatures")
+    epoch = expect_uint(fields[1], "certificate.epoch", 64)
+    slot = expect_uint(fields[2], "certificate.slot", 64)
+    block_hash = expect_fixed(fields[3], "certificate.block_hash", 32)
+    entries = expect_list(fields[4], "certificate.signatures")
     sigs: list[tuple[bytes, Signature]] = []
     for i, entry in enumerate(entries):
         pair = expect_list(entry, f"certificate.signatures[{i}]", 2)
@@ -127,7 +134,7 @@ def decode_certificate(raw: bytes) -> Certificate:
         except InvalidSignature as exc:
             raise DecodeError(f"certificate.signatures[{i}].signature", str(exc)) from None
     try:
-        return Certificate(kind, slot, block_hash, tuple(sigs))  # type: ignore[arg-type]
+        return Certificate(kind, epoch, slot, block_hash, tuple(sigs))  # type: ignore[arg-type]
     except ValueError as exc:
         raise DecodeError("certificate", str(exc)) from None
 
@@ -146,18 +153,18 @@ class SignatureVerifier:
         self.genesis_hash = genesis_hash
         self.capacity = capacity
         self.recoveries = 0
-        self._cache: dict[tuple[int, int, bytes, bytes], bytes | None] = {}
+        self._cache: dict[tuple[int, int, int, bytes, bytes], bytes | None] = {}
 
     def signer_of(self, vote: SignedVote) -> bytes | None:
         """The id that signed the vote's content, or None if nothing recovers."""
-        key = (int(vote.kind), vote.slot, vote.block_hash, vote.signature.to_bytes())
+        key = (int(vote.kind), vote.epoch, vote.slot, vote.block_hash, vote.signature.to_bytes())
         try:
             return self._cache[key]
         except KeyError:
             pass
         self.recoveries += 1
         digest = vote_digest(
-            self.chain_id, self.genesis_hash, vote.kind, vote.slot, vote.block_hash
+            self.chain_id, self.genesis_hash, vote.kind, vote.epoch, vote.slot, vote.block_hash
         )
         try:
             signer: bytes | None = recover_address(digest, vote.signature)
@@ -174,7 +181,7 @@ class SignatureVerifier:
 
     def remember(self, vote: SignedVote) -> None:
         """Record a vote we signed ourselves as authentic (no recovery needed)."""
-        key = (int(vote.kind), vote.slot, vote.block_hash, vote.signature.to_bytes())
+        key = (int(vote.kind), vote.epoch, vote.slot, vote.block_hash, vote.signature.to_bytes())
         if len(self._cache) >= self.capacity:
             del self._cache[next(iter(self._cache))]
         self._cache[key] = vote.signer
@@ -185,13 +192,18 @@ def verify_certificate(
 ) -> int:
     """Check a certificate against its epoch's set; return the stake that signed it.
 
-    The caller picks the set of the epoch of ``cert.slot``; a certificate from another chain,
-    another epoch's set or a foreign set fails on membership or on a signature.
+    The set must be the one of ``cert.epoch`` (checked); a certificate from another chain,
+    another epoch or a foreign set fails on membership, epoch or a signature.
 
     Raises:
-        InvalidCertificate: a signer outside the set, a signature that is not its signer's, or
-            signers holding no more than 2/3 of the set's stake.
+        InvalidCertificate: the set is another epoch's, a signer outside the set, a signature
+            that is not its signer's, or signers holding no more than 2/3 of the set's stake.
     """
+    if validator_set.epoch != cert.epoch:
+        raise InvalidCertificate(
+            f"certificate of epoch {cert.epoch} checked against epoch {validator_set.epoch}",
+            cert,
+        )
     signed = 0
     for vote in cert.votes():
         stake = validator_set.stake_of(vote.signer)

@@ -3,36 +3,48 @@
 Every public method takes the input and ``now_ms`` and returns a list of actions; it never
 reads a clock, sleeps or touches a socket. The only side effect is slashing protection's
 durable write, which must happen before a signature exists (see ``_protection``).
+
+The core works in one epoch at a time (``epoch``); the messages of the previous epoch only
+feed evidence, those of the next one wait in a bounded buffer until the core enters it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from moderntensor.chain.timing import compute_boundary_height
 from moderntensor.chain.votes import ZERO_HASH, SignedVote, VoteKind
+from moderntensor.crypto import InvalidSignature
 
 from ._certificates import Certificate, SignatureVerifier, build_certificate, verify_certificate
-from ._errors import ConsensusLocalError, InvalidMessage, SlashingRefused
+from ._errors import ConsensusLocalError, ConsensusRemoteError, InvalidMessage, SlashingRefused
 from ._evidence import EvidenceBook
 from ._messages import (
     Action,
     BlockRef,
     Broadcast,
     BuildBlock,
+    EpochEntered,
     EvidenceFound,
     ExecuteBlock,
+    FetchBlock,
     Finalized,
     Proposal,
     SetTimer,
     SigningRefused,
+    Verdict,
 )
 from ._params import ConsensusConfig
-from ._protection import ProtectedSigner
+from ._protection import ProtectedSigner, Round
 from ._quorum import is_quorum
 from ._schedule import ValidatorSet, compute_leader, compute_slot_start_ms
-from ._slot import CoreFailed, _guarded, _Slot
+from ._slot import CoreFailed, Phase, _guarded, _Slot
 
 __all__ = ["CoreFailed", "SimplexCore"]
+
+Message = Proposal | SignedVote | Certificate
+MAX_NEXT_EPOCH_BUFFER = 4096
+"""Verified messages of the next epoch held until the core enters it (oldest kept)."""
 
 
 class SimplexCore:
@@ -41,10 +53,15 @@ class SimplexCore:
     Args:
         config: chain identity, genesis time and preset.
         validator_sets: the sets of the epochs known so far (more via
-            :meth:`add_validator_set`); messages for an epoch without a set are ignored.
+            :meth:`add_validator_set`); messages of an epoch without a set are ignored.
         finalized: the last finalized block (the genesis block, slot 0, on a fresh chain).
         signer: this validator's key behind slashing protection; None to only follow.
         verifier: a signature cache (may be shared by cores of one process).
+        finalized_height: the height of ``finalized``; the core works in the epoch of the
+            next block, ``finalized_height // epoch_length``.
+        synced: True when this node knows it is at the network's head (a fresh network, or
+            a validator whose own stake is a quorum); otherwise it signs nothing new until
+            :meth:`on_status` and certificates show where the network is (review H2).
     """
 
     def __init__(
@@ -54,9 +71,13 @@ class SimplexCore:
         finalized: BlockRef,
         signer: ProtectedSigner | None = None,
         verifier: SignatureVerifier | None = None,
+        *,
+        finalized_height: int = 0,
+        synced: bool = False,
     ) -> None:
         self.config = config
         self._sets = {vs.epoch: vs for vs in validator_sets}
+        self.epoch = finalized_height // config.preset.epoch_length
         self.finalized = finalized
         self.view = finalized.slot + 1
         self._signer = signer
@@ -67,11 +88,18 @@ class SimplexCore:
             raise ConsensusLocalError("signer is configured for another chain")
         self._slots: dict[int, _Slot] = {}
         self._blocks: dict[bytes, tuple[int, bytes]] = {}  # hash -> (slot, parent hash)
+        self._heights: dict[bytes, int] = {finalized.hash: finalized_height}
         self._notarized: dict[bytes, int] = {finalized.hash: finalized.slot}
         self._book = EvidenceBook()
-        self._leaders: dict[int, bytes | None] = {}
+        self._leaders: dict[Round, bytes | None] = {}
         self._last_timer: int | None = None
         self._failed: str | None = None
+        self._last_finalization: Certificate | None = None
+        self._epoch_entry: Certificate | None = None  # the finalization that opened the epoch
+        self._next_epoch: dict[tuple[object, ...], Message] = {}
+        self.synced = synced
+        self.frontier: Round | None = None
+        self._nullify_floor: Round | None = None
 
     # ----------------------------------------------------------------- reads
 
@@ -80,23 +108,29 @@ class SimplexCore:
         """This core's validator id, or None for an observer."""
         return None if self._signer is None else self._signer.validator_id
 
-    def validator_set(self, slot: int) -> ValidatorSet | None:
-        """The set of the epoch of ``slot``, if known."""
-        return self._sets.get(slot // self.config.preset.epoch_length)
+    @property
+    def round(self) -> Round:
+        """(epoch, view): where this core votes."""
+        return (self.epoch, self.view)
 
-    def leader(self, slot: int) -> bytes | None:
-        """The leader of ``slot``, if its epoch's set is known."""
-        if slot not in self._leaders:
-            vset = self.validator_set(slot)
-            self._leaders[slot] = None if vset is None else compute_leader(vset, slot)
-        return self._leaders[slot]
+    def epoch_set(self, epoch: int) -> ValidatorSet | None:
+        """The set of ``epoch``, if known."""
+        return self._sets.get(epoch)
+
+    def leader(self, slot: int, epoch: int | None = None) -> bytes | None:
+        """The leader of ``slot`` in ``epoch`` (default: the current one), if its set is known."""
+        key = (self.epoch if epoch is None else epoch, slot)
+        if key not in self._leaders:
+            vset = self._sets.get(key[0])
+            self._leaders[key] = None if vset is None else compute_leader(vset, slot)
+        return self._leaders[key]
 
     def notarized(self) -> dict[bytes, int]:
         """Notarized blocks above the finalized one, plus the finalized block: hash -> slot."""
         return dict(self._notarized)
 
     def certificate(self, kind: VoteKind, slot: int) -> list[Certificate]:
-        """The certificates of ``kind`` this core holds for a live slot."""
+        """The certificates of ``kind`` this core holds for a live slot of its epoch."""
         state = self._slots.get(slot)
         if state is None:
             return []
@@ -105,95 +139,162 @@ class SimplexCore:
         cert = state.nullification if kind is VoteKind.NULLIFY else state.finalization
         return [] if cert is None else [cert]
 
+    @property
+    def last_finalization(self) -> Certificate | None:
+        """The newest finalization certificate this core applied."""
+        return self._last_finalization
+
     # ---------------------------------------------------------------- inputs
 
     def add_validator_set(self, validator_set: ValidatorSet) -> None:
         """Learn the set of another epoch (the shell computes it by the validator-set rule)."""
         self._sets[validator_set.epoch] = validator_set
-        first = validator_set.epoch * self.config.preset.epoch_length
-        for slot in range(first, first + self.config.preset.epoch_length):
-            self._leaders.pop(slot, None)
+        for key in [k for k in self._leaders if k[0] == validator_set.epoch]:
+            del self._leaders[key]
 
     @_guarded
     def start(self, now_ms: int) -> list[Action]:
-        """Enter the first slot after the finalized block: arm the timer, build if leader."""
+        """Enter the first slot after the finalized block: arm the timer, re-send what the
+        slashing-protection record says we signed above it (review M2), build if leader."""
         state = self._slot(self.view)
         if state.deadline is None:
             state.deadline = self._deadline_for(self.view, now_ms)
+        actions = self._resend_recorded(now_ms)
+        self._check_synced()
+        return self._finish(actions + self._progress(now_ms), now_ms)
+
+    @_guarded
+    def on_status(self, epoch: int, slot: int, now_ms: int) -> list[Action]:
+        """Peers report the highest round of a certificate they hold (their status).
+
+        Until this core's round is past the highest one reported, it signs nothing new: a
+        node restored from a backup or on a wiped data dir must first catch up through
+        certificates, or it could contradict what it signed before (review H2).
+        """
+        if self.frontier is None or (epoch, slot) > self.frontier:
+            self.frontier = (epoch, slot)
+        self._check_synced()
         return self._finish(self._progress(now_ms), now_ms)
+
+    @_guarded
+    def enter_epoch(self, epoch: int, boundary: BlockRef, now_ms: int) -> list[Action]:
+        """The shell committed ``boundary``, the finalized last block of epoch ``epoch - 1``
+        (used when the core finalized it without knowing its height, or after sync)."""
+        if epoch <= self.epoch:
+            return []
+        return self._finish(self._enter_epoch(epoch, boundary, now_ms), now_ms)
 
     @_guarded
     def on_proposal(self, proposal: Proposal, now_ms: int) -> list[Action]:
         """A block proposal from the network (or our own, after :meth:`sign_proposal`).
 
         Raises:
-            InvalidMessage: the proposer is not the slot's leader, or the signature is not its.
+            InvalidMessage: the proposer is not the slot's leader, or the header's signature
+                is not its.
         """
-        slot = proposal.slot
-        if self._ignored(slot):
+        preset = self.config.preset
+        epoch, slot = proposal.epoch(preset.epoch_length), proposal.slot
+        where = self._classify(epoch, slot)
+        if where is None or epoch not in self._sets:
             return []
-        if proposal.proposer != self.leader(slot):
+        if proposal.proposer != self.leader(slot, epoch):
             raise InvalidMessage(f"proposer is not the leader of slot {slot}", proposal)
-        vote = proposal.propose_vote()
+        try:
+            vote = proposal.propose_vote(preset.epoch_length)
+        except InvalidSignature:
+            raise InvalidMessage(f"proposal for slot {slot}: malformed signature") from None
         if not self._verifier.is_authentic(vote):
             raise InvalidMessage(
                 f"proposal for slot {slot}: signature is not the leader's", proposal
             )
+        if where == "next":
+            self._buffer(("proposal", proposal.block_hash), proposal)
+            return []
         actions = self._record(vote)
-        if slot > self.finalized.slot:
+        if where == "current" and slot > self.finalized.slot:
             state = self._slot(slot)
             if state.proposal is None:
                 state.proposal = proposal
+                state.move(Phase.PROPOSED)
                 self._blocks.setdefault(proposal.block_hash, (slot, proposal.parent_hash))
+                self._heights[proposal.block_hash] = proposal.height
                 actions += self._try_notarize(now_ms)
         return self._finish(actions, now_ms)
 
     @_guarded
-    def on_verdict(self, block_hash: bytes, valid: bool, now_ms: int) -> list[Action]:
-        """The shell executed a block we asked about (:class:`ExecuteBlock`)."""
+    def on_verdict(self, block_hash: bytes, verdict: Verdict, now_ms: int) -> list[Action]:
+        """The shell executed a block we asked about (:class:`ExecuteBlock`).
+
+        MISSING (an ancestor is not here) is not final: the core asks for the parent with
+        :class:`FetchBlock` and waits for VALID or INVALID (review M3). INVALID in the
+        current view nullifies at once instead of waiting for the timeout (review L4).
+        """
         known = self._blocks.get(block_hash)
         state = None if known is None else self._slots.get(known[0])
         if known is None or state is None or state.proposal is None:
             return []
-        if state.proposal.block_hash != block_hash or state.verdict is not None:
+        if state.proposal.block_hash != block_hash or state.phase is not Phase.EXECUTING:
             return []
-        state.verdict = valid
-        return self._finish(self._try_notarize(now_ms), now_ms)
+        if verdict is Verdict.MISSING:
+            return [FetchBlock(state.proposal.parent_hash, f"parent of slot {known[0]}")]
+        if verdict is Verdict.VALID:
+            state.move(Phase.VALID)
+            return self._finish(self._try_notarize(now_ms), now_ms)
+        state.move(Phase.INVALID)
+        actions: list[Action] = []
+        if known[0] == self.view:
+            actions += self._time_out(now_ms)
+        return self._finish(actions, now_ms)
 
     @_guarded
     def on_vote(self, vote: SignedVote, now_ms: int) -> list[Action]:
         """A signed vote from the network (any kind; a PROPOSE only feeds evidence).
 
         Raises:
-            InvalidMessage: the signer is not in the slot's set, or the signature is not its.
+            InvalidMessage: the signer is not in its epoch's set, or the signature is not its.
         """
-        if self._ignored(vote.slot):
-            return []
-        vset = self.validator_set(vote.slot)
-        if vset is None:
+        where = self._classify(vote.epoch, vote.slot)
+        vset = self._sets.get(vote.epoch)
+        if where is None or vset is None:
             return []
         if vset.stake_of(vote.signer) == 0:
             raise InvalidMessage(f"vote signer 0x{vote.signer.hex()} is not in the set", vote)
         if not self._verifier.is_authentic(vote):
             raise InvalidMessage(f"vote signature is not 0x{vote.signer.hex()}'s", vote)
+        if where == "next":
+            key = ("vote", vote.kind, vote.slot, vote.block_hash, vote.signer)
+            self._buffer(key, vote)
+            return []
         actions = self._record(vote)
-        if vote.kind is not VoteKind.PROPOSE and vote.slot > self.finalized.slot:
-            actions += self._count(vote, vset, now_ms)
+        if where == "current" and vote.kind is not VoteKind.PROPOSE:
+            if vote.slot > self.finalized.slot:
+                actions += self._count(vote, vset, now_ms)
+            if (
+                vote.kind is VoteKind.NULLIFY
+                and vote.slot == self.view
+                and vote.signer == self.leader(self.view)
+            ):  # the leader gave up its own slot: no block is coming (review L4)
+                actions += self._time_out(now_ms)
         return self._finish(actions, now_ms)
 
     @_guarded
     def on_certificate(self, cert: Certificate, now_ms: int) -> list[Action]:
-        """A certificate from the network (or from sync).
+        """A certificate from the network (or from the shell's journal, or sync).
 
         Raises:
-            InvalidCertificate: not a quorum of authentic votes of the slot's epoch set.
+            InvalidCertificate: not a quorum of authentic votes of its epoch's set.
         """
-        if cert.slot <= self.finalized.slot:
+        vset = self._sets.get(cert.epoch)
+        if vset is None or not self.epoch <= cert.epoch <= self.epoch + 1:
             return []
-        vset = self.validator_set(cert.slot)
-        if vset is None or self._has(cert):
+        if cert.epoch == self.epoch and (cert.slot <= self.finalized.slot or self._has(cert)):
             return []
         verify_certificate(cert, vset, self._verifier)
+        if cert.epoch > self.epoch:
+            self._buffer(("cert", cert.kind, cert.slot, cert.block_hash), cert)
+            return []
+        if self._signer is not None:
+            self._signer.protection.observe_certificate(cert.epoch, cert.slot)
         actions: list[Action] = []
         if cert.slot <= self.view + self.config.preset.max_future_slots:
             for vote in cert.votes():
@@ -206,19 +307,11 @@ class SimplexCore:
     def on_tick(self, now_ms: int) -> list[Action]:
         """The timer fired (or any clock tick): build if leading, nullify on timeout."""
         actions = self._maybe_build(now_ms)
-        view = self.view
-        state = self._slot(view)
+        state = self._slot(self.view)
         if state.deadline is None:
-            state.deadline = self._deadline_for(view, now_ms)
+            state.deadline = self._deadline_for(self.view, now_ms)
         if now_ms >= state.deadline and not state.notarizations and state.nullification is None:
-            state.deadline = now_ms + self.config.preset.timeout_ms
-            if state.my_nullify is None:
-                actions += self._sign(VoteKind.NULLIFY, view, ZERO_HASH, now_ms)
-            else:  # retransmit what we said, and why we are in this slot
-                actions.append(Broadcast(state.my_nullify))
-                if state.my_notarize is not None:
-                    actions.append(Broadcast(state.my_notarize))
-                actions += [Broadcast(c) for c in self._entry_certificates(view)]
+            actions += self._time_out(now_ms)
         return self._finish(actions, now_ms)
 
     @_guarded
@@ -232,26 +325,84 @@ class SimplexCore:
         state = self._slots.get(slot)
         if self._signer is None or state is None or not state.build_requested:
             raise ConsensusLocalError(f"no block was requested for slot {slot}")
-        vote = self._signer.sign(VoteKind.PROPOSE, slot, seal_hash)
+        vote = self._signer.sign(VoteKind.PROPOSE, self.epoch, slot, seal_hash)
         self._verifier.remember(vote)
         return vote
 
     # ------------------------------------------------------------- internals
 
+    def _classify(self, epoch: int, slot: int) -> str | None:
+        """Where a message of round (epoch, slot) goes: ``current`` (vote with it),
+        ``previous`` (evidence only), ``next`` (buffer until we enter that epoch) or None
+        (too old even for evidence, or too far ahead to hold state for)."""
+        preset = self.config.preset
+        if slot < self.finalized.slot - preset.evidence_window:
+            return None
+        if epoch == self.epoch:
+            return "current" if slot <= self.view + preset.max_future_slots else None
+        if epoch == self.epoch - 1:
+            return "previous"
+        return "next" if epoch == self.epoch + 1 else None
+
+    def _buffer(self, key: tuple[object, ...], message: Message) -> None:
+        if key not in self._next_epoch and len(self._next_epoch) < MAX_NEXT_EPOCH_BUFFER:
+            self._next_epoch[key] = message
+
     def _slot(self, slot: int) -> _Slot:
         state = self._slots.get(slot)
         if state is None:
             state = self._slots[slot] = _Slot()
+            self._seed_from_record(slot, state)
         return state
 
-    def _ignored(self, slot: int) -> bool:
-        """Too old even for evidence, or too far ahead to hold state for."""
-        preset = self.config.preset
-        return (
-            slot < self.finalized.slot - preset.evidence_window
-            or slot > self.view + preset.max_future_slots
-            or self.validator_set(slot) is None
-        )
+    def _seed_from_record(self, slot: int, state: _Slot) -> None:
+        """What the durable record says we signed in this round, signed again (identical
+        bytes, RFC 6979), so a restarted core neither contradicts nor forgets it (L3)."""
+        signer = self._signer
+        if signer is None:
+            return
+        record = signer.protection.record_of(self.epoch, slot)
+        for kind in (VoteKind.NOTARIZE, VoteKind.NULLIFY, VoteKind.FINALIZE):
+            signed = record.get(kind)
+            if signed is None:
+                continue
+            vote = signer.sign(kind, self.epoch, slot, signed)
+            self._verifier.remember(vote)
+            if kind is VoteKind.NOTARIZE:
+                state.my_notarize = vote
+            elif kind is VoteKind.NULLIFY:
+                state.my_nullify = vote
+            else:
+                state.my_finalize = vote
+
+    def _resend_recorded(self, now_ms: int) -> list[Action]:
+        """Broadcast the votes the record holds for recent rounds of this epoch above the
+        finalized slot, and count them again (a whole network that crashed between FINALIZE
+        and commit finishes the slot this way, review M2)."""
+        signer = self._signer
+        mark = None if signer is None else signer.protection.signed_mark
+        if mark is None or mark[0] != self.epoch or mark[1] <= self.finalized.slot:
+            return []
+        vset = self._sets.get(self.epoch)
+        first = max(self.finalized.slot + 1, mark[1] - self.config.preset.max_future_slots)
+        actions: list[Action] = []
+        for slot in range(first, mark[1] + 1):
+            state = self._slot(slot)
+            for vote in (state.my_notarize, state.my_nullify, state.my_finalize):
+                if vote is not None:
+                    actions.append(Broadcast(vote))
+                    if vset is not None:
+                        actions += self._count(vote, vset, now_ms)
+        return actions
+
+    def _check_synced(self) -> None:
+        if self.synced or self.frontier is None:
+            return
+        if (self.epoch, self.view) > self.frontier:
+            self.synced = True
+            # We caught up by certificates: do not NULLIFY the round we land in either, as we
+            # cannot know what a lost copy of our database said about it.
+            self._nullify_floor = (self.epoch, self.view)
 
     def _has(self, cert: Certificate) -> bool:
         state = self._slots.get(cert.slot)
@@ -264,19 +415,18 @@ class SimplexCore:
         return state.finalization is not None
 
     def _deadline_for(self, slot: int, now_ms: int) -> int:
-        """A slot times out ``timeout`` after its start, and at once if that is past: a node
-        that was down (or far behind) nullifies the slots it missed without waiting a full
-        timeout on each, so it catches up with the wall clock instead of falling further back.
-        """
+        """A view times out ``timeout`` after we enter it (and no earlier than ``timeout``
+        after its slot starts), as in the paper: a node back from an outage does not nullify
+        every missed slot at once (review C1, H2)."""
         start = compute_slot_start_ms(self.config, slot)
-        return max(now_ms, start + self.config.preset.timeout_ms)
+        return max(now_ms, start) + self.config.preset.timeout_ms
 
     def _record(self, vote: SignedVote) -> list[Action]:
         evidence = self._book.add(vote)
         return [] if evidence is None else [EvidenceFound(evidence)]
 
-    def _is_member(self, slot: int) -> bool:
-        vset = self.validator_set(slot)
+    def _is_member(self) -> bool:
+        vset = self._sets.get(self.epoch)
         return (
             self._signer is not None
             and vset is not None
@@ -285,17 +435,24 @@ class SimplexCore:
 
     def _sign(self, kind: VoteKind, slot: int, block_hash: bytes, now_ms: int) -> list[Action]:
         """Sign through slashing protection, broadcast, and count our own vote."""
-        vset = self.validator_set(slot)
-        if self._signer is None or vset is None or not self._is_member(slot):
+        vset = self._sets.get(self.epoch)
+        if self._signer is None or vset is None or not self._is_member():
+            return []
+        if not self.synced:
+            return []  # sync before sign (review H2)
+        floor = self._nullify_floor
+        if kind is VoteKind.NULLIFY and floor is not None and (self.epoch, slot) <= floor:
             return []
         state = self._slot(slot)
         try:
-            vote = self._signer.sign(kind, slot, block_hash)
+            vote = self._signer.sign(kind, self.epoch, slot, block_hash)
         except SlashingRefused as exc:
             # The durable record wins (e.g. we voted before a restart); do not ask again.
-            if kind is VoteKind.NOTARIZE:
-                state.verdict = False
-            return [SigningRefused(kind, slot, exc.reason)]
+            if kind is VoteKind.NOTARIZE and state.phase is Phase.VALID:
+                state.move(Phase.INVALID)
+            elif kind is VoteKind.NULLIFY:
+                state.nullify_refused = True
+            return [SigningRefused(kind, self.epoch, slot, exc.reason)]
         self._verifier.remember(vote)
         if kind is VoteKind.NOTARIZE:
             state.my_notarize = vote
@@ -307,17 +464,17 @@ class SimplexCore:
 
     def _count(self, vote: SignedVote, vset: ValidatorSet, now_ms: int) -> list[Action]:
         """Tally an authentic vote; a tally reaching quorum becomes a certificate."""
+        if vote.slot <= self.finalized.slot:
+            return []
         state = self._slot(vote.slot)
         stake = vset.stake_of(vote.signer)
         h = vote.block_hash
         if vote.kind is VoteKind.NULLIFY:
-            if vote.signer in state.nullify_votes:
+            if vote.signer in state.nullify_votes or state.nullification is not None:
                 return []
             state.nullify_votes[vote.signer] = vote
             state.nullify_stake += stake
-            reached = state.nullification is None and is_quorum(
-                state.nullify_stake, vset.total_stake
-            )
+            reached = is_quorum(state.nullify_stake, vset.total_stake)
             votes: Iterable[SignedVote] = state.nullify_votes.values()
         else:
             by_hash, stakes, certs = (
@@ -335,7 +492,9 @@ class SimplexCore:
             votes = bucket.values()
         if not reached:
             return []
-        cert = build_certificate(vote.kind, vote.slot, h, votes)
+        cert = build_certificate(vote.kind, self.epoch, vote.slot, h, votes)
+        if self._signer is not None:
+            self._signer.protection.observe_certificate(self.epoch, vote.slot)
         return [Broadcast(cert), *self._apply(cert, now_ms)]
 
     def _apply(self, cert: Certificate, now_ms: int) -> list[Action]:
@@ -359,7 +518,9 @@ class SimplexCore:
                 return []
             state.finalization = cert
             self._notarized.setdefault(h, slot)
-            actions += self._finalize(BlockRef(slot, h), cert)
+            actions += self._finalize(BlockRef(slot, h), cert, now_ms)
+            if cert.epoch != self.epoch:  # we entered the next epoch: nothing more here
+                return actions
         if slot >= self.view:
             actions += self._enter_view(slot + 1, now_ms)
         else:
@@ -373,7 +534,41 @@ class SimplexCore:
         state = self._slot(view)
         if state.deadline is None:
             state.deadline = self._deadline_for(view, now_ms)
+        far = view - self.config.preset.max_future_slots
+        for old, st in self._slots.items():
+            if old < far and st.nullification is not None:
+                st.compact()
+        self._check_synced()
         return self._progress(now_ms)
+
+    def _time_out(self, now_ms: int) -> list[Action]:
+        """No notarization in the view in time: NULLIFY it, and re-send what lets a peer
+        that lost messages catch up: our votes, the certificate that brought us here, the
+        newest finalization and our FINALIZE of the highest notarized slot (review M1)."""
+        view = self.view
+        state = self._slot(view)
+        state.deadline = now_ms + self.config.preset.timeout_ms
+        actions: list[Action] = []
+        if state.my_nullify is None and not state.nullify_refused:
+            actions += self._sign(VoteKind.NULLIFY, view, ZERO_HASH, now_ms)
+        elif state.my_nullify is not None:
+            actions.append(Broadcast(state.my_nullify))
+        if state.my_notarize is not None:
+            actions.append(Broadcast(state.my_notarize))
+        resend = [*self._entry_certificates(view), self._last_finalization, self._epoch_entry]
+        seen: set[int] = set()
+        for cert in resend:
+            if cert is not None and id(cert) not in seen:
+                seen.add(id(cert))
+                actions.append(Broadcast(cert))
+        pending = [
+            st.my_finalize
+            for _, st in sorted(self._slots.items())
+            if st.my_finalize is not None and st.finalization is None
+        ]
+        if pending:
+            actions.append(Broadcast(pending[-1]))
+        return actions
 
     def _progress(self, now_ms: int) -> list[Action]:
         """Do what the current view allows now: build a block, or vote on a pending one."""
@@ -381,7 +576,9 @@ class SimplexCore:
 
     def _maybe_build(self, now_ms: int) -> list[Action]:
         view = self.view
-        if self._signer is None or self.leader(view) != self._signer.validator_id:
+        if self._signer is None or not self.synced:
+            return []
+        if self.leader(view) != self._signer.validator_id:
             return []
         state = self._slot(view)
         if state.build_requested or state.my_nullify is not None:
@@ -391,8 +588,11 @@ class SimplexCore:
         parent = self._choose_parent(view)
         if parent is None:
             return []
+        boundary = compute_boundary_height(self.epoch, self.config.preset.epoch_length)
+        if self._heights.get(parent.hash, -1) >= boundary:
+            return []  # the epoch's last block is notarized: no block fits in this epoch
         state.build_requested = True
-        return [BuildBlock(view, parent)]
+        return [BuildBlock(self.epoch, view, parent)]
 
     def _choose_parent(self, slot: int) -> BlockRef | None:
         """The latest notarized block such that every slot after it (before ``slot``) is
@@ -423,17 +623,18 @@ class SimplexCore:
             return []
         if state.my_notarize is not None or state.my_nullify is not None:
             return []
-        if not state.executing:
+        if state.phase is Phase.PROPOSED:
             if not self._extends_notarized(state.proposal):
                 return []
-            state.executing = True
+            state.move(Phase.EXECUTING)
             return [ExecuteBlock(state.proposal)]
-        if state.verdict:
+        if state.phase is Phase.VALID:
             return self._sign(VoteKind.NOTARIZE, self.view, state.proposal.block_hash, now_ms)
         return []
 
-    def _finalize(self, block: BlockRef, cert: Certificate) -> list[Action]:
-        """Commit ``block`` and its known ancestors above the old finalized block; prune."""
+    def _finalize(self, block: BlockRef, cert: Certificate, now_ms: int) -> list[Action]:
+        """Commit ``block`` and its known ancestors above the old finalized block; prune; and
+        when ``block`` is the epoch's boundary block, enter the next epoch."""
         ancestors: list[BlockRef] = []
         complete = False
         cursor = block.hash
@@ -449,8 +650,50 @@ class SimplexCore:
             cursor = parent
         ancestors.reverse()
         self.finalized = block
+        self._last_finalization = cert
         self._prune()
-        return [Finalized(block, cert, tuple(ancestors), complete)]
+        actions: list[Action] = [Finalized(block, cert, tuple(ancestors), complete)]
+        if not complete:
+            actions.append(FetchBlock(block.hash, f"finalized slot {block.slot} not linked"))
+        boundary = compute_boundary_height(self.epoch, self.config.preset.epoch_length)
+        if self._heights.get(block.hash) == boundary:
+            actions += self._enter_epoch(self.epoch + 1, block, now_ms)
+        return actions
+
+    def _enter_epoch(self, epoch: int, boundary: BlockRef, now_ms: int) -> list[Action]:
+        """Start ``epoch`` with views again just after its boundary block (docs/consensus.md,
+        "Epochs"); replay what the buffer holds for it."""
+        if epoch not in self._sets:
+            return []  # the shell calls enter_epoch again once it adds the set
+        self.epoch = epoch
+        self.finalized = boundary
+        self.view = boundary.slot + 1
+        self._epoch_entry = self._last_finalization
+        self._slots = {}
+        self._blocks = {}
+        self._heights = {boundary.hash: epoch * self.config.preset.epoch_length}
+        self._notarized = {boundary.hash: boundary.slot}
+        self._leaders = {k: v for k, v in self._leaders.items() if k[0] >= epoch}
+        self._prune()
+        state = self._slot(self.view)
+        state.deadline = self._deadline_for(self.view, now_ms)
+        self._check_synced()
+        actions: list[Action] = [EpochEntered(epoch, boundary)]
+        buffered = list(self._next_epoch.values())
+        self._next_epoch = {}
+        for message in buffered:
+            actions += self._replay(message, now_ms)
+        return actions + self._progress(now_ms)
+
+    def _replay(self, message: Message, now_ms: int) -> list[Action]:
+        try:
+            if isinstance(message, Proposal):
+                return self.on_proposal(message, now_ms)
+            if isinstance(message, Certificate):
+                return self.on_certificate(message, now_ms)
+            return self.on_vote(message, now_ms)
+        except ConsensusRemoteError:
+            return []
 
     def _prune(self) -> None:
         fin = self.finalized
@@ -458,10 +701,12 @@ class SimplexCore:
         self._notarized = {h: s for h, s in self._notarized.items() if s > fin.slot}
         self._notarized[fin.hash] = fin.slot
         self._blocks = {h: v for h, v in self._blocks.items() if v[0] > fin.slot}
-        self._leaders = {s: v for s, v in self._leaders.items() if s > fin.slot}
-        self._book.prune_below(fin.slot - self.config.preset.evidence_window)
+        self._heights = {h: n for h, n in self._heights.items() if h in self._notarized}
+        self._leaders = {k: v for k, v in self._leaders.items() if k[1] > fin.slot}
+        window = self.config.preset.evidence_window
+        self._book.prune_below(self.epoch - 1, max(fin.slot, self.view) - window)
         if self._signer is not None:
-            self._signer.protection.forget_cache_below(fin.slot)
+            self._signer.protection.forget_cache_below(self.epoch, fin.slot)
 
     def _entry_certificates(self, view: int) -> list[Certificate]:
         state = self._slots.get(view - 1)

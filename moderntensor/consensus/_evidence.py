@@ -1,4 +1,4 @@
-"""Equivocation detection: remember each signer's first message of each kind per slot.
+"""Equivocation detection: remember each signer's first message of each kind per round.
 
 Any later message that conflicts with a remembered one (see ``chain.votes.compute_offence``)
 becomes :class:`~moderntensor.chain.votes.Evidence`, reported once per offence.
@@ -20,18 +20,27 @@ _COUNTERPART = {
 }
 
 
+Round = tuple[int, int]
+
+
 class EvidenceBook:
-    """Per slot, per signer, the first authentic message of each kind."""
+    """Per round (epoch, slot), per signer, the first authentic message of each kind.
+
+    The core prunes rounds that fall out of its evidence window, measured from its *view* as
+    well as from its finalized slot, so the book stays bounded while finality stalls
+    (review L6).
+    """
 
     __slots__ = ("_first", "_reported")
 
     def __init__(self) -> None:
-        self._first: dict[int, dict[bytes, dict[VoteKind, SignedVote]]] = {}
-        self._reported: dict[int, set[tuple[bytes, Offence]]] = {}
+        self._first: dict[Round, dict[bytes, dict[VoteKind, SignedVote]]] = {}
+        self._reported: dict[Round, set[tuple[bytes, Offence]]] = {}
 
     def add(self, vote: SignedVote) -> Evidence | None:
         """Remember an *authentic* message; return new evidence if it proves an offence."""
-        kinds = self._first.setdefault(vote.slot, {}).setdefault(vote.signer, {})
+        rnd = (vote.epoch, vote.slot)
+        kinds = self._first.setdefault(rnd, {}).setdefault(vote.signer, {})
         kinds.setdefault(vote.kind, vote)
         earlier = kinds.get(_COUNTERPART[vote.kind])
         if earlier is None:
@@ -39,18 +48,17 @@ class EvidenceBook:
         offence = compute_offence(earlier, vote)
         if offence is None:
             return None
-        reported = self._reported.setdefault(vote.slot, set())
+        reported = self._reported.setdefault(rnd, set())
         if (vote.signer, offence) in reported:
             return None
         reported.add((vote.signer, offence))
         return Evidence(earlier, vote)
 
-    def prune_below(self, slot: int) -> None:
-        """Forget slots below ``slot``."""
-        for old in [s for s in self._first if s < slot]:
-            del self._first[old]
-        for old in [s for s in self._reported if s < slot]:
-            del self._reported[old]
+    def prune_below(self, min_epoch: int, min_slot: int) -> None:
+        """Forget rounds of epochs below ``min_epoch`` and of slots below ``min_slot``."""
+        for book in (self._first, self._reported):
+            for old in [r for r in book if r[0] < min_epoch or r[1] < min_slot]:
+                del book[old]
 
     def __len__(self) -> int:
         return len(self._first)

@@ -6,10 +6,13 @@ the actions below, returned as a list for the Trio shell to carry out in order.
 
 from __future__ import annotations
 
+import enum
 from typing import TypeAlias
 
 import attrs
 
+from moderntensor.chain.blocks import Block, Header
+from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.chain.votes import Evidence, SignedVote, VoteKind
 from moderntensor.crypto import Signature
 
@@ -20,12 +23,15 @@ __all__ = [
     "BlockRef",
     "Broadcast",
     "BuildBlock",
+    "EpochEntered",
     "EvidenceFound",
     "ExecuteBlock",
+    "FetchBlock",
     "Finalized",
     "Proposal",
     "SetTimer",
     "SigningRefused",
+    "Verdict",
 ]
 
 
@@ -42,29 +48,90 @@ class BlockRef:
     hash: bytes = attrs.field(validator=_hash32)
 
 
-@attrs.frozen(slots=True)
-class Proposal:
-    """A leader's block as the core sees it.
+class Verdict(enum.Enum):
+    """What executing a proposed block showed.
 
-    The shell derives ``block_hash`` (keccak of the full header), ``seal_hash`` (keccak of the
-    header without the proposer signature) and ``parent_hash`` from the header it decoded, so
-    they belong together; the core checks ``signature`` over the PROPOSE digest of
-    (``slot``, ``seal_hash``). ``payload`` is the block itself, opaque to the core and handed
-    back in :class:`ExecuteBlock`.
+    MISSING is not final: the block's parent (or an older ancestor) is not here yet. The core
+    asks for it with :class:`FetchBlock` and waits for a final VALID or INVALID verdict.
     """
 
-    slot: int
-    block_hash: bytes = attrs.field(validator=_hash32)
-    parent_hash: bytes = attrs.field(validator=_hash32)
-    seal_hash: bytes = attrs.field(validator=_hash32)
-    proposer: bytes
-    signature: Signature
-    payload: object = attrs.field(default=None, eq=False, repr=False)
+    VALID = "valid"
+    INVALID = "invalid"
+    MISSING = "missing"
 
-    def propose_vote(self) -> SignedVote:
-        """The signed PROPOSE message inside the proposal (what equivocation evidence uses)."""
+
+@attrs.frozen(slots=True)
+class Proposal:
+    """A leader's block as the core sees it: every field is read from the block's header.
+
+    There is one way to make a proposal, ``Proposal(block)``, so the slot, parent, seal hash,
+    proposer and signature the core checks are always the ones of the block it asks the shell
+    to execute (review H1): no decoder can pair one block with another block's fields.
+    """
+
+    block: Block
+    _signature: Signature | None = attrs.field(
+        default=None, init=False, eq=False, repr=False
+    )
+
+    @property
+    def header(self) -> Header:
+        return self.block.header
+
+    @property
+    def slot(self) -> int:
+        return self.block.header.slot
+
+    @property
+    def height(self) -> int:
+        return self.block.header.number
+
+    @property
+    def block_hash(self) -> bytes:
+        return self.block.header.hash
+
+    @property
+    def parent_hash(self) -> bytes:
+        return self.block.header.parent_hash
+
+    @property
+    def seal_hash(self) -> bytes:
+        return self.block.header.seal_hash
+
+    @property
+    def proposer(self) -> bytes:
+        return self.block.header.proposer
+
+    @property
+    def signature(self) -> Signature:
+        """The proposer's signature from the header.
+
+        Raises:
+            InvalidSignature: the header's signature bytes are malformed.
+        """
+        sig = self._signature
+        if sig is None:
+            sig = Signature.from_bytes(self.block.header.proposer_signature)
+            object.__setattr__(self, "_signature", sig)
+        return sig
+
+    def epoch(self, epoch_length: int) -> int:
+        """The epoch of the block (epochs count blocks: ``chain.timing``)."""
+        return compute_block_epoch(self.height, epoch_length)
+
+    def propose_vote(self, epoch_length: int) -> SignedVote:
+        """The signed PROPOSE message inside the proposal (what equivocation evidence uses).
+
+        Raises:
+            InvalidSignature: the header's signature bytes are malformed.
+        """
         return SignedVote(
-            VoteKind.PROPOSE, self.slot, self.seal_hash, self.proposer, self.signature
+            VoteKind.PROPOSE,
+            self.epoch(epoch_length),
+            self.slot,
+            self.seal_hash,
+            self.proposer,
+            self.signature,
         )
 
 
@@ -77,16 +144,39 @@ class Broadcast:
 
 @attrs.frozen(slots=True)
 class ExecuteBlock:
-    """Execute the proposed block and report with ``on_verdict(block_hash, valid, now)``."""
+    """Execute the proposed block and report with ``on_verdict(block_hash, verdict, now)``."""
 
     proposal: Proposal
 
 
 @attrs.frozen(slots=True)
-class BuildBlock:
-    """We lead ``slot``: build a block on ``parent``, sign it with ``sign_proposal``, then feed
-    it back as a proposal (and gossip it)."""
+class FetchBlock:
+    """Get the block with this hash (and its missing ancestors) from peers, then execute it.
 
+    Emitted for a MISSING verdict and for a finalized block this node cannot link to its
+    chain (``Finalized.complete`` False); ``reason`` is for the log.
+    """
+
+    block_hash: bytes
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class EpochEntered:
+    """The core moved to ``epoch``: its first view follows ``boundary``, the finalized last
+    block of the previous epoch (the shell adds the set of ``epoch + 1`` when it has it)."""
+
+    epoch: int
+    boundary: BlockRef
+
+
+@attrs.frozen(slots=True)
+class BuildBlock:
+    """We lead ``slot`` of ``epoch``: build a block on ``parent``, sign it with
+    ``sign_proposal``, then feed it back as a proposal (and gossip it). A block whose height
+    falls outside ``epoch`` (the parent is the epoch's boundary block) must not be built."""
+
+    epoch: int
     slot: int
     parent: BlockRef
 
@@ -122,13 +212,22 @@ class SetTimer:
 
 @attrs.frozen(slots=True)
 class SigningRefused:
-    """Slashing protection refused a signature (normal after a restart; log it)."""
+    """Slashing protection refused a signature (normal after a restore; log it)."""
 
     kind: VoteKind
+    epoch: int
     slot: int
     reason: str
 
 
 Action: TypeAlias = (
-    Broadcast | ExecuteBlock | BuildBlock | Finalized | EvidenceFound | SetTimer | SigningRefused
+    Broadcast
+    | ExecuteBlock
+    | BuildBlock
+    | Finalized
+    | EvidenceFound
+    | SetTimer
+    | SigningRefused
+    | FetchBlock
+    | EpochEntered
 )

@@ -1,16 +1,16 @@
 """Slots, epochs, each epoch's validator set, and the stake-weighted leader of each slot.
 
-Pure functions; time is an argument (integer milliseconds since the Unix epoch).
+Pure functions; time is an argument (integer milliseconds since the Unix epoch). The slot and
+epoch arithmetic itself lives in :mod:`moderntensor.chain.timing` (one home for every layer).
 
-Validator-set rule (the delay is at least one full epoch): the set of epoch ``e`` is computed
-by :func:`compute_validator_set` from the validator records in the state of the *snapshot
-block* of ``e``: the last block of the finalized chain whose slot is at most
-:func:`compute_snapshot_slot` ``(e)`` = the last slot of epoch ``e - 2`` (the genesis block for
-``e`` <= 1). A staking transaction included in epoch ``e - 2`` therefore takes effect in epoch
-``e`` at the earliest, one whole epoch (``e - 1``) after the epoch it landed in ends. Because
-the snapshot block is on the finalized chain, every honest node reads the same records; a node
-knows the set of epoch ``e`` as soon as any block at or after the start of epoch ``e - 1`` is
-finalized.
+Validator-set rule (docs/consensus.md, "Epochs"): epochs count blocks; the set of epoch ``e``
+is :func:`compute_validator_set` over the validator records in the state of the *snapshot
+block*, the boundary block of epoch ``e - 2`` (height :func:`compute_snapshot_height` ``(e)``
+= ``(e - 1) * L``; genesis for ``e <= 1``). A staking transaction in epoch ``e - 2`` takes
+effect in epoch ``e`` at the earliest; the set of ``e`` is known as soon as epoch ``e - 1``
+starts, since that start is the finalization of the snapshot block. If nobody would be
+eligible, the previous epoch's members carry over (:func:`compute_next_validator_set`), so no
+staking or slashing outcome can leave an epoch without a set (review L2).
 """
 
 from __future__ import annotations
@@ -22,6 +22,12 @@ from collections.abc import Sequence
 import attrs
 import coincurve
 
+from moderntensor.chain import timing
+from moderntensor.chain.timing import (
+    compute_block_epoch,
+    compute_boundary_height,
+    compute_snapshot_height,
+)
 from moderntensor.chain.validators import ValidatorRecord
 from moderntensor.codec import encode_rlp, encode_uint
 from moderntensor.crypto import address_from_public_key, keccak256
@@ -31,13 +37,14 @@ from ._params import ConsensusConfig
 __all__ = [
     "Validator",
     "ValidatorSet",
-    "compute_epoch",
+    "compute_block_epoch",
+    "compute_boundary_height",
     "compute_epoch_seed",
-    "compute_epoch_start_slot",
     "compute_leader",
+    "compute_next_validator_set",
     "compute_slot_at",
     "compute_slot_start_ms",
-    "compute_snapshot_slot",
+    "compute_snapshot_height",
     "compute_validator_set",
 ]
 
@@ -47,27 +54,14 @@ SET_DOMAIN = b"moderntensor/consensus/validator-set/v1"
 
 def compute_slot_start_ms(config: ConsensusConfig, slot: int) -> int:
     """When ``slot`` starts: ``genesis_time + slot * slot_duration`` (milliseconds)."""
-    return config.genesis_time_ms + slot * config.preset.slot_duration_ms
+    return timing.compute_slot_start_ms(
+        config.genesis_time_ms, config.preset.slot_duration_ms, slot
+    )
 
 
 def compute_slot_at(config: ConsensusConfig, now_ms: int) -> int:
-    """The slot that contains the instant ``now_ms`` (negative before genesis)."""
-    return (now_ms - config.genesis_time_ms) // config.preset.slot_duration_ms
-
-
-def compute_epoch(config: ConsensusConfig, slot: int) -> int:
-    """The epoch a slot belongs to."""
-    return slot // config.preset.epoch_length
-
-
-def compute_epoch_start_slot(config: ConsensusConfig, epoch: int) -> int:
-    """The first slot of an epoch."""
-    return epoch * config.preset.epoch_length
-
-
-def compute_snapshot_slot(config: ConsensusConfig, epoch: int) -> int:
-    """The highest slot whose finalized state fixes ``epoch``'s validator set (see module doc)."""
-    return max(0, compute_epoch_start_slot(config, epoch - 1) - 1)
+    """The slot that contains the instant ``now_ms`` (0 before genesis)."""
+    return timing.compute_slot_at(config.genesis_time_ms, config.preset.slot_duration_ms, now_ms)
 
 
 def compute_epoch_seed(genesis_hash: bytes, epoch: int, snapshot_block_hash: bytes) -> bytes:
@@ -203,6 +197,27 @@ def compute_validator_set(
         raise ValueError(f"epoch {epoch}: no eligible validator")
     chosen = sorted(eligible.values(), key=lambda v: (-v.stake, v.id))[:max_validators]
     return ValidatorSet(epoch, seed, tuple(sorted(chosen, key=lambda v: v.id)))
+
+
+def compute_next_validator_set(
+    records: Sequence[ValidatorRecord],
+    epoch: int,
+    seed: bytes,
+    max_validators: int,
+    min_stake: int,
+    previous: ValidatorSet | None,
+) -> ValidatorSet:
+    """:func:`compute_validator_set`, except that when nobody is eligible the members of
+    ``previous`` carry over with their stakes (deterministic: every node has the same
+    previous set), so the chain never stops at an empty set (review L2).
+
+    Raises:
+        ValueError: a malformed key, or nobody eligible and no previous set.
+    """
+    has_eligible = any(not r.jailed and r.stake >= min_stake for r in records)
+    if has_eligible or previous is None:
+        return compute_validator_set(records, epoch, seed, max_validators, min_stake)
+    return ValidatorSet(epoch, seed, previous.validators)
 
 
 def compute_leader(validator_set: ValidatorSet, slot: int) -> bytes:

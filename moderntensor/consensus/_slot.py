@@ -1,7 +1,9 @@
-"""The core's private pieces: per-slot state, and the guard that stops a failed core."""
+"""The core's private pieces: per-slot state with its phase table, and the guard that stops a
+failed core."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -11,7 +13,7 @@ from ._certificates import Certificate
 from ._errors import ConsensusError, ConsensusLocalError
 from ._messages import Proposal
 
-__all__ = ["CoreFailed", "_Slot", "_guarded"]
+__all__ = ["PHASE_MOVES", "CoreFailed", "Phase", "_Slot", "_guarded"]
 
 
 class _Guardable(Protocol):
@@ -49,13 +51,36 @@ def _guarded(
     return wrapper
 
 
+class Phase(enum.Enum):
+    """Where the slot's proposal stands (one table of moves: :data:`PHASE_MOVES`)."""
+
+    WAITING = "waiting"  # no proposal from the leader yet
+    PROPOSED = "proposed"  # have it; its parent does not check out (yet)
+    EXECUTING = "executing"  # the shell is executing it (a MISSING verdict keeps it here)
+    VALID = "valid"  # executed, valid: NOTARIZE may be signed
+    INVALID = "invalid"  # executed, invalid (or we may not vote for it): never NOTARIZE
+
+
+PHASE_MOVES: dict[Phase, tuple[Phase, ...]] = {
+    Phase.WAITING: (Phase.PROPOSED,),
+    Phase.PROPOSED: (Phase.EXECUTING, Phase.INVALID),
+    Phase.EXECUTING: (Phase.VALID, Phase.INVALID),
+    Phase.VALID: (Phase.INVALID,),  # slashing protection refused our NOTARIZE
+    Phase.INVALID: (),
+}
+
+
 class _Slot:
-    """Everything one core knows about one slot (mutable, private)."""
+    """Everything one core knows about one slot of its current epoch (mutable, private).
+
+    The proposal's progress is ``phase`` (moves only along :data:`PHASE_MOVES`); the slot's
+    outcome is in its certificates (``notarizations``, ``nullification``, ``finalization``),
+    and what we said is in ``my_*``.
+    """
 
     __slots__ = (
         "build_requested",
         "deadline",
-        "executing",
         "finalization",
         "finalize_stake",
         "finalize_votes",
@@ -66,22 +91,23 @@ class _Slot:
         "notarize_stake",
         "notarize_votes",
         "nullification",
+        "nullify_refused",
         "nullify_stake",
         "nullify_votes",
+        "phase",
         "proposal",
-        "verdict",
     )
 
     def __init__(self) -> None:
         self.proposal: Proposal | None = None
-        self.executing = False
-        self.verdict: bool | None = None
+        self.phase = Phase.WAITING
         self.build_requested = False
         self.deadline: int | None = None
         self.notarize_votes: dict[bytes, dict[bytes, SignedVote]] = {}
         self.notarize_stake: dict[bytes, int] = {}
         self.nullify_votes: dict[bytes, SignedVote] = {}
         self.nullify_stake = 0
+        self.nullify_refused = False
         self.finalize_votes: dict[bytes, dict[bytes, SignedVote]] = {}
         self.finalize_stake: dict[bytes, int] = {}
         self.notarizations: dict[bytes, Certificate] = {}
@@ -90,3 +116,20 @@ class _Slot:
         self.my_notarize: SignedVote | None = None
         self.my_nullify: SignedVote | None = None
         self.my_finalize: SignedVote | None = None
+
+    def move(self, phase: Phase) -> None:
+        """Advance the proposal's phase along the table.
+
+        Raises:
+            ConsensusLocalError: the move is not in :data:`PHASE_MOVES` (a bug in the core).
+        """
+        if phase not in PHASE_MOVES[self.phase]:
+            raise ConsensusLocalError(f"slot phase {self.phase.name} -> {phase.name}")
+        self.phase = phase
+
+    def compact(self) -> None:
+        """Forget the vote tallies (a nullified slot far behind the view keeps only its
+        certificate: bounded memory while finality stalls, review L6)."""
+        self.notarize_votes = {}
+        self.finalize_votes = {}
+        self.nullify_votes = {}
