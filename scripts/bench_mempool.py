@@ -30,7 +30,8 @@ PARAMS = ChainParams(
     block_reward=0,
     epoch_length=32,
     min_stake=1,
-    unbonding_epochs=1,
+    unbonding_epochs=4,
+    evidence_epochs=1,
     slash_fraction_bps=500,
 )
 

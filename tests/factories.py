@@ -35,7 +35,8 @@ def genesis_doc(
     min_stake: int = 100 * ETHER,
     stake: int = 1_000 * ETHER,
     epoch_length: int = 4,
-    unbonding_epochs: int = 1,
+    evidence_epochs: int = 1,
+    unbonding_epochs: int = 4,
     extra_validators: int = 0,
 ) -> dict[str, Any]:
     validators = [
@@ -64,6 +65,7 @@ def genesis_doc(
             "epoch_length": epoch_length,
             "min_stake": str(min_stake),
             "max_validators": 10,
+            "evidence_epochs": evidence_epochs,
             "unbonding_epochs": unbonding_epochs,
             "slash_fraction": "0.05",
             "block_reward": str(block_reward),

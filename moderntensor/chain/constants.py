@@ -15,6 +15,7 @@ __all__ = [
     "STAKING_ADDRESS",
     "STAKING_OP_GAS",
     "TX_GAS",
+    "VALIDATOR_SET_DELAY_EPOCHS",
     "ZERO_ADDRESS",
     "ZERO_HASH",
 ]
@@ -33,6 +34,11 @@ staked value leaves circulation into validator records (see docs/chain.md)."""
 
 STAKING_OP_GAS = 30_000
 """Gas charged on top of the intrinsic gas for a staking operation."""
+
+VALIDATOR_SET_DELAY_EPOCHS = 2
+"""Epochs between a stake change and the validator set it shows in: epoch ``e``'s set is read
+at the end of epoch ``e - 2`` (``chain.timing.compute_snapshot_height``), so unstaked stake may
+vote for up to this many epochs more. Genesis validation bounds unbonding by it."""
 
 MAX_EXTRA_DATA_BYTES = 32
 MAX_BLOCK_EVIDENCE = 64

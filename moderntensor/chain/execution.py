@@ -54,6 +54,7 @@ class ChainParams:
     epoch_length: int
     min_stake: int
     unbonding_epochs: int
+    evidence_epochs: int
     slash_fraction_bps: int
 
     @property

@@ -4,9 +4,9 @@ Format (JSON)::
 
     {
       "chain_id": 7777, "network_name": "moderntensor-testnet", "genesis_time": 1767225600,
-      "consensus": {"slot_duration": 2, "epoch_length": 32, "min_stake": "1000000000000000000000",
-                    "max_validators": 100, "unbonding_epochs": 4, "slash_fraction": "0.05",
-                    "block_reward": "2000000000000000000"},
+      "consensus": {"slot_duration": 2, "epoch_length": 900, "min_stake": "1000000000000000000000",
+                    "max_validators": 100, "evidence_epochs": 48, "unbonding_epochs": 144,
+                    "slash_fraction": "0.05", "block_reward": "2000000000000000000"},
       "network": {"p2p_port": 30303, "rpc_port": 8545, "max_peers": 50},
       "block": {"gas_limit": 30000000, "base_fee": 1000000000, "min_gas_price": 1000000000},
       "total_supply": "1000000000000000000000000000", "decimals": 18,
@@ -19,6 +19,15 @@ Amounts are integers in the smallest unit, given as JSON integers or as decimal 
 strings (JSON numbers cannot hold 10^27 exactly in every tool). ``slot_duration`` is in seconds
 and may be fractional (dev and test chains use short slots); ``slash_fraction`` is a decimal in
 [0, 1] with at most four decimal places (it becomes basis points).
+
+Epochs count blocks: ``epoch_length`` blocks each (``chain.timing``), so an outage (slots
+without blocks) moves no epoch forward. ``evidence_epochs`` (optional, at least 1, default 2)
+is how many epochs evidence of an offence stays includable. ``unbonding_epochs`` is how many
+epochs unstaked stake waits before it can be withdrawn, and must be at least
+``2 + evidence_epochs + 1``: stake unstaked in epoch ``e`` still votes in the sets fixed before
+(the validator-set delay of 2 epochs), an offence from its last voting epoch may be included as
+evidence for ``evidence_epochs`` more, and one epoch more is margin. Shorter, and a validator
+could withdraw stake before its offences can be slashed ("nothing at stake").
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from moderntensor.chain._alloc import (
     parse_alloc,
 )
 from moderntensor.chain.blocks import Block, Header
+from moderntensor.chain.constants import VALIDATOR_SET_DELAY_EPOCHS
 from moderntensor.chain.execution import ChainParams
 from moderntensor.chain.staking import put_validator, validator_id
 from moderntensor.chain.validators import ValidatorRecord
@@ -50,6 +60,7 @@ from moderntensor.state.statedb import StateCommit, StateDB
 from moderntensor.state.trie import MemoryNodeStore, NodeReader
 
 __all__ = [
+    "DEFAULT_EVIDENCE_EPOCHS",
     "ConsensusConfig",
     "Genesis",
     "GenesisAccount",
@@ -57,11 +68,22 @@ __all__ = [
     "GenesisValidator",
     "alloc_state_root",
     "build_genesis",
+    "compute_min_unbonding_epochs",
     "load_genesis",
     "parse_genesis",
 ]
 
 _MAX_GENESIS_TIME = 2**40  # far beyond any real date, and safely inside u64 slot arithmetic
+
+DEFAULT_EVIDENCE_EPOCHS = 2
+"""``consensus.evidence_epochs`` when the genesis file leaves it out."""
+
+
+def compute_min_unbonding_epochs(evidence_epochs: int) -> int:
+    """The least ``unbonding_epochs`` a genesis may set: the validator-set delay (unstaked stake
+    votes that much longer), plus the evidence age limit, plus one epoch of margin (see the
+    module docstring)."""
+    return VALIDATOR_SET_DELAY_EPOCHS + evidence_epochs + 1
 
 
 @attrs.frozen(slots=True)
@@ -71,6 +93,7 @@ class ConsensusConfig:
     min_stake: int
     max_validators: int
     unbonding_epochs: int
+    evidence_epochs: int
     slash_fraction_bps: int
     block_reward: int
 
@@ -120,6 +143,7 @@ class Genesis:
             epoch_length=self.consensus.epoch_length,
             min_stake=self.consensus.min_stake,
             unbonding_epochs=self.consensus.unbonding_epochs,
+            evidence_epochs=self.consensus.evidence_epochs,
             slash_fraction_bps=self.consensus.slash_fraction_bps,
         )
 
@@ -218,7 +242,7 @@ def _parse_consensus(doc: dict[str, Any], errs: _Errors) -> ConsensusConfig:
     _check_keys(
         doc,
         {"slot_duration", "epoch_length", "min_stake", "max_validators", "unbonding_epochs",
-         "slash_fraction", "block_reward"},
+         "evidence_epochs", "slash_fraction", "block_reward"},
         "consensus.",
         errs,
     )  # fmt: skip
@@ -242,12 +266,26 @@ def _parse_consensus(doc: dict[str, Any], errs: _Errors) -> ConsensusConfig:
             raise InvalidOperation
     except (InvalidOperation, ValueError):
         errs.add("consensus.slash_fraction", f"expected a decimal in [0, 1], got {raw!r}")
+    before = len(errs.items)
+    evidence_epochs = DEFAULT_EVIDENCE_EPOCHS
+    if "evidence_epochs" in doc:
+        evidence_epochs = _int(doc, "evidence_epochs", "consensus.evidence_epochs", errs, minimum=1)
+    unbonding_epochs = _int(doc, "unbonding_epochs", "consensus.unbonding_epochs", errs)
+    least = compute_min_unbonding_epochs(evidence_epochs)
+    if len(errs.items) == before and unbonding_epochs < least:  # both numbers are sound
+        errs.add(
+            "consensus.unbonding_epochs",
+            f"{unbonding_epochs} is too short: it must be at least {VALIDATOR_SET_DELAY_EPOCHS} "
+            f"(validator-set delay) + evidence_epochs {evidence_epochs} + 1 = {least}, so "
+            "stake cannot be withdrawn while an offence of its own can still be proven",
+        )
     return ConsensusConfig(
         slot_duration_ms=slot_ms,
         epoch_length=_int(doc, "epoch_length", "consensus.epoch_length", errs, minimum=1),
         min_stake=_int(doc, "min_stake", "consensus.min_stake", errs, minimum=1),
         max_validators=_int(doc, "max_validators", "consensus.max_validators", errs, minimum=1),
-        unbonding_epochs=_int(doc, "unbonding_epochs", "consensus.unbonding_epochs", errs),
+        unbonding_epochs=unbonding_epochs,
+        evidence_epochs=evidence_epochs,
         slash_fraction_bps=bps,
         block_reward=_int(doc, "block_reward", "consensus.block_reward", errs),
     )

@@ -45,7 +45,25 @@ def register(groups: Any) -> None:
         help="unix seconds (default: now + 60, rounded to the minute)",
     )
     new.add_argument("--slot-duration", type=float, default=2.0, help="seconds (default 2)")
-    new.add_argument("--epoch-length", type=int, default=32, help="slots (default 32)")
+    new.add_argument(
+        "--epoch-length",
+        type=int,
+        default=900,
+        help="blocks per epoch (default 900: 30 minutes of 2 s slots)",
+    )
+    new.add_argument(
+        "--evidence-epochs",
+        type=int,
+        default=48,
+        help="epochs evidence of an offence stays includable (default 48: one day)",
+    )
+    new.add_argument(
+        "--unbonding-epochs",
+        type=int,
+        default=144,
+        help="epochs before unstaked stake can be withdrawn, at least 2 + evidence epochs + 1 "
+        "(default 144: three days)",
+    )
     new.add_argument("--stake", type=int, default=100_000, help="tokens per validator")
     new.add_argument("--min-stake", type=int, default=10_000, help="tokens")
     new.add_argument("--supply", type=int, default=1_000_000_000, help="total supply in tokens")
@@ -113,7 +131,8 @@ def _new(args: argparse.Namespace) -> int:
             "epoch_length": args.epoch_length,
             "min_stake": str(args.min_stake * TOKEN),
             "max_validators": 100,
-            "unbonding_epochs": 4,
+            "evidence_epochs": args.evidence_epochs,
+            "unbonding_epochs": args.unbonding_epochs,
             "slash_fraction": "0.05",
             "block_reward": str(2 * TOKEN),
         },

@@ -85,7 +85,8 @@ def dev_genesis_doc(genesis_time: int, slot_duration: float, keys: DevKeys) -> d
             "epoch_length": 32,
             "min_stake": str(10**18),
             "max_validators": 100,
-            "unbonding_epochs": 1,
+            "evidence_epochs": 1,  # the least the rules allow: a dev chain has no stake at risk
+            "unbonding_epochs": 4,  # 2 (set delay) + evidence_epochs + 1, the least allowed
             "slash_fraction": "0.05",
             "block_reward": "0",
         },

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from moderntensor.chain.genesis import GenesisError, build_genesis, load_genesis, parse_genesis
+from moderntensor.chain.genesis import (
+    DEFAULT_EVIDENCE_EPOCHS,
+    GenesisError,
+    build_genesis,
+    load_genesis,
+    parse_genesis,
+)
 from moderntensor.crypto import checksum_address
 from tests.factories import genesis_doc, key
 
@@ -81,3 +87,44 @@ def test_load_genesis_names_the_file(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
     good.write_text(json.dumps(genesis_doc()))
     assert load_genesis(good).chain_id == 1337
+
+
+def test_unbonding_must_outlast_the_set_delay_and_the_evidence_age() -> None:
+    doc = genesis_doc(evidence_epochs=3, unbonding_epochs=5)
+    with pytest.raises(GenesisError) as info:
+        parse_genesis(doc, "g.json")
+    assert info.value.errors == [
+        "consensus.unbonding_epochs: 5 is too short: it must be at least 2 (validator-set delay)"
+        " + evidence_epochs 3 + 1 = 6, so stake cannot be withdrawn while an offence of its"
+        " own can still be proven"
+    ]
+    genesis = parse_genesis(genesis_doc(evidence_epochs=3, unbonding_epochs=6))
+    assert (genesis.params.evidence_epochs, genesis.params.unbonding_epochs) == (3, 6)
+
+
+def test_evidence_epochs_defaults_to_two_and_is_at_least_one() -> None:
+    doc = genesis_doc(unbonding_epochs=5)
+    del doc["consensus"]["evidence_epochs"]
+    assert parse_genesis(doc).consensus.evidence_epochs == DEFAULT_EVIDENCE_EPOCHS == 2
+    doc["consensus"]["unbonding_epochs"] = 4  # 2 + 2 + 1 = 5 with the default
+    with pytest.raises(GenesisError, match=r"unbonding_epochs: 4 is too short.* = 5"):
+        parse_genesis(doc)
+    doc["consensus"]["unbonding_epochs"] = 0  # dev chains once used 0 and 1
+    with pytest.raises(GenesisError, match="unbonding_epochs: 0 is too short"):
+        parse_genesis(doc)
+    doc["consensus"]["unbonding_epochs"] = 100
+    for bad, problem in (
+        (0, "must be at least 1, got 0"),
+        ("many", "expected an integer (number, decimal or 0x-hex string), got 'many'"),
+    ):
+        doc["consensus"]["evidence_epochs"] = bad
+        with pytest.raises(GenesisError) as info:
+            parse_genesis(doc)
+        # only the bad field: the unbonding rule is not judged against a broken number
+        assert info.value.errors == [f"consensus.evidence_epochs: {problem}"]
+
+
+def test_evidence_epochs_is_committed_to_the_genesis_hash() -> None:
+    one = build_genesis(parse_genesis(genesis_doc(evidence_epochs=1, unbonding_epochs=8)))
+    five = build_genesis(parse_genesis(genesis_doc(evidence_epochs=5, unbonding_epochs=8)))
+    assert one[0].hash != five[0].hash

@@ -47,6 +47,23 @@ def test_genesis_new_validate_inspect(tmp_path: Path, capsys) -> None:  # type: 
     assert code == 2 and "already exists" in err
 
 
+def test_genesis_new_defaults_to_days_of_unbonding(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    base = ["genesis", "new", "--validators", "1", "--chain-id", "5", "--genesis-time", "0"]
+    assert run(capsys, *base, "--out", str(tmp_path / "a"))[0] == 0
+    consensus = json.loads((tmp_path / "a" / "genesis.json").read_text())["consensus"]
+    # 900 blocks of 2 s: 30 minutes an epoch; evidence for a day, unbonding for three
+    assert (consensus["slot_duration"], consensus["epoch_length"]) == (2.0, 900)
+    assert (consensus["evidence_epochs"], consensus["unbonding_epochs"]) == (48, 144)
+    flags = ["--evidence-epochs", "3", "--unbonding-epochs", "6"]
+    assert run(capsys, *base, "--out", str(tmp_path / "b"), *flags)[0] == 0
+    consensus = json.loads((tmp_path / "b" / "genesis.json").read_text())["consensus"]
+    assert (consensus["evidence_epochs"], consensus["unbonding_epochs"]) == (3, 6)
+    flags = ["--evidence-epochs", "3", "--unbonding-epochs", "5"]
+    code, _, err = run(capsys, *base, "--out", str(tmp_path / "c"), *flags)
+    assert code == 2 and "consensus.unbonding_epochs: 5 is too short" in err and "= 6" in err
+    assert not (tmp_path / "c").exists()  # nothing written
+
+
 def test_genesis_validate_lists_all_errors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "g.json"
     bad.write_text(json.dumps({"chain_id": 0, "validators": []}))

@@ -22,7 +22,8 @@ PARAMS = ChainParams(
     block_reward=0,
     epoch_length=32,
     min_stake=1,
-    unbonding_epochs=1,
+    unbonding_epochs=4,
+    evidence_epochs=1,
     slash_fraction_bps=500,
 )
 KEYS = [PrivateKey(bytes([i + 1]) * 32) for i in range(8)]
