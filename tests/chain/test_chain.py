@@ -17,6 +17,7 @@ from moderntensor.chain.staking import (
     get_validator,
     get_validators,
 )
+from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.chain.votes import Evidence, VoteKind, encode_evidence, sign_vote
 from moderntensor.crypto import PrivateKey
 from moderntensor.state.store import Database
@@ -88,9 +89,11 @@ def resign(
     from moderntensor.chain.votes import vote_digest
 
     header = executed.block.header
+    epoch = compute_block_epoch(header.number, chain.params.epoch_length)
     digest = vote_digest(
-        chain.params.chain_id, chain.genesis_hash, VoteKind.PROPOSE, header.slot, header.seal_hash
-    )
+        chain.params.chain_id, chain.genesis_hash, VoteKind.PROPOSE, epoch, header.slot,
+        header.seal_hash,
+    )  # fmt: skip
     return tamper(executed, proposer_signature=key_.sign(digest).to_bytes())
 
 
@@ -194,15 +197,27 @@ def test_staking_lifecycle_conserves_and_respects_unbonding(chains) -> None:  # 
     assert [x.status for x in r.receipts] == [1, 1]
     record = get_validator(a.state_at(a.head), user.address)
     assert record is not None and (record.stake, record.unbonding) == (150 * ETHER, 100 * ETHER)
-    assert record.unbonding_epoch == a.epoch_of(2) + GENESIS.consensus.unbonding_epochs
+    length = GENESIS.consensus.epoch_length
+    epoch = compute_block_epoch(r.block.number, length)  # of the block, not of slot 2
+    assert record.unbonding_epoch == epoch + GENESIS.consensus.unbonding_epochs
 
     early = produce(a, 3, [stake_tx(3, StakingOp.WITHDRAW, 0)])
     assert early.receipts[0].status == 0 and "unbonds at epoch" in early.receipts[0].error
     assert holdings(a) == GENESIS.genesis_supply + minted()
 
+    # An outage: thousands of slots without a block. Epochs count blocks, so the next block is
+    # still in epoch 0 and the stake stays bonded however long the outage lasted.
+    slot = 1_000 * length * (record.unbonding_epoch + 1)
+    late = produce(a, slot, [stake_tx(4, StakingOp.WITHDRAW, 0)])
+    assert late.block.number == 4 and late.receipts[0].status == 0
+    assert f"unbonds at epoch {record.unbonding_epoch}, now 0" in late.receipts[0].error
+
+    while compute_block_epoch(a.head.number + 1, length) < record.unbonding_epoch:
+        slot += 1
+        produce(a, slot)
     balance = a.state_at(a.head).get_balance(user.address)
-    slot = GENESIS.consensus.epoch_length * (record.unbonding_epoch + 1)
-    done = produce(a, slot, [stake_tx(4, StakingOp.WITHDRAW, 0)])
+    done = produce(a, slot + 1, [stake_tx(5, StakingOp.WITHDRAW, 0)])
+    assert done.block.number == length * record.unbonding_epoch + 1  # the epoch's first block
     assert done.receipts[0].status == 1
     gas_cost = done.receipts[0].gas_used * done.receipts[0].effective_gas_price
     assert a.state_at(a.head).get_balance(user.address) == balance + 100 * ETHER - gas_cost
@@ -213,10 +228,10 @@ def test_evidence_slashes_once_and_jails(chains) -> None:  # type: ignore[no-unt
     a, b = chains
     offender = key(3000)  # the consensus key of the second genesis validator
     first = sign_vote(
-        offender, a.params.chain_id, a.genesis_hash, VoteKind.NOTARIZE, 5, b"\x01" * 32
+        offender, a.params.chain_id, a.genesis_hash, VoteKind.NOTARIZE, 0, 5, b"\x01" * 32
     )
     second = sign_vote(
-        offender, a.params.chain_id, a.genesis_hash, VoteKind.NOTARIZE, 5, b"\x02" * 32
+        offender, a.params.chain_id, a.genesis_hash, VoteKind.NOTARIZE, 0, 5, b"\x02" * 32
     )
     evidence = encode_evidence(Evidence(first, second))
     owner = key(2000).address
@@ -231,7 +246,7 @@ def test_evidence_slashes_once_and_jails(chains) -> None:  # type: ignore[no-unt
     swapped = encode_evidence(Evidence(second, first))
     with pytest.raises(InvalidBlock, match="already slashed"):
         a.build_block(a.head, 2, VALIDATOR_CONSENSUS, [], [swapped])
-    other_chain = sign_vote(offender, 99, a.genesis_hash, VoteKind.NOTARIZE, 5, b"\x03" * 32)
+    other_chain = sign_vote(offender, 99, a.genesis_hash, VoteKind.NOTARIZE, 0, 5, b"\x03" * 32)
     with pytest.raises(InvalidBlock, match="evidence"):
         a.build_block(
             a.head, 2, VALIDATOR_CONSENSUS, [], [encode_evidence(Evidence(first, other_chain))]
