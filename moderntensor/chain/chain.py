@@ -38,7 +38,7 @@ from moderntensor.chain.staking import (
     mark_evidence_used,
     slash_validator,
 )
-from moderntensor.chain.timing import compute_block_epoch
+from moderntensor.chain.timing import compute_block_epoch, compute_slot_start_ms
 from moderntensor.chain.transactions import Transaction
 from moderntensor.chain.votes import (
     InvalidEvidence,
@@ -51,10 +51,18 @@ from moderntensor.chain.votes import (
 from moderntensor.codec import DecodeError
 from moderntensor.crypto import InvalidSignature, PrivateKey, Signature, recover_address
 from moderntensor.state.statedb import StateCommit, StateDB
-from moderntensor.state.store import Database
+from moderntensor.state.store import Column, Database
 from moderntensor.state.trie import ordered_trie_root
 
-__all__ = ["BlockDraft", "Chain", "ChainMismatch", "ExecutedBlock", "InvalidBlock", "SealSigner"]
+__all__ = [
+    "BlockDraft",
+    "Chain",
+    "ChainMismatch",
+    "ExecutedBlock",
+    "InvalidBlock",
+    "MissingParent",
+    "SealSigner",
+]
 
 log = logging.getLogger("moderntensor.chain")
 
@@ -77,6 +85,15 @@ class InvalidBlock(Exception):
         super().__init__(f"{where}: {reason}")
         self.reason = reason
         self.block_hash = block_hash
+
+
+class MissingParent(InvalidBlock):
+    """The block's parent is not here (neither committed nor executed): not a verdict on the
+    block, which may be valid once the parent is fetched; ``parent_hash`` names it."""
+
+    def __init__(self, block_hash: bytes, number: int, parent_hash: bytes) -> None:
+        super().__init__("unknown parent", block_hash, number)
+        self.parent_hash = parent_hash
 
 
 class ChainMismatch(Exception):
@@ -142,7 +159,10 @@ class Chain:
 
     def timestamp_of(self, slot: int) -> int:
         """Header timestamp of a slot: its start, in whole seconds."""
-        return self.genesis.genesis_time + slot * self.genesis.consensus.slot_duration_ms // 1000
+        start_ms = compute_slot_start_ms(
+            self.genesis.genesis_time * 1000, self.genesis.consensus.slot_duration_ms, slot
+        )
+        return start_ms // 1000
 
     def state_at(self, header: Header) -> StateDB:
         """A fresh, private view of the state after ``header`` (for reads and RPC)."""
@@ -283,12 +303,13 @@ class Chain:
         """Check ``block`` against its parent and re-execute it.
 
         Raises:
+            MissingParent: the parent is neither committed nor executed here.
             InvalidBlock: naming the first rule it breaks.
         """
         header = block.header
         parent = self.get_header(header.parent_hash)
         if parent is None:
-            raise InvalidBlock("unknown parent", block.hash, header.number)
+            raise MissingParent(block.hash, header.number, header.parent_hash)
         self._check_header(header, parent)
         state = self._working_state(parent)
         proposer = get_validator_by_id(state, header.proposer)
@@ -403,11 +424,19 @@ class Chain:
 
     # -- committing -----------------------------------------------------------------------
 
-    def commit(self, executed: ExecutedBlock, *, finalized: bool = False) -> None:
-        """Store the block atomically and make it the head."""
+    def commit(
+        self,
+        executed: ExecutedBlock,
+        *,
+        finalized: bool = False,
+        extra: Sequence[tuple[Column, bytes, bytes | None]] = (),
+    ) -> None:
+        """Store the block atomically and make it the head; ``extra`` writes (a None value
+        deletes) go in the same batch (e.g. the block's finalization certificate)."""
         self.chaindb.commit_block(
-            executed.block, executed.receipts, executed.state.nodes, finalized=finalized
-        )
+            executed.block, executed.receipts, executed.state.nodes, finalized=finalized,
+            extra=extra,
+        )  # fmt: skip
         self.head = executed.block.header
         self._pending.pop(executed.block.hash, None)
         if not self._pending:

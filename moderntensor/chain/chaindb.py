@@ -57,8 +57,14 @@ class ChainDB:
         canonical: bool = True,
         finalized: bool = False,
         genesis: bool = False,
+        extra: Sequence[tuple[Column, bytes, bytes | None]] = (),
     ) -> None:
-        """Write a block with its state nodes, receipts and indexes in one atomic batch."""
+        """Write a block with its state nodes, receipts and indexes in one atomic batch.
+
+        ``extra`` are more writes for the same batch, ``(column, key, value)``; a None value
+        deletes the key (the node puts the block's finalization certificate here, and drops
+        the durable copy it kept of the block before it was final).
+        """
         h = block.hash
         batch = self.db.batch()
         batch.put_nodes(nodes)
@@ -80,6 +86,11 @@ class ChainDB:
             batch.put(Column.META, FINALIZED_KEY, h)
         if genesis:
             batch.put(Column.META, GENESIS_KEY, h)
+        for column, key, value in extra:
+            if value is None:
+                batch.delete(column, key)
+            else:
+                batch.put(column, key, value)
         self.db.write(batch)
 
     # -- reads ----------------------------------------------------------------------------
