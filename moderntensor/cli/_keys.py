@@ -1,4 +1,4 @@
-"""``moderntensor keys``: create and show node and validator keys."""
+"""``moderntensor keys``: create and show node and validator keys; move slashing protection."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from moderntensor.cli import CLIError
+from moderntensor.cli import CLIError, _protection
 from moderntensor.crypto import PrivateKey
 from moderntensor.keys import (
     KeyFileError,
@@ -19,7 +19,9 @@ from moderntensor.keys import (
 
 
 def register(groups: Any) -> None:
-    keys = groups.add_parser("keys", help="create and show node and validator keys")
+    keys = groups.add_parser(
+        "keys", help="create and show keys; export and import slashing protection"
+    )
     sub = keys.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     new = sub.add_parser(
@@ -42,6 +44,8 @@ def register(groups: Any) -> None:
     show.add_argument("file")
     show.add_argument("--private", action="store_true", help="include private keys")
     show.set_defaults(handler=_show)
+
+    _protection.register(sub)
 
 
 def _new(args: argparse.Namespace) -> int:
