@@ -14,6 +14,12 @@ Layout (storage keys are keccak256 of a tag, so they never collide):
 An operation is a transaction to :data:`STAKING_ADDRESS` whose data is RLP
 ``[op, args...]``: ``[1, consensus_pubkey, name]`` register (value = initial stake),
 ``[2]`` add stake (value), ``[3, amount]`` begin unstake, ``[4]`` withdraw unbonded stake.
+
+Epochs here are block epochs (``chain.timing``): unstaked stake is released
+``unbonding_epochs`` epochs after the epoch of the block that unstaked it, however many slots
+pass without blocks. An unstake that would leave no *eligible* validator (not jailed, stake at
+least ``min_stake``: :func:`is_eligible_validator`) is refused: a later epoch's set would be
+empty, and every node would stop at the same block.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ __all__ = [
     "get_validator",
     "get_validator_by_id",
     "get_validators",
+    "is_eligible_validator",
     "is_evidence_used",
     "mark_evidence_used",
     "put_validator",
@@ -202,6 +209,23 @@ def slash_validator(state: StateDB, record: ValidatorRecord, fraction_bps: int) 
     return cut_stake + cut_unbonding
 
 
+def is_eligible_validator(record: ValidatorRecord, min_stake: int) -> bool:
+    """Whether ``record`` can be in a validator set: not jailed and ``stake >= min_stake``
+    (unbonding stake never counts), the rule consensus applies to each snapshot."""
+    return not record.jailed and record.stake >= min_stake
+
+
+def _any_other_eligible(state: StateDB, owner: bytes, min_stake: int) -> bool:
+    """Whether a validator other than ``owner`` is eligible (stops at the first one)."""
+    for other in _owners(state):
+        if other == owner:
+            continue
+        record = get_validator(state, other)
+        if record is not None and is_eligible_validator(record, min_stake):
+            return True
+    return False
+
+
 def encode_staking_op(op: StakingOp, *args: bytes | int) -> bytes:
     """Transaction data for a staking operation (integers are encoded canonically)."""
     items: list[RLPItem] = [encode_uint(int(op))]
@@ -242,15 +266,20 @@ def apply_staking_op(
                 raise StakingError("unstake: sender is not a registered validator")
             if amount == 0 or amount > record.stake:
                 raise StakingError(f"unstake: amount {amount} not in 1..{record.stake}")
-            put_validator(
-                state,
-                attrs.evolve(
-                    record,
-                    stake=record.stake - amount,
-                    unbonding=record.unbonding + amount,
-                    unbonding_epoch=epoch + params.unbonding_epochs,
-                ),
+            after = attrs.evolve(
+                record,
+                stake=record.stake - amount,
+                unbonding=record.unbonding + amount,
+                unbonding_epoch=epoch + params.unbonding_epochs,
             )
+            if not is_eligible_validator(after, params.min_stake) and not _any_other_eligible(
+                state, sender, params.min_stake
+            ):
+                raise StakingError(
+                    f"unstake: would leave no eligible validator (one not jailed with stake >= "
+                    f"min_stake {params.min_stake}); the chain would have no validator set"
+                )
+            put_validator(state, after)
         elif op == StakingOp.WITHDRAW:
             expect_list(fields, "withdraw", 1)
             _check_no_value(value, "withdraw")
