@@ -40,7 +40,9 @@ from moderntensor.chain.staking import (
 )
 from moderntensor.chain.timing import compute_block_epoch, compute_slot_start_ms
 from moderntensor.chain.transactions import Transaction
+from moderntensor.chain.validators import ValidatorRecord
 from moderntensor.chain.votes import (
+    Evidence,
     InvalidEvidence,
     VoteKind,
     decode_evidence,
@@ -98,6 +100,10 @@ class MissingParent(InvalidBlock):
 
 class ChainMismatch(Exception):
     """The data directory holds another chain than the genesis given."""
+
+
+class _UnusableEvidence(Exception):
+    """One evidence item a block cannot include; the message names why."""
 
 
 @attrs.frozen(slots=True)
@@ -263,7 +269,7 @@ class Chain:
             raise InvalidBlock("the proposer key is not an active validator's consensus key")
         env = self.next_env(parent, slot, record.address)
         evidence = tuple(evidence)
-        self._apply_evidence(state, evidence)
+        self._apply_evidence(state, evidence, env.epoch)
         txs, receipts = execute_transactions(
             state, candidates, env, self.params, skip_rejected=True
         )
@@ -326,7 +332,7 @@ class Chain:
             raise InvalidBlock("transactions root mismatch", block.hash)
         if compute_evidence_root(block.evidence) != header.evidence_root:
             raise InvalidBlock("evidence root mismatch", block.hash)
-        self._apply_evidence(state, block.evidence)
+        self._apply_evidence(state, block.evidence, env.epoch)
         try:
             _, receipts = execute_transactions(state, block.transactions, env, self.params)
         except TransactionRejected as exc:
@@ -381,22 +387,114 @@ class Chain:
         if signer != header.proposer:
             raise InvalidBlock("proposer signature is not the proposer's", h)
 
-    def _apply_evidence(self, state: StateDB, evidence: Sequence[bytes]) -> None:
+    # -- evidence -------------------------------------------------------------------------
+
+    def select_evidence(
+        self, parent: Header, items: Sequence[bytes], limit: int
+    ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """Split evidence offered for the block after ``parent`` into what it can include and
+        what no block on this fork ever can; pure (reads ``parent``'s state, changes nothing).
+
+        Each item is judged on its own, in order, by the rules :meth:`execute_block` applies:
+        it decodes, proves an offence (:func:`verify_evidence`) by a registered validator,
+        that offence's :func:`evidence_id` is not used on this fork, it is not too old, and
+        no item selected before it proves the same offence. So one bad item never costs the
+        others their place, and the usable ones never make the block invalid. Selection
+        stops after ``limit`` usable items; the items after that are in neither tuple (a
+        later block may take them), nor are byte-for-byte copies of a selected item (the
+        block includes them). A jailed offender's evidence is usable: the block records the
+        offence without slashing again (see :meth:`_apply_evidence`).
+
+        Returns:
+            ``(usable, dropped)``: the items to include, in their order, and the items that
+            can never be included on this fork (malformed, proving nothing, not a
+            validator's, already used, too old, or a second proof of a selected offence).
+
+        Raises:
+            ValueError: ``limit`` is not in 0..MAX_BLOCK_EVIDENCE.
+        """
+        if not 0 <= limit <= MAX_BLOCK_EVIDENCE:
+            raise ValueError(f"limit {limit} is not in 0..{MAX_BLOCK_EVIDENCE}")
+        state = StateDB(self, parent.state_root)  # a private view: the live state is untouched
+        block_epoch = compute_block_epoch(parent.number + 1, self.params.epoch_length)
+        usable: list[bytes] = []
+        dropped: list[bytes] = []
+        chosen: set[bytes] = set()
+        for raw in items:
+            if len(usable) == limit:
+                break
+            if raw in usable:
+                continue
+            try:
+                item, eid = _decode_evidence_item(raw)
+                if eid in chosen:
+                    raise _UnusableEvidence("proves an offence already selected")
+                self._check_evidence_item(state, item, eid, block_epoch)
+            except _UnusableEvidence:
+                dropped.append(raw)
+                continue
+            chosen.add(eid)
+            usable.append(raw)
+        return tuple(usable), tuple(dropped)
+
+    def _evidence_too_old(self, item: Evidence, block_epoch: int) -> bool:
+        """Whether ``item`` is past the evidence age limit (``evidence_epochs``) for a block
+        of ``block_epoch``; a block including it is invalid."""
+        # age rule: added with vote epochs
+        return False
+
+    def _check_evidence_item(
+        self, state: StateDB, item: Evidence, eid: bytes, block_epoch: int
+    ) -> ValidatorRecord:
+        """The offender's record, if a block of ``block_epoch`` on ``state`` may include
+        ``item`` (decoded, with its id ``eid``).
+
+        Raises:
+            _UnusableEvidence: naming the rule it breaks.
+        """
+        if is_evidence_used(state, eid):
+            raise _UnusableEvidence("this offence was already slashed on this fork")
+        try:
+            offender = verify_evidence(item, self.params.chain_id, self.genesis_hash)
+        except InvalidEvidence as exc:
+            raise _UnusableEvidence(str(exc)) from None
+        record = get_validator_by_id(state, offender)
+        if record is None:
+            raise _UnusableEvidence("offender is not a registered validator")
+        if self._evidence_too_old(item, block_epoch):
+            raise _UnusableEvidence(
+                f"older than evidence_epochs {self.params.evidence_epochs} allow in epoch "
+                f"{block_epoch}"
+            )
+        return record
+
+    def _apply_evidence(self, state: StateDB, evidence: Sequence[bytes], block_epoch: int) -> None:
+        """Record each offence as used and slash its offender, once per jail.
+
+        A validator already jailed is not slashed again: the offence is only recorded (its
+        id marked used), so a doppelganger's burst of offences, or several proofs arriving
+        in one block, costs one slash fraction, not one per offence (Cosmos' tombstone).
+
+        Raises:
+            InvalidBlock: too many items, or an item :meth:`select_evidence` would drop.
+        """
         if len(evidence) > MAX_BLOCK_EVIDENCE:
             raise InvalidBlock(f"more than {MAX_BLOCK_EVIDENCE} evidence items")
         for i, raw in enumerate(evidence):
             try:
-                item = decode_evidence(raw)
-                offender = verify_evidence(item, self.params.chain_id, self.genesis_hash)
-                eid = evidence_id(item)
-            except (DecodeError, InvalidEvidence) as exc:
+                item, eid = _decode_evidence_item(raw)
+                record = self._check_evidence_item(state, item, eid, block_epoch)
+            except _UnusableEvidence as exc:
                 raise InvalidBlock(f"evidence[{i}]: {exc}") from None
-            record = get_validator_by_id(state, offender)
-            if record is None:
-                raise InvalidBlock(f"evidence[{i}]: offender is not a registered validator")
-            if is_evidence_used(state, eid):
-                raise InvalidBlock(f"evidence[{i}]: this offence was already slashed")
             mark_evidence_used(state, eid)
+            offender = item.first.signer
+            if record.jailed:
+                log.info(
+                    "evidence against a jailed validator recorded, not slashed again "
+                    "validator=0x%s evidence=0x%s",
+                    offender.hex(), eid.hex()[:16],
+                )  # fmt: skip
+                continue
             amount = slash_validator(state, record, self.params.slash_fraction_bps)
             log.warning(
                 "slashed validator=0x%s amount=%d evidence=0x%s",
@@ -451,3 +549,16 @@ class Chain:
         executed = self.execute_block(block)
         self.commit(executed, finalized=finalized)
         return executed
+
+
+def _decode_evidence_item(raw: bytes) -> tuple[Evidence, bytes]:
+    """The evidence in ``raw`` and the id of the offence it claims (signatures unchecked).
+
+    Raises:
+        _UnusableEvidence: malformed, or the two messages do not conflict.
+    """
+    try:
+        item = decode_evidence(raw)
+        return item, evidence_id(item)
+    except (DecodeError, InvalidEvidence) as exc:
+        raise _UnusableEvidence(str(exc)) from None
