@@ -17,6 +17,7 @@ import trio
 
 from moderntensor.chain.blocks import Header
 from moderntensor.chain.chain import BlockDraft, Chain, InvalidBlock
+from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
 from moderntensor.chain.transactions import Transaction
 from moderntensor.consensus import BlockRef, ConsensusError, Proposal, SimplexCore
 from moderntensor.mempool import Mempool
@@ -44,8 +45,11 @@ class BuildRequest:
 class BlockBuilt:
     """The answer to a :class:`BuildRequest`: a signed proposal, or None if none was made.
 
-    ``dropped_evidence`` lists evidence the block could not include (already used on this
-    fork, or invalid), so the driver stops offering it.
+    ``dropped_evidence`` lists only evidence no block on this fork can ever include
+    (malformed, proving nothing, not a validator's, already used or too old, or a second proof
+    of an offence the block includes; :meth:`Chain.select_evidence`), so the driver stops
+    offering it. Usable evidence the block had no room for is not in it: the driver offers it
+    again.
     """
 
     slot: int
@@ -100,18 +104,17 @@ class BlockProducer:
             return BlockBuilt(request.slot, None)
         base_fee = self.chain.next_env(parent, request.slot, b"").base_fee
         candidates = await self._candidates(parent, base_fee)
-        evidence, dropped = request.evidence, ()
         try:
-            draft = await self._draft(parent, request.slot, proposer, candidates, evidence)
+            draft, dropped = await self._draft(
+                parent, request.slot, proposer, candidates, request.evidence
+            )
         except InvalidBlock as exc:
-            if not evidence:
-                event(log, logging.ERROR, "block building failed", slot=request.slot,
-                      reason=exc.reason)  # fmt: skip
-                return BlockBuilt(request.slot, None)
-            event(log, logging.WARNING, "block building failed, retrying without evidence",
-                  slot=request.slot, reason=exc.reason)  # fmt: skip
-            evidence, dropped = (), evidence
-            draft = await self._draft(parent, request.slot, proposer, candidates, evidence)
+            event(log, logging.ERROR, "block building failed", slot=request.slot,
+                  reason=exc.reason)  # fmt: skip
+            return BlockBuilt(request.slot, None)
+        if dropped:
+            event(log, logging.INFO, "evidence dropped", slot=request.slot,
+                  dropped=len(dropped), offered=len(request.evidence))  # fmt: skip
         try:
             vote = self.core.sign_proposal(request.slot, draft.seal_hash)
         except ConsensusError as exc:  # the slot moved on, or protection refused
@@ -171,14 +174,44 @@ class BlockProducer:
         slot: int,
         proposer: bytes,
         candidates: list[Transaction],
-        evidence: tuple[bytes, ...],
-    ) -> BlockDraft:
+        offered: tuple[bytes, ...],
+    ) -> tuple[BlockDraft, tuple[bytes, ...]]:
+        """:meth:`_select_and_draft` in a worker thread (one at a time on the chain)."""
         return await trio.to_thread.run_sync(
-            self.chain.draft_block,
+            self._select_and_draft,
             parent,
             slot,
             proposer,
             candidates,
-            evidence,
+            offered,
             limiter=self.chain_lock,
         )
+
+    def _select_and_draft(
+        self,
+        parent: Header,
+        slot: int,
+        proposer: bytes,
+        candidates: list[Transaction],
+        offered: tuple[bytes, ...],
+    ) -> tuple[BlockDraft, tuple[bytes, ...]]:
+        """Draft a block with the usable part of ``offered``; returns it and the dropped part.
+
+        Evidence is judged item by item first (:meth:`Chain.select_evidence`), so one bad item
+        costs nothing but its own place. Should the block still fail with the selected
+        evidence (the selection and the block rule disagree: a bug), the block is built
+        without evidence as a last resort and nothing is reported dropped, so the driver
+        keeps offering all of it.
+
+        Raises:
+            InvalidBlock: no block can be built on ``parent`` (not for its evidence).
+        """
+        usable, dropped = self.chain.select_evidence(parent, offered, MAX_BLOCK_EVIDENCE)
+        try:
+            return self.chain.draft_block(parent, slot, proposer, candidates, usable), dropped
+        except InvalidBlock as exc:
+            if not usable:
+                raise
+            event(log, logging.ERROR, "selected evidence made the block invalid; building "
+                  "without evidence", slot=slot, reason=exc.reason)  # fmt: skip
+            return self.chain.draft_block(parent, slot, proposer, candidates, ()), ()

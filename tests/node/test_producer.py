@@ -1,20 +1,28 @@
-"""The producer's candidates: never what the parent chain already includes, committed or not."""
+"""The producer: candidates never include what the parent chain already includes, committed or
+not; evidence is judged item by item, and only the unusable items are reported dropped."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import parse_genesis
+from moderntensor.chain.staking import get_total, get_validator
+from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.chain.transactions import Transaction
+from moderntensor.chain.votes import VoteKind, vote_digest
 from moderntensor.mempool import Mempool
 from moderntensor.node._pool_service import MempoolService
 from moderntensor.node._producer import BlockProducer
 from moderntensor.service import ChainService
 from moderntensor.state.store import Database
+from tests.chain.test_evidence import CUT, OWNER, STAKE, mixed_evidence
+from tests.chain.test_evidence import GENESIS as EVIDENCE_GENESIS
+from tests.factories import VALIDATOR_CONSENSUS
 from tests.mempool.test_pool_chain import GWEI, VALIDATOR, genesis_doc, next_base_fee, transfer
 
 
@@ -60,3 +68,47 @@ async def test_candidates_skip_what_uncommitted_and_committed_ancestors_include(
             assert len(pool) == 9  # the first block's three are gone
             assert_offers_only_the_rest(offered)
             nursery.cancel_scope.cancel()
+
+
+async def test_producer_includes_the_valid_evidence_among_64_unusable_items(
+    tmp_path: Path,
+) -> None:
+    """One bad item no longer costs the block its evidence, nor the driver its pool."""
+    with Database.open(tmp_path / "a") as db, Database.open(tmp_path / "b") as follower_db:
+        chain, follower = Chain(db, EVIDENCE_GENESIS), Chain(follower_db, EVIDENCE_GENESIS)
+        valid, items = mixed_evidence(chain)  # commits block 1, which uses one offence
+        follower.import_block(chain.chaindb.get_block(chain.head.hash))  # type: ignore[arg-type]
+        unused: Any = None  # drafting touches neither the pool nor the core
+        producer = BlockProducer(chain, unused, unused, trio.CapacityLimiter(1), unused)
+        proposer = VALIDATOR_CONSENSUS.address
+        draft, dropped = await producer._draft(chain.head, 2, proposer, [], tuple(items))
+        assert draft.evidence == (valid,)
+        assert dropped == tuple(raw for raw in items if raw != valid)
+        # sealed and re-executed by another node: the offender is slashed exactly once
+        epoch = compute_block_epoch(draft.header.number, chain.params.epoch_length)
+        digest = vote_digest(
+            chain.params.chain_id, chain.genesis_hash, VoteKind.PROPOSE, epoch, 2,
+            draft.seal_hash,
+        )  # fmt: skip
+        executed = chain.seal_block(draft, VALIDATOR_CONSENSUS.sign(digest))
+        follower.import_block(executed.block)
+        state = follower.state_at(follower.head)
+        record = get_validator(state, OWNER)
+        assert record is not None and record.jailed and record.stake == STAKE - CUT
+        assert get_total(state, "slashed") == 2 * CUT  # block 1's offence and this one
+
+
+async def test_evidence_the_block_rule_refuses_is_left_out_but_not_reported_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last resort: should selection and the block rule disagree (a bug), the block is
+    built without evidence and the driver is told nothing was dropped, so it keeps all."""
+    with Database.open(tmp_path / "db") as db:
+        chain = Chain(db, EVIDENCE_GENESIS)
+        offered = (b"\x80", b"\xc0")
+        monkeypatch.setattr(chain, "select_evidence", lambda parent, items, limit: (items, ()))
+        unused: Any = None
+        producer = BlockProducer(chain, unused, unused, trio.CapacityLimiter(1), unused)
+        proposer = VALIDATOR_CONSENSUS.address
+        draft, dropped = await producer._draft(chain.head, 1, proposer, [], offered)
+        assert draft.evidence == () and dropped == ()
