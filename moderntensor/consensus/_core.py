@@ -99,7 +99,6 @@ class SimplexCore:
         self._next_epoch: dict[tuple[object, ...], Message] = {}
         self.synced = synced
         self.frontier: Round | None = None
-        self._nullify_floor: Round | None = None
 
     # ----------------------------------------------------------------- reads
 
@@ -400,9 +399,6 @@ class SimplexCore:
             return
         if (self.epoch, self.view) > self.frontier:
             self.synced = True
-            # We caught up by certificates: do not NULLIFY the round we land in either, as we
-            # cannot know what a lost copy of our database said about it.
-            self._nullify_floor = (self.epoch, self.view)
 
     def _has(self, cert: Certificate) -> bool:
         state = self._slots.get(cert.slot)
@@ -440,9 +436,6 @@ class SimplexCore:
             return []
         if not self.synced:
             return []  # sync before sign (review H2)
-        floor = self._nullify_floor
-        if kind is VoteKind.NULLIFY and floor is not None and (self.epoch, slot) <= floor:
-            return []
         state = self._slot(slot)
         try:
             vote = self._signer.sign(kind, self.epoch, slot, block_hash)

@@ -36,54 +36,66 @@ CHAIN, GEN = 1, b"\x11" * 32
 H1, H2 = b"\x22" * 32, b"\x33" * 32
 
 
-def vote(kind: VoteKind, slot: int = 5, h: bytes = H1, key: PrivateKey = KEY) -> SignedVote:
-    return sign_vote(key, CHAIN, GEN, kind, slot, ZERO_HASH if kind is VoteKind.NULLIFY else h)
+def vote(
+    kind: VoteKind, slot: int = 5, h: bytes = H1, key: PrivateKey = KEY, epoch: int = 3
+) -> SignedVote:
+    h = ZERO_HASH if kind is VoteKind.NULLIFY else h
+    return sign_vote(key, CHAIN, GEN, kind, epoch, slot, h)
 
 
 def test_format_is_pinned() -> None:
-    """Format fixtures: changing the digest or the encoding needs a review (STYLE rule 17)."""
-    assert vote_digest(1, GEN, VoteKind.NOTARIZE, 5, H1).hex() == (
-        "b01ed2757db5338d5a833cf490d0217b5f97f11fdf829c487047b4ccb9ccf1ba"
+    """Format fixtures: changing the digest or the encoding needs a review (STYLE rule 17).
+
+    v2 (this version) added the epoch to the digest and to the vote's RLP; the digest was
+    checked against pyrlp + pysha3 computing keccak256(rlp([domain, 1, GEN, 2, 3, 5, H1])).
+    """
+    assert vote_digest(1, GEN, VoteKind.NOTARIZE, 3, 5, H1).hex() == (
+        "aa0a4f02ea3fe0c19c53232c33888fac5c88b81230843bdbdfaaa1235a0082fe"
     )
     assert encode_vote(vote(VoteKind.FINALIZE)).hex() == (
-        "f87b0405a02222222222222222222222222222222222222222222222222222222222222222"
-        "9438ef01769967ca0ef4570ab3562e8c166c341631b841e254a7e409087fab760b0d38cee8"
-        "9fc70fc5215987c878a394f6c87f6042c727214153c88050a8f5f781cc9b260d14389c3a54"
-        "f1eeb182e1e0be4ba92b41a46301"
+        "f87c040305a02222222222222222222222222222222222222222222222222222222222222222"
+        "9438ef01769967ca0ef4570ab3562e8c166c341631b841ed9fcfa05c436f9572233c5f58d75b"
+        "8e313d9a0b7be5952fd03d3f7aeb086c2d7e957ff8eda774af189f60d15e02786c85e558a6f3"
+        "85b6e69ddce9da3d9389b700"
     )
 
 
 def test_digest_separates_every_field() -> None:
-    base = (1, GEN, VoteKind.NOTARIZE, 5, H1)
+    base = (1, GEN, VoteKind.NOTARIZE, 3, 5, H1)
     variants = [
-        (2, GEN, VoteKind.NOTARIZE, 5, H1),
-        (1, b"\x12" * 32, VoteKind.NOTARIZE, 5, H1),
-        (1, GEN, VoteKind.FINALIZE, 5, H1),
-        (1, GEN, VoteKind.PROPOSE, 5, H1),
-        (1, GEN, VoteKind.NOTARIZE, 6, H1),
-        (1, GEN, VoteKind.NOTARIZE, 5, H2),
+        (2, GEN, VoteKind.NOTARIZE, 3, 5, H1),
+        (1, b"\x12" * 32, VoteKind.NOTARIZE, 3, 5, H1),
+        (1, GEN, VoteKind.FINALIZE, 3, 5, H1),
+        (1, GEN, VoteKind.PROPOSE, 3, 5, H1),
+        (1, GEN, VoteKind.NOTARIZE, 4, 5, H1),
+        (1, GEN, VoteKind.NOTARIZE, 3, 6, H1),
+        (1, GEN, VoteKind.NOTARIZE, 3, 5, H2),
     ]
     digests = {vote_digest(*v) for v in [base, *variants]}
-    assert len(digests) == 7
+    assert len(digests) == 8
 
 
 def test_shape_checks() -> None:
     with pytest.raises(ValueError, match="zero block hash"):
-        vote_digest(1, GEN, VoteKind.NULLIFY, 1, H1)
+        vote_digest(1, GEN, VoteKind.NULLIFY, 0, 1, H1)
     with pytest.raises(ValueError, match="32 bytes"):
-        vote_digest(1, GEN, VoteKind.NOTARIZE, 1, b"\x01")
+        vote_digest(1, GEN, VoteKind.NOTARIZE, 0, 1, b"\x01")
     with pytest.raises(ValueError, match="unknown vote kind"):
-        vote_digest(1, GEN, 9, 1, H1)  # type: ignore[arg-type]
+        vote_digest(1, GEN, 9, 0, 1, H1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="epoch"):
+        vote_digest(1, GEN, VoteKind.NOTARIZE, -1, 1, H1)
     with pytest.raises(ValueError, match="20-byte"):
-        SignedVote(VoteKind.NOTARIZE, 1, H1, b"\x01" * 19, vote(VoteKind.NOTARIZE).signature)
+        SignedVote(VoteKind.NOTARIZE, 0, 1, H1, b"\x01" * 19, vote(VoteKind.NOTARIZE).signature)
 
 
 def test_signer_recovery_binds_chain_and_content() -> None:
     v = vote(VoteKind.NOTARIZE)
     assert recover_vote_signer(v, CHAIN, GEN) == KEY.address
     assert recover_vote_signer(v, CHAIN + 1, GEN) != KEY.address
-    moved = SignedVote(v.kind, v.slot + 1, v.block_hash, v.signer, v.signature)
+    moved = SignedVote(v.kind, v.epoch, v.slot + 1, v.block_hash, v.signer, v.signature)
     assert recover_vote_signer(moved, CHAIN, GEN) != KEY.address
+    other_epoch = SignedVote(v.kind, v.epoch + 1, v.slot, v.block_hash, v.signer, v.signature)
+    assert recover_vote_signer(other_epoch, CHAIN, GEN) != KEY.address
 
 
 @given(
@@ -115,13 +127,13 @@ def test_decode_rejects_trailing_bytes_unknown_kind_and_high_s() -> None:
     v = vote(VoteKind.NOTARIZE)
     sig = v.signature
     high = Signature(sig.y_parity ^ 1, sig.r, SECP256K1_N - sig.s).to_bytes()
-    fields = [b"\x02", b"\x05", H1, KEY.address, high]
+    fields = [b"\x02", b"\x03", b"\x05", H1, KEY.address, high]
     with pytest.raises(DecodeError, match="high"):
         decode_vote(encode_rlp(fields))
-    fields = [b"\x09", b"\x05", H1, KEY.address, sig.to_bytes()]
+    fields = [b"\x09", b"\x03", b"\x05", H1, KEY.address, sig.to_bytes()]
     with pytest.raises(DecodeError, match="unknown vote kind"):
         decode_vote(encode_rlp(fields))
-    fields = [b"\x03", b"\x05", H1, KEY.address, sig.to_bytes()]
+    fields = [b"\x03", b"\x03", b"\x05", H1, KEY.address, sig.to_bytes()]
     with pytest.raises(DecodeError, match="zero block hash"):
         decode_vote(encode_rlp(fields))
 
@@ -148,18 +160,22 @@ def test_evidence_id_names_the_offence_not_the_proof() -> None:
     a, b, c = (vote(VoteKind.NOTARIZE, h=h) for h in (H1, H2, h3))
     assert evidence_id(Evidence(a, b)) == evidence_id(Evidence(a, c)) == evidence_id(Evidence(c, b))
     other_slot = Evidence(vote(VoteKind.NOTARIZE, 6, H1), vote(VoteKind.NOTARIZE, 6, H2))
+    other_epoch = Evidence(
+        vote(VoteKind.NOTARIZE, epoch=4), vote(VoteKind.NOTARIZE, h=H2, epoch=4)
+    )
     other_kind = Evidence(vote(VoteKind.NULLIFY), vote(VoteKind.FINALIZE))
     other_key = Evidence(
         vote(VoteKind.NOTARIZE, key=OTHER), vote(VoteKind.NOTARIZE, h=H2, key=OTHER)
     )
-    ids = {evidence_id(e) for e in (Evidence(a, b), other_slot, other_kind, other_key)}
-    assert len(ids) == 4
+    proofs = (Evidence(a, b), other_slot, other_epoch, other_kind, other_key)
+    assert len({evidence_id(e) for e in proofs}) == 5
 
 
 @pytest.mark.parametrize(
     ("a", "b", "why"),
     [
         (vote(VoteKind.NOTARIZE), vote(VoteKind.NOTARIZE), "do not conflict"),
+        (vote(VoteKind.NULLIFY, epoch=3), vote(VoteKind.FINALIZE, epoch=4), "do not conflict"),
         (vote(VoteKind.NOTARIZE, h=H1), vote(VoteKind.FINALIZE, h=H2), "do not conflict"),
         (vote(VoteKind.NOTARIZE, 5, H1), vote(VoteKind.NOTARIZE, 6, H2), "do not conflict"),
         (vote(VoteKind.NULLIFY), vote(VoteKind.FINALIZE, key=OTHER), "do not conflict"),
@@ -178,7 +194,9 @@ def test_evidence_with_forged_or_foreign_signatures_is_rejected() -> None:
         verify_evidence(Evidence(a, b), CHAIN + 1, GEN)
     # OTHER's signature relabelled as KEY's: an honest validator cannot be framed.
     framed = vote(VoteKind.NOTARIZE, h=H2, key=OTHER)
-    framed = SignedVote(framed.kind, framed.slot, framed.block_hash, KEY.address, framed.signature)
+    framed = SignedVote(
+        framed.kind, framed.epoch, framed.slot, framed.block_hash, KEY.address, framed.signature
+    )
     with pytest.raises(InvalidEvidence, match="second message"):
         verify_evidence(Evidence(a, framed), CHAIN, GEN)
 

@@ -1,7 +1,17 @@
-"""A simulated network of voting cores plus an independent oracle (STYLE rules 15, 16).
+"""A simulated network of voting cores, their shell, and an independent oracle (STYLE 15, 16).
 
-The oracle never calls production quorum, evidence or certificate code: it keeps its own table
-of stakes per epoch, its own record of what every key really signed, and its own conflict rule.
+The harness plays the node shell for every core: it carries messages (with delays, drops,
+duplicates and partitions decided by the test), "executes" blocks (valid unless the test says
+otherwise, MISSING while the node lacks the parent), fetches missing blocks, adds validator
+sets as finalized chains pass snapshot heights, and restarts nodes (memory lost; the slashing
+protection store kept, rolled back to a backup, or wiped).
+
+Validator sets change at run time: a block's header ``extra_data`` may carry a staking
+operation (``join``, ``leave``, ``jail``), and the set of epoch ``e`` is the stake table after
+the operations of the finalized blocks up to the snapshot height, computed by the harness's
+own model. The oracle never calls production quorum, evidence, certificate or set code: it
+keeps its own stake tables, its own record of what every key really signed, and its own
+conflict rule.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.validators import ValidatorRecord
 from moderntensor.chain.votes import ZERO_HASH, SignedVote, VoteKind, sign_vote
 from moderntensor.consensus import (
@@ -20,8 +31,10 @@ from moderntensor.consensus import (
     BuildBlock,
     Certificate,
     ConsensusConfig,
+    EpochEntered,
     EvidenceFound,
     ExecuteBlock,
+    FetchBlock,
     Finalized,
     InvalidMessage,
     MemoryStore,
@@ -34,6 +47,7 @@ from moderntensor.consensus import (
     SimplexCore,
     SlashingProtection,
     ValidatorSet,
+    Verdict,
     compute_validator_set,
 )
 from moderntensor.crypto import PrivateKey, keccak256
@@ -43,79 +57,139 @@ GENESIS_HASH = keccak256(b"moderntensor test genesis")
 GENESIS = BlockRef(0, GENESIS_HASH)
 KEYS = [PrivateKey(keccak256(b"consensus test key %d" % i)) for i in range(16)]
 OUTSIDERS = [PrivateKey(keccak256(b"outsider key %d" % i)) for i in range(8)]
+ZERO32 = b"\x00" * 32
 
+EPOCH_LENGTH = 4
+# Windows of production size relative to the epoch (the node uses max(64, 2 * epoch) and 64).
 TEST_PRESET = Preset(
     slot_duration_ms=1_000,
-    epoch_length=4,
+    epoch_length=EPOCH_LENGTH,
     timeout_ms=2_000,
     max_validators=100,
-    evidence_window=10_000,
-    max_future_slots=10_000,
+    evidence_window=64,
+    max_future_slots=32,
 )
 CONFIG = ConsensusConfig(CHAIN_ID, GENESIS_HASH, 0, TEST_PRESET)
 
 Message = Proposal | SignedVote | Certificate
+Round = tuple[int, int]
 
 
-def epoch_stakes(base: Sequence[int], epoch: int, rotate: bool) -> list[int]:
-    """Stakes in an epoch: with ``rotate``, every other validator's stake doubles by parity."""
-    if not rotate:
-        return list(base)
-    return [s * (2 if (i + epoch) % 2 else 1) for i, s in enumerate(base)]
+def epoch_of_height(height: int) -> int:
+    """The test's own epoch rule (not production's): blocks 1..L are epoch 0, and so on."""
+    return max(0, height - 1) // EPOCH_LENGTH
 
 
-def make_sets(
-    keys: Sequence[PrivateKey], base: Sequence[int], epochs: int, rotate: bool = False
-) -> list[ValidatorSet]:
-    sets = []
-    for e in range(epochs):
-        records = [
-            ValidatorRecord(k.address, k.public_key_bytes, s)
-            for k, s in zip(keys, epoch_stakes(base, e, rotate), strict=True)
-        ]
-        seed = keccak256(b"seed %d" % e)
-        sets.append(compute_validator_set(records, e, seed, TEST_PRESET.max_validators))
-    return sets
+def make_block(
+    key: PrivateKey, slot: int, parent: bytes, height: int, extra: bytes = b""
+) -> Block:
+    """A block signed without slashing protection (how a byzantine leader signs)."""
+    unsigned = Header(
+        parent_hash=parent,
+        coinbase=key.address,
+        state_root=keccak256(b"state" + parent + extra),
+        transactions_root=ZERO32,
+        receipts_root=ZERO32,
+        number=height,
+        gas_limit=30_000_000,
+        gas_used=0,
+        timestamp=slot,
+        base_fee_per_gas=0,
+        slot=slot,
+        proposer=key.address,
+        extra_data=extra,
+    )
+    epoch = epoch_of_height(height)
+    vote = sign_vote(
+        key, CHAIN_ID, GENESIS_HASH, VoteKind.PROPOSE, epoch, slot, unsigned.seal_hash
+    )
+    return Block(attrs.evolve(unsigned, proposer_signature=vote.signature.to_bytes()))
 
 
-def block_hashes(slot: int, parent: bytes, proposer: bytes, salt: bytes) -> bytes:
-    return keccak256(b"seal" + slot.to_bytes(8, "big") + parent + proposer + salt)
+def make_proposal(
+    key: PrivateKey, slot: int, parent: bytes, height: int, extra: bytes = b""
+) -> Proposal:
+    return Proposal(make_block(key, slot, parent, height, extra))
 
 
-def make_proposal(key: PrivateKey, slot: int, parent: bytes, salt: bytes = b"") -> Proposal:
-    """A proposal signed without slashing protection (how a byzantine leader signs)."""
-    seal = block_hashes(slot, parent, key.address, salt)
-    vote = sign_vote(key, CHAIN_ID, GENESIS_HASH, VoteKind.PROPOSE, slot, seal)
-    block_hash = keccak256(seal + vote.signature.to_bytes())
-    return Proposal(slot, block_hash, parent, seal, key.address, vote.signature)
+# ---------------------------------------------------------------- the stake model
+
+StakeTable = dict[bytes, int]  # validator id -> stake (only members, stake > 0)
+
+
+def apply_op(table: StakeTable, op: bytes, keys: Sequence[PrivateKey], byz: set[bytes]) -> None:
+    """The harness's own staking rule. ``join:i``/``leave:i`` move an honest key in or out,
+    ``jail:i`` removes a byzantine one; an op that would leave byzantine stake at 1/3 or more,
+    or an empty table, does nothing (the model keeps the test's fault assumption)."""
+    if not op or b":" not in op:
+        return
+    name, _, index = op.partition(b":")
+    if not index.isdigit() or int(index) >= len(keys):
+        return
+    vid = keys[int(index)].address
+    new = dict(table)
+    if name == b"join" and vid not in byz:
+        new[vid] = new.get(vid, 0) + 7
+    elif name == b"leave" and vid not in byz:
+        new.pop(vid, None)
+    elif name == b"jail" and vid in byz:
+        new.pop(vid, None)
+    else:
+        return
+    total = sum(new.values())
+    if total and 3 * sum(s for v, s in new.items() if v in byz) < total:
+        table.clear()
+        table.update(new)
+
+
+def to_set(table: StakeTable, epoch: int, keys: Sequence[PrivateKey]) -> ValidatorSet:
+    """The production ValidatorSet for a model table (what the shell hands the core)."""
+    by_id = {k.address: k for k in keys}
+    records = [
+        ValidatorRecord(vid, by_id[vid].public_key_bytes, stake) for vid, stake in table.items()
+    ]
+    seed = keccak256(b"seed %d" % epoch)
+    return compute_validator_set(records, epoch, seed, TEST_PRESET.max_validators)
 
 
 @attrs.define
 class Oracle:
     """What the test knows independently of the cores."""
 
-    stakes: dict[int, dict[bytes, int]]  # epoch -> validator id -> stake
+    stakes: dict[int, StakeTable]  # epoch -> validator id -> stake (as first computed)
     honest: set[bytes]
     byzantine: set[bytes]
     parent: dict[bytes, tuple[int, bytes]] = attrs.Factory(dict)  # block -> (slot, parent)
-    signed: set[tuple[int, int, bytes, bytes]] = attrs.Factory(set)  # (kind, slot, hash, signer)
-    honest_votes: dict[tuple[bytes, int], set[tuple[int, bytes]]] = attrs.Factory(dict)
+    height: dict[bytes, int] = attrs.Factory(lambda: {GENESIS_HASH: 0})
+    blocks: dict[bytes, Block] = attrs.Factory(dict)
+    signed: set[tuple[int, int, int, bytes, bytes]] = attrs.Factory(set)
+    honest_votes: dict[tuple[bytes, int, int], set[tuple[int, bytes]]] = attrs.Factory(dict)
+
+    def note_block(self, block: Block) -> None:
+        h = block.hash
+        self.parent[h] = (block.header.slot, block.header.parent_hash)
+        self.height[h] = block.header.number
+        self.blocks[h] = block
 
     def note_signed(self, vote: SignedVote, honest: bool) -> None:
-        self.signed.add((int(vote.kind), vote.slot, vote.block_hash, vote.signer))
+        key = (int(vote.kind), vote.epoch, vote.slot, vote.block_hash, vote.signer)
+        self.signed.add(key)
         if honest:
-            self.honest_votes.setdefault((vote.signer, vote.slot), set()).add(
+            self.honest_votes.setdefault((vote.signer, vote.epoch, vote.slot), set()).add(
                 (int(vote.kind), vote.block_hash)
             )
 
     def is_real_quorum(self, cert: Certificate) -> bool:
-        """Distinct members of the slot's epoch, really signed, with > 2/3 of its stake."""
-        table = self.stakes[cert.slot // TEST_PRESET.epoch_length]
+        """Distinct members of the certificate's epoch, really signed, > 2/3 of its stake."""
+        table = self.stakes.get(cert.epoch)
+        if table is None:
+            return False
         signers = [s for s, _ in cert.signatures]
         if len(set(signers)) != len(signers):
             return False
         for s in signers:
-            if s not in table or (int(cert.kind), cert.slot, cert.block_hash, s) not in self.signed:
+            key = (int(cert.kind), cert.epoch, cert.slot, cert.block_hash, s)
+            if s not in table or key not in self.signed:
                 return False
         return sum(table[s] for s in signers) * 3 > sum(table.values()) * 2
 
@@ -127,24 +201,36 @@ class Oracle:
             cursor = self.parent[cursor][1]
         return True
 
+    def chain_to(self, head: bytes) -> list[bytes]:
+        """Block hashes from genesis (excluded) to ``head``, oldest first."""
+        out = []
+        cursor = head
+        while cursor != GENESIS_HASH:
+            out.append(cursor)
+            cursor = self.parent[cursor][1]
+        return out[::-1]
 
-def offences_of(messages: Iterable[tuple[int, int, bytes, bytes]]) -> set[tuple[bytes, int, str]]:
-    """Equivocations among (kind, slot, hash, signer) tuples, by the test's own rule."""
-    seen: dict[tuple[bytes, int], set[tuple[int, bytes]]] = {}
-    for kind, slot, h, signer in messages:
-        seen.setdefault((signer, slot), set()).add((kind, h))
+
+def offences_of(
+    messages: Iterable[tuple[int, int, int, bytes, bytes]],
+) -> set[tuple[bytes, int, int, str]]:
+    """Equivocations among (kind, epoch, slot, hash, signer) tuples, by the test's own rule."""
+    seen: dict[tuple[bytes, int, int], set[tuple[int, bytes]]] = {}
+    for kind, epoch, slot, h, signer in messages:
+        seen.setdefault((signer, epoch, slot), set()).add((kind, h))
     found = set()
-    for (signer, slot), items in seen.items():
+    for (signer, epoch, slot), items in seen.items():
         kinds = {k for k, _ in items}
         for kind, name in ((VoteKind.PROPOSE, "proposal"), (VoteKind.NOTARIZE, "notarize")):
             if len({h for k, h in items if k == kind}) > 1:
-                found.add((signer, slot, name))
+                found.add((signer, epoch, slot, name))
         if VoteKind.NULLIFY in kinds and VoteKind.FINALIZE in kinds:
-            found.add((signer, slot, "nullify-finalize"))
+            found.add((signer, epoch, slot, "nullify-finalize"))
     return found
 
 
-OFFENCE_NAMES = {1: "proposal", 2: "notarize", 3: "nullify-finalize"}
+def vote_key(vote: SignedVote) -> tuple[int, int, int, bytes, bytes]:
+    return (int(vote.kind), vote.epoch, vote.slot, vote.block_hash, vote.signer)
 
 
 class Cluster:
@@ -154,51 +240,94 @@ class Cluster:
         self,
         stakes: Sequence[int],
         byzantine: set[int],
-        epochs: int = 64,
-        rotate: bool = False,
         keys: Sequence[PrivateKey] | None = None,
+        members: Sequence[int] | None = None,
     ) -> None:
+        """``stakes[i]`` belongs to ``keys[i]``; ``members`` (default: all) are in the
+        genesis set, the others may join later through ``join`` operations."""
         self.keys = list(keys if keys is not None else KEYS[: len(stakes)])
-        self.sets = make_sets(self.keys, stakes, epochs, rotate)
+        members = list(range(len(stakes))) if members is None else list(members)
+        self.genesis_table: StakeTable = {self.keys[i].address: stakes[i] for i in members}
         self.verifier = SignatureVerifier(CHAIN_ID, GENESIS_HASH)
         self.byzantine = [self.keys[i] for i in sorted(byzantine)]
         self.honest_keys = [k for i, k in enumerate(self.keys) if i not in byzantine]
         self.oracle = Oracle(
-            stakes={vs.epoch: {v.id: v.stake for v in vs.validators} for vs in self.sets},
+            stakes={0: dict(self.genesis_table), 1: dict(self.genesis_table)},
             honest={k.address for k in self.honest_keys},
             byzantine={k.address for k in self.byzantine},
         )
+        self.sets: dict[int, ValidatorSet] = {
+            e: to_set(self.genesis_table, e, self.keys) for e in (0, 1)
+        }
         self.stores = {k.address: MemoryStore() for k in self.honest_keys}
         self.nodes: dict[bytes, SimplexCore] = {}
         self.now = 0
         self.pending: list[tuple[bytes, Message, bytes | None]] = []  # (to, message, from)
         self.sides: dict[bytes, bool] = {}  # a partition: honest node -> side (empty: none)
         self.verdicts: list[tuple[bytes, bytes]] = []  # (node, block hash) awaiting execution
+        self.fetches: list[tuple[bytes, bytes]] = []  # (node, block hash) awaiting a peer
         self.invalid_blocks: set[bytes] = set()
+        self.have: dict[bytes, set[bytes]] = {}  # node -> blocks it holds
+        self.waiting: dict[bytes, set[bytes]] = {}  # node -> proposals that got MISSING
         self.timers: dict[bytes, int] = {}
         self.finalized: dict[bytes, list[BlockRef]] = {}
         self.evidence: dict[bytes, list[EvidenceFound]] = {}
-        self.received: dict[bytes, set[tuple[int, int, bytes, bytes]]] = {}
+        self.received: dict[bytes, set[tuple[int, int, int, bytes, bytes]]] = {}
         self.refused: list[SigningRefused] = []
+        self.certificates: dict[tuple[int, int, int, bytes], Certificate] = {}
         self.deliveries = 0
         self.check_finality_quorum = True
         self.incomplete = 0  # Finalized actions that could not link to the previous final block
+        self.next_op: bytes = b""  # a staking operation the next honest block carries
         for key in self.honest_keys:
-            self.boot(key)
+            self.boot(key, synced=True)
 
-    def boot(self, key: PrivateKey) -> None:
-        """(Re)start a node from its slashing-protection store; it forgets everything else."""
+    # ------------------------------------------------------------------ nodes
+
+    def best_final(self) -> BlockRef:
+        """The highest block any honest node finalized (what sync would bring a node to)."""
+        refs = [refs[-1] for refs in self.finalized.values()] or [GENESIS]
+        return max(refs, key=lambda r: self.oracle.height[r.hash])
+
+    def frontier(self) -> Round | None:
+        """The highest round of any certificate an honest node formed or accepted."""
+        rounds = [(e, s) for _, e, s, _ in self.certificates]
+        return max(rounds) if rounds else None
+
+    def boot(
+        self, key: PrivateKey, synced: bool = False, final: BlockRef | None = None
+    ) -> None:
+        """(Re)start a node from its slashing-protection store and its finalized block; it
+        forgets everything else. A restarted node learns the network's status first."""
         vid = key.address
         signer = ProtectedSigner(
             key, SlashingProtection(self.stores[vid], vid), CHAIN_ID, GENESIS_HASH
         )
-        final = self.finalized.get(vid, [GENESIS])[-1]
-        core = SimplexCore(CONFIG, self.sets, final, signer, self.verifier)
+        if final is None:
+            final = self.finalized.get(vid, [GENESIS])[-1]
+        height = self.oracle.height[final.hash]
+        core = SimplexCore(
+            CONFIG,
+            self.sets.values(),
+            final,
+            signer,
+            self.verifier,
+            finalized_height=height,
+            synced=synced,
+        )
         self.nodes[vid] = core
         self.finalized.setdefault(vid, [GENESIS])
+        if final not in self.finalized[vid]:
+            self.finalized[vid].append(final)
         self.evidence.setdefault(vid, [])
         self.received.setdefault(vid, set())
+        self.have[vid] = set(self.oracle.chain_to(final.hash))
+        self.waiting[vid] = set()
         self.handle(vid, core.start(self.now))
+        if not synced:
+            frontier = self.frontier()
+            epoch, slot = frontier if frontier is not None else (0, 0)
+            self.handle(vid, core.on_status(epoch, slot, self.now))
 
     # ------------------------------------------------------------- delivery
 
@@ -230,14 +359,14 @@ class Cluster:
         self.deliveries += 1
         try:
             if isinstance(message, Proposal):
+                self.have[dest].add(message.block_hash)
                 actions = core.on_proposal(message, self.now)
-                vote = message.propose_vote()
-                self.received[dest].add((int(vote.kind), vote.slot, vote.block_hash, vote.signer))
+                vote = message.propose_vote(EPOCH_LENGTH)
+                self.received[dest].add(vote_key(vote))
+                actions += self.retry_waiting(dest)
             elif isinstance(message, SignedVote):
                 actions = core.on_vote(message, self.now)
-                self.received[dest].add(
-                    (int(message.kind), message.slot, message.block_hash, message.signer)
-                )
+                self.received[dest].add(vote_key(message))
             else:
                 actions = core.on_certificate(message, self.now)
         except InvalidMessage:
@@ -251,15 +380,42 @@ class Cluster:
             if self.verdicts:
                 self.run_verdict(0)
                 continue
+            if self.fetches:
+                self.run_fetch(0)
+                continue
             ready = self.deliverable()
             if not ready:
                 return
             self.deliver(ready[rng.randrange(len(ready))] if rng else ready[0])
 
     def run_verdict(self, index: int) -> None:
+        """Execute a block at a node: MISSING while it lacks the parent, else valid unless
+        the test marked it invalid (or its parent is invalid)."""
         dest, block_hash = self.verdicts.pop(index)
-        valid = block_hash not in self.invalid_blocks
-        self.handle(dest, self.nodes[dest].on_verdict(block_hash, valid, self.now))
+        core = self.nodes[dest]
+        parent = self.oracle.parent[block_hash][1]
+        if parent not in self.have[dest] and parent != core.finalized.hash:
+            self.waiting[dest].add(block_hash)
+            self.handle(dest, core.on_verdict(block_hash, Verdict.MISSING, self.now))
+            return
+        bad = block_hash in self.invalid_blocks or parent in self.invalid_blocks
+        verdict = Verdict.INVALID if bad else Verdict.VALID
+        self.handle(dest, core.on_verdict(block_hash, verdict, self.now))
+
+    def run_fetch(self, index: int) -> None:
+        """A peer answers a fetch: the node now holds the block (and its ancestors)."""
+        dest, block_hash = self.fetches.pop(index)
+        if dest not in self.nodes or block_hash not in self.oracle.parent:
+            return
+        self.have[dest].update(self.oracle.chain_to(block_hash))
+        self.handle(dest, self.retry_waiting(dest))
+
+    def retry_waiting(self, vid: bytes) -> list[object]:
+        for h in sorted(self.waiting[vid]):
+            if self.oracle.parent[h][1] in self.have[vid]:
+                self.waiting[vid].discard(h)
+                self.verdicts.append((vid, h))
+        return []
 
     def advance(self, ms: int) -> None:
         """Move the clock and tick every node whose timer is due."""
@@ -270,22 +426,27 @@ class Cluster:
 
     # ------------------------------------------------------------- actions
 
-    def handle(self, vid: bytes, actions: list[object]) -> None:
+    def handle(self, vid: bytes, actions: Sequence[object]) -> None:
         core = self.nodes[vid]
         for action in actions:
             if isinstance(action, Broadcast):
-                if isinstance(action.message, SignedVote):
-                    self.oracle.note_signed(action.message, honest=True)
-                self.broadcast(action.message, origin=vid)
+                message = action.message
+                if isinstance(message, SignedVote):
+                    self.oracle.note_signed(message, honest=True)
+                else:
+                    key = (int(message.kind), message.epoch, message.slot, message.block_hash)
+                    self.certificates.setdefault(key, message)
+                self.broadcast(message, origin=vid)
             elif isinstance(action, ExecuteBlock):
                 self.verdicts.append((vid, action.proposal.block_hash))
             elif isinstance(action, BuildBlock):
                 self.build(vid, core, action)
             elif isinstance(action, Finalized):
-                self.finalized[vid].extend([*action.ancestors, action.block])
-                self.incomplete += not action.complete
-                if self.check_finality_quorum:
-                    assert self.oracle.is_real_quorum(action.certificate), "no real quorum"
+                self.on_finalized(vid, core, action)
+            elif isinstance(action, FetchBlock):
+                self.fetches.append((vid, action.block_hash))
+            elif isinstance(action, EpochEntered):
+                self.add_sets(vid, core)
             elif isinstance(action, EvidenceFound):
                 self.evidence[vid].append(action)
             elif isinstance(action, SetTimer):
@@ -293,40 +454,101 @@ class Cluster:
             elif isinstance(action, SigningRefused):
                 self.refused.append(action)
 
+    def on_finalized(self, vid: bytes, core: SimplexCore, action: Finalized) -> None:
+        self.finalized[vid].extend([*action.ancestors, action.block])
+        self.incomplete += not action.complete
+        if self.check_finality_quorum:
+            assert self.oracle.is_real_quorum(action.certificate), "no real quorum"
+        height = self.oracle.height.get(action.block.hash)
+        if height is None:
+            return
+        # The shell's job when the core could not tell the height: it fetched and committed
+        # the block, and it is the epoch's boundary.
+        if height == (core.epoch + 1) * EPOCH_LENGTH:
+            self.have[vid].update(self.oracle.chain_to(action.block.hash))
+            self.handle(vid, core.enter_epoch(core.epoch + 1, action.block, self.now))
+
+    def add_sets(self, vid: bytes, core: SimplexCore) -> None:
+        """The core entered an epoch: compute the next epoch's set from this node's own
+        finalized chain (the model's rule) and add it; every node must get the same set."""
+        epoch = core.epoch + 1
+        snapshot = core.finalized.hash  # the boundary block that opened core.epoch
+        assert self.oracle.height[snapshot] == (epoch - 1) * EPOCH_LENGTH
+        table = dict(self.genesis_table)
+        for h in self.oracle.chain_to(snapshot):
+            op = self.oracle.blocks[h].header.extra_data
+            apply_op(table, op, self.keys, self.oracle.byzantine)
+        known = self.oracle.stakes.setdefault(epoch, table)
+        assert known == table, f"set agreement broken in epoch {epoch}"
+        if epoch not in self.sets:
+            self.sets[epoch] = to_set(table, epoch, self.keys)
+        core.add_validator_set(self.sets[epoch])
+
+    def sync(self, vid: bytes) -> None:
+        """What the shell's sync does for a node an epoch or more behind: commit the
+        finalized chain up to the best boundary block and enter its epoch."""
+        core = self.nodes[vid]
+        best = self.best_final()
+        epoch = epoch_of_height(self.oracle.height[best.hash] + 1)
+        if epoch <= core.epoch:
+            return
+        chain = self.oracle.chain_to(best.hash)
+        boundary = chain[epoch * EPOCH_LENGTH - 1]
+        mine = self.oracle.height[self.finalized[vid][-1].hash]
+        for h in chain[mine : epoch * EPOCH_LENGTH]:
+            self.finalized[vid].append(BlockRef(self.oracle.parent[h][0], h))
+        self.have[vid].update(chain[: epoch * EPOCH_LENGTH])
+        ref = BlockRef(self.oracle.parent[boundary][0], boundary)
+        for vset in self.sets.values():
+            core.add_validator_set(vset)
+        self.handle(vid, core.enter_epoch(epoch, ref, self.now))
+
     def build(self, vid: bytes, core: SimplexCore, action: BuildBlock) -> None:
-        seal = block_hashes(action.slot, action.parent.hash, vid, b"honest")
-        vote = core.sign_proposal(action.slot, seal)
+        height = self.oracle.height[action.parent.hash] + 1
+        assert epoch_of_height(height) == action.epoch, "asked to build outside the epoch"
+        key = next(k for k in self.honest_keys if k.address == vid)
+        unsigned = make_block(key, action.slot, action.parent.hash, height, self.next_op)
+        vote = core.sign_proposal(action.slot, unsigned.header.seal_hash)
         self.oracle.note_signed(vote, honest=True)
-        block_hash = keccak256(seal + vote.signature.to_bytes())
-        proposal = Proposal(action.slot, block_hash, action.parent.hash, seal, vid, vote.signature)
-        self.oracle.parent[block_hash] = (action.slot, action.parent.hash)
+        header = attrs.evolve(unsigned.header, proposer_signature=vote.signature.to_bytes())
+        block = Block(header)
+        self.next_op = b""
+        self.oracle.note_block(block)
+        proposal = Proposal(block)
+        self.have[vid].add(block.hash)
         self.broadcast(proposal, origin=vid)
         self.handle(vid, core.on_proposal(proposal, self.now))
 
     # ------------------------------------------------------------ byzantine
 
     def byzantine_vote(
-        self, key: PrivateKey, kind: VoteKind, slot: int, block_hash: bytes, to: Iterable[bytes]
+        self,
+        key: PrivateKey,
+        kind: VoteKind,
+        epoch: int,
+        slot: int,
+        block_hash: bytes,
+        to: Iterable[bytes],
     ) -> SignedVote:
-        vote = sign_vote(
-            key,
-            CHAIN_ID,
-            GENESIS_HASH,
-            kind,
-            slot,
-            ZERO_HASH if kind is VoteKind.NULLIFY else block_hash,
-        )
+        h = ZERO_HASH if kind is VoteKind.NULLIFY else block_hash
+        vote = sign_vote(key, CHAIN_ID, GENESIS_HASH, kind, epoch, slot, h)
         self.oracle.note_signed(vote, honest=False)
         for dest in to:
             self.send(dest, vote)
         return vote
 
     def byzantine_proposal(
-        self, key: PrivateKey, slot: int, parent: bytes, salt: bytes, to: Iterable[bytes]
+        self,
+        key: PrivateKey,
+        slot: int,
+        parent: bytes,
+        salt: bytes,
+        to: Iterable[bytes],
     ) -> Proposal:
-        proposal = make_proposal(key, slot, parent, salt)
-        self.oracle.note_signed(proposal.propose_vote(), honest=False)
-        self.oracle.parent[proposal.block_hash] = (slot, parent)
+        height = self.oracle.height[parent] + 1
+        proposal = make_proposal(key, slot, parent, height, salt)
+        self.oracle.note_signed(proposal.propose_vote(EPOCH_LENGTH), honest=False)
+        self.oracle.note_block(proposal.block)
         for dest in to:
             self.send(dest, proposal)
         return proposal
@@ -338,17 +560,31 @@ class Cluster:
         final: dict[bytes, int] = {}
         for refs in self.finalized.values():
             for ref in refs:
-                final[ref.hash] = ref.slot
+                final[ref.hash] = self.oracle.height[ref.hash]
         ordered = sorted(final.items(), key=lambda item: item[1])
-        for (h1, s1), (h2, s2) in itertools.pairwise(ordered):
-            assert s1 != s2, f"two blocks finalized at slot {s1}"
-            assert self.oracle.descends(h2, h1), f"finalized block at {s2} forks from {s1}"
+        for (h1, n1), (h2, n2) in itertools.pairwise(ordered):
+            assert n1 != n2, f"two blocks finalized at height {n1}"
+            assert self.oracle.descends(h2, h1), f"finalized block at {n2} forks from {n1}"
+
+    def check_certificates(self) -> None:
+        """Review §7.2: among all certificates honest nodes formed or accepted, no two
+        notarizations of one round, no finalization and nullification of one round."""
+        by_round: dict[Round, dict[int, set[bytes]]] = {}
+        for kind, epoch, slot, h in self.certificates:
+            by_round.setdefault((epoch, slot), {}).setdefault(kind, set()).add(h)
+        for rnd, kinds in by_round.items():
+            assert len(kinds.get(int(VoteKind.NOTARIZE), ())) <= 1, f"two notarized in {rnd}"
+            assert not (
+                kinds.get(int(VoteKind.FINALIZE)) and kinds.get(int(VoteKind.NULLIFY))
+            ), f"round {rnd} both finalized and nullified"
 
     def check_no_honest_equivocation(self) -> None:
         """DESIGN §5.4: no honest key ever signed two conflicting messages."""
-        for (signer, slot), items in self.oracle.honest_votes.items():
-            msgs = [(k, slot, h, signer) for k, h in items]
-            assert not offences_of(msgs), f"honest 0x{signer.hex()} equivocated in slot {slot}"
+        for (signer, epoch, slot), items in self.oracle.honest_votes.items():
+            msgs = [(k, epoch, slot, h, signer) for k, h in items]
+            assert not offences_of(msgs), (
+                f"honest 0x{signer.hex()} equivocated in epoch {epoch} slot {slot}: {items}"
+            )
 
     def check_evidence(self) -> None:
         """DESIGN §5.4: every equivocation an honest node received became evidence; only
@@ -359,19 +595,13 @@ class Cluster:
                 ev = item.evidence
                 assert ev.first.signer in self.oracle.byzantine, "honest validator accused"
                 assert ev.first.signer == ev.second.signer and ev.first.slot == ev.second.slot
-                found.update(
-                    offences_of(
-                        [
-                            (int(v.kind), v.slot, v.block_hash, v.signer)
-                            for v in (ev.first, ev.second)
-                        ]
-                    )
-                )
+                found.update(offences_of([vote_key(v) for v in (ev.first, ev.second)]))
             missing = offences_of(received) - found
             assert not missing, f"node 0x{vid.hex()} missed evidence {missing}"
 
     def check_all(self) -> None:
         self.check_agreement()
+        self.check_certificates()
         self.check_no_honest_equivocation()
         self.check_evidence()
         assert not self.refused, f"an honest node tried to equivocate: {self.refused[0]}"

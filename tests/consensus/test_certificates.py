@@ -22,16 +22,17 @@ from moderntensor.consensus import (
 )
 from moderntensor.crypto import keccak256
 
-from .harness import CHAIN_ID, GENESIS_HASH, KEYS, OUTSIDERS, make_sets
+from .harness import CHAIN_ID, GENESIS_HASH, KEYS, OUTSIDERS, to_set
 
 H = keccak256(b"block")
-SET = make_sets(KEYS[:4], [10, 20, 30, 40], 1)[0]  # total 100: a quorum needs > 66.67
+SET = to_set({k.address: 10 * (i + 1) for i, k in enumerate(KEYS[:4])}, 0, KEYS)
+# total 100: a quorum needs > 66.67
 
 
 def cert_by(indices: list[int], kind: VoteKind = VoteKind.NOTARIZE, slot: int = 1) -> Certificate:
     h = ZERO_HASH if kind is VoteKind.NULLIFY else H
-    votes = [sign_vote(KEYS[i], CHAIN_ID, GENESIS_HASH, kind, slot, h) for i in indices]
-    return build_certificate(kind, slot, h, votes)
+    votes = [sign_vote(KEYS[i], CHAIN_ID, GENESIS_HASH, kind, 0, slot, h) for i in indices]
+    return build_certificate(kind, 0, slot, h, votes)
 
 
 def test_quorum_is_strictly_more_than_two_thirds() -> None:
@@ -61,15 +62,30 @@ def test_foreign_chain_or_signers_are_rejected() -> None:
     other_chain = SignatureVerifier(CHAIN_ID + 1, GENESIS_HASH)
     with pytest.raises(InvalidCertificate, match="not its own"):
         verify_certificate(cert_by([0, 1, 2, 3]), SET, other_chain)
-    votes = [sign_vote(k, CHAIN_ID, GENESIS_HASH, VoteKind.FINALIZE, 1, H) for k in OUTSIDERS[:4]]
+    votes = [
+        sign_vote(k, CHAIN_ID, GENESIS_HASH, VoteKind.FINALIZE, 0, 1, H) for k in OUTSIDERS[:4]
+    ]
     with pytest.raises(InvalidCertificate, match="not in the set"):
-        verify_certificate(build_certificate(VoteKind.FINALIZE, 1, H, votes), SET, verifier)
+        verify_certificate(build_certificate(VoteKind.FINALIZE, 0, 1, H, votes), SET, verifier)
+
+
+def test_a_certificate_counts_only_in_its_own_epoch() -> None:
+    """The epoch is in every vote digest: a quorum of epoch 0 is no certificate of epoch 1,
+    even with the very same members, and checking it against another epoch's set fails."""
+    verifier = SignatureVerifier(CHAIN_ID, GENESIS_HASH)
+    cert = cert_by([0, 1, 2, 3])
+    moved = Certificate(cert.kind, 1, cert.slot, cert.block_hash, cert.signatures)
+    set1 = to_set({k.address: 10 * (i + 1) for i, k in enumerate(KEYS[:4])}, 1, KEYS)
+    with pytest.raises(InvalidCertificate, match="not its own"):
+        verify_certificate(moved, set1, verifier)
+    with pytest.raises(InvalidCertificate, match="checked against epoch 1"):
+        verify_certificate(cert, set1, verifier)
 
 
 def test_signature_moved_to_another_signer_is_rejected() -> None:
     cert = cert_by([2, 3])
     (a, sig_a), (b, sig_b) = cert.signatures
-    swapped = Certificate(cert.kind, cert.slot, cert.block_hash, ((a, sig_b), (b, sig_a)))
+    swapped = Certificate(cert.kind, 0, cert.slot, cert.block_hash, ((a, sig_b), (b, sig_a)))
     with pytest.raises(InvalidCertificate, match="not its own"):
         verify_certificate(swapped, SET, SignatureVerifier(CHAIN_ID, GENESIS_HASH))
 
@@ -77,15 +93,15 @@ def test_signature_moved_to_another_signer_is_rejected() -> None:
 def test_shape_rules() -> None:
     cert = cert_by([0, 1, 2])
     with pytest.raises(ValueError, match="ascending"):
-        Certificate(cert.kind, 1, H, cert.signatures[::-1])
+        Certificate(cert.kind, 0, 1, H, cert.signatures[::-1])
     with pytest.raises(ValueError, match="ascending"):
-        Certificate(cert.kind, 1, H, (cert.signatures[0], cert.signatures[0]))
+        Certificate(cert.kind, 0, 1, H, (cert.signatures[0], cert.signatures[0]))
     with pytest.raises(ValueError, match="PROPOSE"):
-        Certificate(VoteKind.PROPOSE, 1, H, cert.signatures)
+        Certificate(VoteKind.PROPOSE, 0, 1, H, cert.signatures)
     with pytest.raises(ValueError, match="zero hash"):
-        Certificate(VoteKind.NULLIFY, 1, H, ())
+        Certificate(VoteKind.NULLIFY, 0, 1, H, ())
     with pytest.raises(ValueError, match="every vote"):
-        build_certificate(VoteKind.FINALIZE, 1, H, cert.votes())
+        build_certificate(VoteKind.FINALIZE, 0, 1, H, cert.votes())
 
 
 @pytest.mark.parametrize("kind", [VoteKind.NOTARIZE, VoteKind.NULLIFY, VoteKind.FINALIZE])
@@ -101,7 +117,7 @@ def test_decoder_rejects_unsorted_and_trailing() -> None:
         decode_certificate(raw + b"\x80")
     entries = [[s, sig.to_bytes()] for s, sig in cert.signatures[::-1]]
     with pytest.raises(DecodeError, match="ascending"):
-        decode_certificate(encode_rlp([b"\x02", b"\x01", H, entries]))
+        decode_certificate(encode_rlp([b"\x02", b"", b"\x01", H, entries]))
 
 
 @given(st.binary(max_size=400))

@@ -9,7 +9,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .harness import GENESIS, Cluster
+from moderntensor.consensus import compute_leader
+
+from .harness import GENESIS, Cluster, epoch_of_height
 
 
 def run_slots(cluster: Cluster, slots: int, rng: random.Random) -> None:
@@ -65,9 +67,19 @@ def test_crashed_leader_slots_are_nullified_then_chain_continues() -> None:
         cluster.flush(rng)
         cluster.pending = [p for p in cluster.pending if p[0] != down]
     up = next(iter(cluster.nodes.values()))
-    slots = [ref.slot for ref in cluster.finalized[up.validator_id][1:]]  # type: ignore[index]
-    led_by_down = {s for s in range(1, up.view) if up.leader(s) == down}
-    assert led_by_down, "the fixed seed gives the crashed validator some slots"
-    expected = [s for s in range(1, up.view - 1) if s not in led_by_down]
-    assert slots[: len(expected)] == expected
+    refs = cluster.finalized[up.validator_id]  # type: ignore[index]
+    assert len(refs) > 15
+
+    def led_by(ref_epoch: int, slot: int) -> bytes:
+        return compute_leader(cluster.sets[ref_epoch], slot)
+
+    gaps = 0
+    for older, newer in itertools.pairwise(refs):
+        epoch = epoch_of_height(cluster.oracle.height[newer.hash])
+        assert led_by(epoch, newer.slot) != down
+        for gap in range(older.slot + 1, newer.slot):  # nullified: led by the crashed node
+            assert led_by(epoch, gap) == down
+            gaps += 1
+    assert gaps, "the fixed seed gives the crashed validator some slots"
+    assert up.epoch >= 5  # crossed several epoch boundaries on the way
     cluster.check_all()

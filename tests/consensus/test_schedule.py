@@ -14,13 +14,15 @@ from moderntensor.chain.validators import ValidatorRecord
 from moderntensor.consensus import (
     ConsensusConfig,
     Preset,
-    compute_epoch,
+    ValidatorSet,
+    compute_block_epoch,
+    compute_boundary_height,
     compute_epoch_seed,
-    compute_epoch_start_slot,
     compute_leader,
+    compute_next_validator_set,
     compute_slot_at,
     compute_slot_start_ms,
-    compute_snapshot_slot,
+    compute_snapshot_height,
     compute_validator_set,
 )
 from moderntensor.crypto import keccak256
@@ -52,21 +54,39 @@ def test_slot_times_are_pure_functions_of_genesis_time() -> None:
     assert compute_slot_at(CONFIG, g) == 0
     assert compute_slot_at(CONFIG, g + 1_999) == 0
     assert compute_slot_at(CONFIG, g + 2_000) == 1
-    assert compute_slot_at(CONFIG, g - 1) == -1
+    assert compute_slot_at(CONFIG, g - 1) == 0  # before genesis: slot 0
     for slot in (0, 1, 99, 12345):
         assert compute_slot_at(CONFIG, compute_slot_start_ms(CONFIG, slot)) == slot
 
 
-def test_epochs_and_snapshot_delay() -> None:
-    assert [compute_epoch(CONFIG, s) for s in (0, 9, 10, 25)] == [0, 0, 1, 2]
-    assert compute_epoch_start_slot(CONFIG, 3) == 30
-    assert compute_snapshot_slot(CONFIG, 0) == 0
-    assert compute_snapshot_slot(CONFIG, 1) == 0
-    assert compute_snapshot_slot(CONFIG, 2) == 9  # the last slot of epoch 0
+def test_epochs_count_blocks_and_the_snapshot_is_two_boundaries_back() -> None:
+    """Epochs count blocks (docs/consensus.md, "Epochs"): heights 1..L are epoch 0, the
+    block at (e + 1) * L is epoch e's boundary, and the set of e comes from the boundary of
+    e - 2, so a staking change waits at least one whole epoch."""
+    n = PRESET.epoch_length
+    assert [compute_block_epoch(h, n) for h in (0, 1, 10, 11, 20, 21)] == [0, 0, 0, 1, 1, 2]
+    assert [compute_boundary_height(e, n) for e in (0, 1, 5)] == [10, 20, 60]
+    assert [compute_snapshot_height(e, n) for e in (0, 1, 2, 3)] == [0, 0, 10, 20]
     for epoch in range(2, 20):
-        snap = compute_snapshot_slot(CONFIG, epoch)
-        # at least one whole epoch between the snapshot and the epoch it governs
-        assert compute_epoch_start_slot(CONFIG, epoch) - snap > PRESET.epoch_length
+        snapshot = compute_snapshot_height(epoch, n)
+        assert compute_block_epoch(snapshot, n) == epoch - 2  # a boundary of epoch e - 2
+        assert snapshot == compute_boundary_height(epoch - 2, n)
+        first_block = epoch * n + 1
+        assert first_block - snapshot > n  # a whole epoch of blocks in between
+
+
+def test_an_empty_eligible_set_carries_the_previous_members_over() -> None:
+    """Review L2: nobody eligible (all jailed or unbonded) must not stop the chain."""
+    recs = records([50, 40])
+    prev = compute_validator_set(recs, 3, keccak256(b"s3"), 3)
+    gone = [ValidatorRecord(r.address, r.consensus_pubkey, r.stake, jailed=True) for r in recs]
+    with pytest.raises(ValueError, match="no eligible"):
+        compute_validator_set(gone, 4, keccak256(b"s4"), 3)
+    carried = compute_next_validator_set(gone, 4, keccak256(b"s4"), 3, 1, prev)
+    assert isinstance(carried, ValidatorSet)
+    assert (carried.epoch, carried.validators) == (4, prev.validators)
+    fresh = compute_next_validator_set(recs[:1], 4, keccak256(b"s4"), 3, 1, prev)
+    assert [v.stake for v in fresh.validators] == [50]
 
 
 def test_validator_set_rule_excludes_jailed_small_and_unbonding() -> None:
