@@ -2,7 +2,9 @@
 
 RPC and network talk to this, never to the supervisor: blocks, receipts and state at a tag,
 transaction submission into the pool, subscriptions to new heads and pending transactions,
-and the consensus facts the ``mt_*`` methods show. The node (or a test) drives it by calling
+each epoch's validator set (the one home of the validator-set rule outside the pure
+functions: the node's consensus driver and the ``mt_*`` methods both ask here), and the
+consensus facts the ``mt_*`` methods show. The node (or a test) drives it by calling
 :meth:`ChainService.on_block_committed` / :meth:`ChainService.on_finalized`.
 
 Subscriptions are bounded memory channels; a subscriber too slow to keep up loses messages
@@ -21,13 +23,17 @@ from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.chain import Chain, ExecutedBlock
 from moderntensor.chain.execution import TransactionRejected, compute_next_base_fee
 from moderntensor.chain.receipts import Receipt
+from moderntensor.chain.staking import get_validators
+from moderntensor.chain.timing import compute_snapshot_height
 from moderntensor.chain.transactions import Transaction, decode_transaction
 from moderntensor.codec import DecodeError
+from moderntensor.consensus import ValidatorSet, compute_epoch_seed, compute_next_validator_set
 from moderntensor.state.statedb import StateDB
 
 __all__ = [
     "BlockTagError",
     "ChainService",
+    "ConsensusFacts",
     "ConsensusView",
     "TxPool",
     "TxRef",
@@ -45,10 +51,51 @@ class TxPool(Protocol):
     def __len__(self) -> int: ...
 
 
-class ConsensusView(Protocol):
-    """Consensus facts for the ``mt_*`` RPC methods; the node supplies it."""
+class ConsensusFacts(Protocol):
+    """What a running node knows about consensus right now (read-only attributes; the node's
+    ``ConsensusStatus`` is one)."""
 
-    def status(self) -> dict[str, Any]: ...
+    @property
+    def slot(self) -> int:
+        """The wall-clock slot."""
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the node votes in (epochs count blocks, so not a function of the slot)."""
+
+    @property
+    def view(self) -> int:
+        """The slot the node votes in."""
+
+    @property
+    def synced(self) -> bool:
+        """False while a validator waits to learn where the network is before it signs."""
+
+    @property
+    def finalized_slot(self) -> int:
+        """The slot of the newest block consensus finalized (it may not be committed yet)."""
+
+    @property
+    def last_finality_ms(self) -> int | None:
+        """From the start of the newest committed final block's slot to its commit."""
+
+    @property
+    def evidence_pending(self) -> int:
+        """Equivocation proofs waiting to be included in a block."""
+
+    @property
+    def event_loop_lag_s(self) -> float | None:
+        """The longest event-loop stall of the last minute or two."""
+
+    @property
+    def blocks_built(self) -> int:
+        """Blocks this node built since it started."""
+
+
+class ConsensusView(Protocol):
+    """Consensus facts for the ``mt_*`` RPC methods and metrics; the node supplies it."""
+
+    def status(self) -> ConsensusFacts: ...
 
 
 @attrs.frozen(slots=True)
@@ -84,6 +131,7 @@ def _decode_all(raws: Sequence[bytes]) -> list[Transaction | DecodeError]:
 
 
 _SUBSCRIPTION_BUFFER = 256  # heads/txs a slow subscriber may lag behind before losing some
+_SET_CACHE = 8  # validator sets kept (a node asks for the epochs around its own)
 
 
 class ChainService:
@@ -109,6 +157,7 @@ class ChainService:
         self.dropped_events = 0
         self.syncing = False
         self._predecoded: dict[bytes, Transaction] = {}
+        self._sets: dict[int, ValidatorSet] = {}
 
     # -- identity -------------------------------------------------------------------------
 
@@ -186,6 +235,48 @@ class ChainService:
         return compute_next_base_fee(
             head.base_fee_per_gas, head.gas_used, head.gas_limit, self.chain.params.min_base_fee
         )
+
+    # -- validator sets -------------------------------------------------------------------
+
+    def validator_set(self, epoch: int) -> ValidatorSet | None:
+        """The validator set of ``epoch`` by the rule (docs/consensus.md, "Epochs"), or None
+        while its snapshot block is not committed (final) here yet.
+
+        The records are read from the state of the canonical block at
+        ``compute_snapshot_height(epoch)``; the seed binds the epoch to that block's hash; if
+        nobody is eligible, the members of the previous epoch carry over
+        (``compute_next_validator_set``). Sets are cached: a final block never changes.
+
+        Raises:
+            ValueError: the snapshot state holds a malformed consensus key (a chain-rule bug:
+                staking refuses such keys).
+        """
+        cached = self._sets.get(epoch)
+        if cached is not None:
+            return cached
+        height = compute_snapshot_height(epoch, self.chain.params.epoch_length)
+        if height > self.chain.head.number:  # the committed head is the newest final block
+            return None
+        snapshot = self.chain.chaindb.get_header_by_number(height)
+        if snapshot is None:
+            return None
+        records = get_validators(self.chain.state_at(snapshot))
+        seed = compute_epoch_seed(self.genesis_hash, epoch, snapshot.hash)
+        consensus = self.chain.genesis.consensus
+        limits = (consensus.max_validators, consensus.min_stake)
+        try:
+            vset = compute_next_validator_set(records, epoch, seed, *limits, previous=None)
+        except ValueError:
+            if epoch == 0:
+                raise
+            # Nobody eligible: the previous epoch's members carry over (asked for only now,
+            # so a node never walks back through epochs it does not need).
+            previous = self.validator_set(epoch - 1)
+            vset = compute_next_validator_set(records, epoch, seed, *limits, previous=previous)
+        self._sets[epoch] = vset
+        if len(self._sets) > _SET_CACHE:
+            del self._sets[min(self._sets)]
+        return vset
 
     # -- transactions ---------------------------------------------------------------------
 

@@ -2,11 +2,29 @@
 
 The core is pure (it takes ``now_ms`` and returns actions). The driver reads one inbox --
 ticks from the :class:`~moderntensor.node._ticker.Ticker`, blocks from the
-:class:`~moderntensor.node._producer.BlockProducer`, messages from the network -- and routes
-the core's actions: timers to the ticker, build requests to the producer, proposals from
-others to execution (a worker thread), finalized blocks to the database (a worker thread),
-new heads to the mempool service, broadcasts to the network. It also feeds validator sets of
-coming epochs back into the core.
+:class:`~moderntensor.node._producer.BlockProducer`, answers from the
+:class:`~moderntensor.node._fetch.BlockFetchService`, messages and peer status from the
+network -- and routes the core's actions: timers to the ticker, build requests to the
+producer, proposals from others to execution (a worker thread), missing blocks to the
+fetcher, finalized blocks to the database (a worker thread), new heads to the mempool service,
+broadcasts (votes, certificates, evidence) to the network. It also feeds each epoch's
+validator set (:meth:`ChainService.validator_set`) to the core.
+
+Durability (review M2, L1): a block is stored in the journal (fsynced) before the core hears
+it is valid, so before NOTARIZE is signed, and our own block before the core sees it at
+all; every certificate the core broadcasts is journaled; a finalization certificate is
+written in the batch that commits its block. On start the driver executes the stored blocks
+again, starts the core (which re-sends what slashing protection says it signed) and replays
+the journaled certificates, so a node (or a whole network) that crashed between FINALIZE and
+commit finishes the slot.
+
+Back-pressure (review §2 item 8): the inbox is bounded, and every sender *awaits* ``send``.
+While the driver executes a block or commits one (worker threads it waits for), messages
+queue in the inbox; when it is full, senders wait: the ticker (its tick is late, never
+lost), the producer and the fetcher (their result waits), and the network's per-peer readers
+(which then stop reading from their peers: TCP back-pressure). Nothing is dropped. The only
+``send_nowait`` calls go *out* of the driver (build and fetch requests, outbound messages),
+so no two tasks can wait on each other.
 """
 
 from __future__ import annotations
@@ -15,15 +33,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
+import attrs
 import trio
 
-from moderntensor.chain.blocks import Block, Header
-from moderntensor.chain.chain import Chain, ExecutedBlock, InvalidBlock
+from moderntensor.chain.blocks import Header
+from moderntensor.chain.chain import Chain, ExecutedBlock, InvalidBlock, MissingParent
+from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
 from moderntensor.chain.genesis import Genesis
-from moderntensor.chain.staking import get_validators
-from moderntensor.chain.votes import encode_evidence
+from moderntensor.chain.staking import get_validator_by_id
+from moderntensor.chain.timing import compute_block_epoch, compute_boundary_height
+from moderntensor.chain.votes import Evidence, InvalidEvidence, evidence_id, verify_evidence
 from moderntensor.consensus import (
     Action,
     BlockRef,
@@ -32,8 +52,10 @@ from moderntensor.consensus import (
     Certificate,
     ConsensusConfig,
     ConsensusRemoteError,
+    EpochEntered,
     EvidenceFound,
     ExecuteBlock,
+    FetchBlock,
     Finalized,
     Preset,
     Proposal,
@@ -41,32 +63,51 @@ from moderntensor.consensus import (
     SignedVote,
     SigningRefused,
     SimplexCore,
-    ValidatorSet,
-    compute_epoch,
-    compute_epoch_seed,
+    Verdict,
+    compute_slot_at,
     compute_slot_start_ms,
-    compute_snapshot_slot,
-    compute_validator_set,
-    encode_certificate,
 )
+from moderntensor.node._evidence import EvidencePool
+from moderntensor.node._fetch import BlocksFetched, FetchFailed, FetchRequest
+from moderntensor.node._journal import ConsensusJournal
 from moderntensor.node._logging import event
 from moderntensor.node._producer import BlockBuilt, BuildRequest
+from moderntensor.node._status import ConsensusStatus
 from moderntensor.node._ticker import Tick, Ticker
 from moderntensor.service import ChainService
-from moderntensor.state.store import Column
 
 __all__ = [
     "ConsensusDriver",
     "DriverEvent",
+    "FinalityConflict",
     "NetworkMessage",
+    "PeerStatus",
     "consensus_config_for",
     "wall_clock_ms",
 ]
 
 log = logging.getLogger("moderntensor.node")
 
-NetworkMessage = SignedVote | Certificate | Proposal
-_CERT_PREFIX = b"cert/finalize/"
+NetworkMessage = SignedVote | Certificate | Proposal | Evidence
+"""What the network delivers to the driver and the driver broadcasts."""
+
+
+@attrs.frozen(slots=True)
+class PeerStatus:
+    """A peer's status: the highest round of a certificate it holds. Until the core's own
+    round passes the highest reported, it signs nothing new (sync before sign)."""
+
+    epoch: int
+    slot: int
+
+
+DriverEvent = Tick | BlockBuilt | BlocksFetched | FetchFailed | PeerStatus | NetworkMessage
+"""What the driver's inbox carries."""
+
+
+class FinalityConflict(Exception):
+    """A finalized block does not extend the committed chain: more than a third of the stake
+    equivocated, or a bug. The node stops rather than follow either side."""
 
 
 def wall_clock_ms() -> int:
@@ -88,16 +129,13 @@ def consensus_config_for(genesis: Genesis, genesis_hash: bytes) -> ConsensusConf
     return ConsensusConfig(genesis.chain_id, genesis_hash, genesis.genesis_time * 1000, preset)
 
 
-DriverEvent = Tick | BlockBuilt | SignedVote | Certificate | Proposal
-"""What the driver's inbox carries: ticks, our own built blocks, and network messages."""
-
-
 class ConsensusDriver:
     """One node's consensus loop; ``run`` is a long-lived nursery task.
 
     It is the only caller of the core's input methods (``on_tick``, ``on_proposal``,
     ``on_vote``, ...), so the core needs no locking; the producer signs through
-    :meth:`SimplexCore.sign_proposal`, a call that never awaits.
+    :meth:`SimplexCore.sign_proposal`, a call that never awaits. :meth:`handle` takes one
+    inbox item (tests drive it step by step).
     """
 
     def __init__(
@@ -107,9 +145,11 @@ class ConsensusDriver:
         core: SimplexCore,
         ticker: Ticker,
         chain_lock: trio.CapacityLimiter,
+        journal: ConsensusJournal,
         *,
         build_requests: trio.MemorySendChannel[BuildRequest],
         new_heads: trio.MemorySendChannel[Header],
+        fetch_requests: trio.MemorySendChannel[FetchRequest] | None = None,
         outbound: trio.MemorySendChannel[NetworkMessage] | None = None,
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
@@ -117,55 +157,35 @@ class ConsensusDriver:
         self.service = service
         self.core = core
         self.config = core.config
+        self.epoch_length = core.config.preset.epoch_length
         self.ticker = ticker
         self.chain_lock = chain_lock  # one worker thread at a time touches the chain
+        self.journal = journal
         self.build_requests = build_requests
         self.new_heads = new_heads
+        self.fetch_requests = fetch_requests  # None: no block source (no network yet)
         self.outbound = outbound
         self.clock = clock
-        self.evidence: dict[bytes, bytes] = {}  # encoded evidence waiting for a block
+        self.evidence = EvidencePool(journal)
         self.last_finality_ms: int | None = None
         self.rejected_messages = 0
+        # proposals that got MISSING, by the parent they wait for, then by block hash
+        self._waiting: dict[bytes, dict[bytes, Proposal]] = {}
+        self._wanted: dict[bytes, str] = {}  # blocks to fetch -> why
+        self._fetching: set[bytes] = set()  # requests the fetcher has not answered
+        self._final: BlockRef | None = None  # the newest finalized block not committed yet
+        self._final_certs: dict[bytes, Certificate] = {}  # its finalization, and older ones
+        self._final_gap: bytes | None = None  # the block its commit waits for
         self.add_known_validator_sets()
 
     # -- validator sets -------------------------------------------------------------------
 
-    def validator_set_for(self, epoch: int) -> ValidatorSet | None:
-        """The set of ``epoch`` by the rule in docs/consensus.md, or None if not yet fixed."""
-        snapshot_slot = compute_snapshot_slot(self.config, epoch)
-        head = self.chain.head  # the committed head is the last finalized block
-        if head.slot < snapshot_slot:
-            return None
-        header = head
-        if epoch > 1:
-            lo, hi = 0, head.number  # highest canonical block with slot <= snapshot_slot
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                mid_header = self.chain.chaindb.get_header_by_number(mid)
-                if mid_header is not None and mid_header.slot <= snapshot_slot:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            found = self.chain.chaindb.get_header_by_number(lo)
-            if found is None:
-                return None
-            header = found
-        else:
-            genesis = self.chain.chaindb.get_header_by_number(0)
-            if genesis is None:
-                return None
-            header = genesis
-        records = get_validators(self.chain.state_at(header))
-        seed = compute_epoch_seed(self.config.genesis_hash, epoch, header.hash)
-        g = self.chain.genesis.consensus
-        return compute_validator_set(records, epoch, seed, g.max_validators, g.min_stake)
-
     def add_known_validator_sets(self) -> None:
-        """Give the core every set that the finalized chain fixes (through two epochs ahead)."""
-        current = compute_epoch(self.config, self.chain.head.slot)
-        for epoch in range(max(0, current - 1), current + 3):
-            if self.core.validator_set(epoch * self.config.preset.epoch_length) is None:
-                vset = self.validator_set_for(epoch)
+        """Give the core the sets of the epochs around its own that the committed chain fixes
+        (the previous one, for evidence; the next one, which it needs to leave its epoch)."""
+        for epoch in range(max(0, self.core.epoch - 1), self.core.epoch + 2):
+            if self.core.epoch_set(epoch) is None:
+                vset = self.service.validator_set(epoch)
                 if vset is not None:
                     self.core.add_validator_set(vset)
 
@@ -177,28 +197,67 @@ class ConsensusDriver:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Drive the core until cancelled: ticks, built blocks, network messages."""
-        await self.process(self.core.start(self.clock()))
+        """Restore what the journal holds, start the core, then drive it until cancelled."""
+        await self.start()
         task_status.started()
         async for item in inbox:
-            now = self.clock()
+            await self.handle(item)
+
+    async def start(self) -> None:
+        """Execute the stored pending blocks again, start the core, replay the journaled
+        certificates of the rounds above the committed head (review M2)."""
+        await self._restore_blocks()
+        await self.process(self.core.start(self.clock()))
+        head = self.chain.head
+        after = (compute_block_epoch(head.number, self.epoch_length), head.slot)
+        replayed = 0
+        for cert in self.journal.certificates_after(after):
             try:
-                if isinstance(item, Tick):
-                    actions = self.core.on_tick(now)
-                elif isinstance(item, BlockBuilt):
-                    actions = self._on_built(item, now)
-                elif isinstance(item, Proposal):
-                    actions = self.core.on_proposal(item, now)
-                elif isinstance(item, Certificate):
-                    actions = self.core.on_certificate(item, now)
-                else:
-                    actions = self.core.on_vote(item, now)
-            except ConsensusRemoteError as exc:  # a peer's fault: never the node's
-                self.rejected_messages += 1
-                event(log, logging.DEBUG, "message rejected", kind=type(item).__name__,
+                actions = self.core.on_certificate(cert, self.clock())
+            except ConsensusRemoteError as exc:  # e.g. of a set this node no longer uses
+                event(log, logging.DEBUG, "journaled certificate rejected", slot=cert.slot,
                       reason=str(exc))  # fmt: skip
                 continue
+            replayed += 1
             await self.process(actions)
+        if replayed:
+            event(log, logging.INFO, "certificates replayed", count=replayed,
+                  view=self.core.view, finalized_slot=self.core.finalized.slot)  # fmt: skip
+
+    async def handle(self, item: DriverEvent) -> None:
+        """Feed one inbox item to the core and carry out what it asks for."""
+        now = self.clock()
+        try:
+            if isinstance(item, Tick):
+                actions = self.core.on_tick(now)
+                self._retry_wanted()
+            elif isinstance(item, BlockBuilt):
+                actions = await self._on_built(item)
+            elif isinstance(item, BlocksFetched):
+                self._fetching.discard(item.requested)
+                actions = await self._on_available()
+            elif isinstance(item, FetchFailed):
+                self._fetching.discard(item.requested)
+                event(log, logging.WARNING, "block fetch failed",
+                      block="0x" + item.requested.hex(), reason=item.reason)  # fmt: skip
+                actions = []
+            elif isinstance(item, PeerStatus):
+                actions = self.core.on_status(item.epoch, item.slot, now)
+            elif isinstance(item, Proposal):
+                actions = self.core.on_proposal(item, now)
+            elif isinstance(item, Certificate):
+                actions = self.core.on_certificate(item, now)
+            elif isinstance(item, Evidence):
+                self._on_network_evidence(item)
+                actions = []
+            else:
+                actions = self.core.on_vote(item, now)
+        except (ConsensusRemoteError, InvalidEvidence) as exc:  # a peer's fault, not ours
+            self.rejected_messages += 1
+            event(log, logging.DEBUG, "message rejected", kind=type(item).__name__,
+                  reason=str(exc))  # fmt: skip
+            return
+        await self.process(actions)
 
     async def process(self, actions: list[Action]) -> None:
         """Carry out actions, feeding follow-up actions back in order."""
@@ -212,79 +271,196 @@ class ConsensusDriver:
             elif isinstance(action, ExecuteBlock):
                 queue.extend(await self._execute(action.proposal))
             elif isinstance(action, Broadcast):
+                if isinstance(action.message, Certificate):
+                    self.journal.record_certificate(action.message)
                 self._send(action.message)
             elif isinstance(action, Finalized):
-                await self._finalize(action)
+                queue.extend(await self._on_finalized(action))
+            elif isinstance(action, FetchBlock):
+                queue.extend(await self._want(action.block_hash, action.reason))
+            elif isinstance(action, EpochEntered):
+                self._on_epoch_entered(action)
             elif isinstance(action, EvidenceFound):
-                raw = encode_evidence(action.evidence)
-                self.evidence.setdefault(raw, raw)
-                event(log, logging.WARNING, "equivocation detected",
-                      validator="0x" + action.evidence.first.signer.hex(),
-                      slot=action.evidence.first.slot)  # fmt: skip
+                self._on_evidence_found(action.evidence)
             elif isinstance(action, SigningRefused):
                 event(log, logging.WARNING, "signing refused by slashing protection",
-                      kind=action.kind.name, slot=action.slot, reason=action.reason)  # fmt: skip
+                      kind=action.kind.name, epoch=action.epoch, slot=action.slot,
+                      reason=action.reason)  # fmt: skip
+
+    # -- blocks: ours, others', missing ones ----------------------------------------------
 
     def _request_build(self, action: BuildBlock) -> None:
-        request = BuildRequest(action.slot, action.parent, tuple(self.evidence)[:16])
+        if self.chain.get_header(action.parent.hash) is None:  # notarized, never seen here
+            event(log, logging.WARNING, "cannot build: parent not here", slot=action.slot,
+                  parent="0x" + action.parent.hash.hex())  # fmt: skip
+            self._wanted[action.parent.hash] = f"parent to build slot {action.slot} on"
+            self._request_fetch(action.parent.hash)
+            return
+        evidence = self.evidence.pending(2 * MAX_BLOCK_EVIDENCE)
+        request = BuildRequest(action.epoch, action.slot, action.parent, evidence)
         try:
             self.build_requests.send_nowait(request)
         except trio.WouldBlock:  # still building an earlier slot's block: this slot is lost
             event(log, logging.WARNING, "producer busy, slot skipped", slot=action.slot)
 
-    def _on_built(self, built: BlockBuilt, now: int) -> list[Action]:
-        for raw in built.dropped_evidence:
-            self.evidence.pop(raw, None)
+    async def _on_built(self, built: BlockBuilt) -> list[Action]:
+        self.evidence.forget(built.dropped_evidence)
         if built.proposal is None:
             return []
+        # Durable before the core sees it, so before anything is signed for it (M2).
+        await trio.to_thread.run_sync(self.journal.store_block, built.proposal.block)
         self._send(built.proposal)
-        return self.core.on_proposal(built.proposal, now)
-
-    def _send(self, message: NetworkMessage) -> None:
-        if self.outbound is None:
-            return
-        try:
-            self.outbound.send_nowait(message)
-        except trio.WouldBlock:
-            event(log, logging.WARNING, "outbound queue full, message dropped",
-                  kind=type(message).__name__)  # fmt: skip
+        return self.core.on_proposal(built.proposal, self.clock())
 
     async def _execute(self, proposal: Proposal) -> list[Action]:
-        if self.chain.get_pending(proposal.block_hash) is not None:
-            return self.core.on_verdict(proposal.block_hash, True, self.clock())
-        block = proposal.payload
-        valid = False
-        try:
-            if not isinstance(block, Block):
-                raise TypeError(f"payload is {type(block).__name__}, not a block")
-            executed = await trio.to_thread.run_sync(
-                self.chain.execute_block, block, limiter=self.chain_lock
-            )
-            valid = executed.block.hash == proposal.block_hash
-        except InvalidBlock as exc:
-            event(log, logging.WARNING, "invalid block proposed", slot=proposal.slot,
-                  proposer="0x" + proposal.proposer.hex(), reason=exc.reason)  # fmt: skip
-        except Exception as exc:  # a payload that is not a block at all
-            event(log, logging.WARNING, "unusable proposal payload", slot=proposal.slot,
-                  error=repr(exc))  # fmt: skip
-        return self.core.on_verdict(proposal.block_hash, valid, self.clock())
+        """Execute a proposed block and tell the core: VALID (after storing it durably, so
+        before NOTARIZE is signed), INVALID, or MISSING (its parent is not here: fetched,
+        then executed again)."""
+        block_hash = proposal.block_hash
+        if self.chain.get_pending(block_hash) is None:
+            try:
+                await trio.to_thread.run_sync(
+                    self.chain.execute_block, proposal.block, limiter=self.chain_lock
+                )
+            except MissingParent as exc:
+                self._waiting.setdefault(exc.parent_hash, {})[block_hash] = proposal
+                return self.core.on_verdict(block_hash, Verdict.MISSING, self.clock())
+            except InvalidBlock as exc:
+                event(log, logging.WARNING, "invalid block proposed", slot=proposal.slot,
+                      proposer="0x" + proposal.proposer.hex(), reason=exc.reason)  # fmt: skip
+                return self.core.on_verdict(block_hash, Verdict.INVALID, self.clock())
+        await trio.to_thread.run_sync(self.journal.store_block, proposal.block)
+        return self.core.on_verdict(block_hash, Verdict.VALID, self.clock())
 
-    async def _finalize(self, action: Finalized) -> None:
-        """Commit the newly final blocks (the database write runs in a worker thread), then
-        tell the service and hand the new head to the mempool service."""
-        committed = await trio.to_thread.run_sync(
-            self._commit_final, action, limiter=self.chain_lock
-        )
-        if not committed:
+    async def _want(self, block_hash: bytes, reason: str) -> list[Action]:
+        """The core wants a block: fetch it, unless it is here (then go on with what waited)."""
+        if self.chain.get_header(block_hash) is not None:
+            return await self._on_available()
+        self._wanted[block_hash] = reason
+        self._request_fetch(block_hash)
+        return []
+
+    def _request_fetch(self, block_hash: bytes) -> None:
+        if block_hash in self._fetching:
             return
+        reason = self._wanted.get(block_hash, "")
+        if self.fetch_requests is None:
+            event(log, logging.WARNING, "block wanted, no block source (no network)",
+                  block="0x" + block_hash.hex(), reason=reason)  # fmt: skip
+            return
+        try:
+            self.fetch_requests.send_nowait(FetchRequest(block_hash, reason))
+        except trio.WouldBlock:  # the fetcher is behind: asked again at a later tick
+            return
+        self._fetching.add(block_hash)
+
+    def _retry_wanted(self) -> None:
+        """At each tick: forget wanted blocks that arrived, ask again for the others."""
+        for block_hash in list(self._wanted):
+            if self.chain.get_header(block_hash) is not None:
+                del self._wanted[block_hash]
+            elif self.fetch_requests is not None:
+                self._request_fetch(block_hash)
+
+    async def _on_available(self) -> list[Action]:
+        """Blocks arrived: execute the proposals that waited for them, commit final blocks."""
+        ready = [p for p in self._waiting if self.chain.get_header(p) is not None]
+        actions: list[Action] = []
+        for parent in ready:
+            self._wanted.pop(parent, None)
+            for proposal in self._waiting.pop(parent).values():
+                actions += await self._execute(proposal)
+        return actions + await self._commit_final()
+
+    # -- finality -------------------------------------------------------------------------
+
+    async def _on_finalized(self, action: Finalized) -> list[Action]:
+        self._final_certs[action.block.hash] = action.certificate
+        if self._final is None or action.block.slot > self._final.slot:
+            self._final = action.block
+        return await self._commit_final()
+
+    async def _commit_final(self) -> list[Action]:
+        """Commit the newest finalized block and the blocks between it and the head (the
+        database writes run in a worker thread); fetch the first one missing, if any."""
+        target = self._final
+        if target is None:
+            return []
+        committed, gap = await trio.to_thread.run_sync(
+            self._commit_path, target.hash, limiter=self.chain_lock
+        )
+        self._final_gap = gap
+        if gap is not None:
+            self._wanted[gap] = f"ancestor of finalized slot {target.slot}"
+            self._request_fetch(gap)
+        else:
+            self._final, self._final_certs = None, {}
+        if committed:
+            await self._after_commit(committed)
+        return self._maybe_enter_epoch()
+
+    def _commit_path(self, target: bytes) -> tuple[list[ExecutedBlock], bytes | None]:
+        """Runs in the worker thread: commit the executed blocks from the head up to
+        ``target``, oldest first, each in one batch with its finalization certificate (L1).
+
+        Returns:
+            The blocks committed, and the hash of the first block missing on the way (None
+            when ``target`` is committed now, or was before).
+
+        Raises:
+            FinalityConflict: ``target`` does not descend from the committed head.
+        """
+        head = self.chain.head
+        path: list[ExecutedBlock] = []
+        cursor = target
+        while cursor != head.hash:
+            executed = self.chain.get_pending(cursor)
+            if executed is None:
+                header = self.chain.chaindb.get_header(cursor)
+                if header is None:
+                    return [], cursor
+                canonical = self.chain.chaindb.get_canonical_hash(header.number) == cursor
+                if cursor == target and canonical:
+                    return [], None  # committed before (e.g. replayed after a restart)
+                raise FinalityConflict(f"finalized 0x{target.hex()} forks at 0x{cursor.hex()}")
+            if executed.block.number <= head.number:
+                raise FinalityConflict(f"finalized 0x{target.hex()} forks below the head")
+            path.append(executed)
+            cursor = executed.block.header.parent_hash
+        path.reverse()
+        for executed in path:
+            block = executed.block
+            extra = [self.journal.block_delete(block.hash)]
+            cert = self._final_certs.get(block.hash)
+            if cert is not None:
+                extra.append(self.journal.finalization_write(block.number, cert))
+            self.chain.commit(executed, finalized=True, extra=extra)
+        if path:
+            head = self.chain.head
+            self.journal.committed(e.block.hash for e in path)
+            self.chain.prune_pending(head.number)
+            self.journal.forget_blocks_through(head.number)
+            epoch = compute_block_epoch(head.number, self.epoch_length)
+            self.journal.prune_certificates((epoch, head.slot))
+        return path, None
+
+    async def _after_commit(self, committed: list[ExecutedBlock]) -> None:
+        """Tell the service, the evidence pool and the mempool service; log each block."""
         now = self.clock()
         head = self.chain.head
         for executed in committed:
             self.service.on_block_committed(executed)
         self.service.on_finalized(head)
-        for raw in {raw for e in committed for raw in e.block.evidence}:
-            self.evidence.pop(raw, None)
+        self.evidence.forget(raw for e in committed for raw in e.block.evidence)
         self.add_known_validator_sets()
+        fin_slot = self.core.finalized.slot
+        for parent, waiting in list(self._waiting.items()):  # their slots are decided now
+            kept = {h: p for h, p in waiting.items() if p.slot > fin_slot}
+            if kept:
+                self._waiting[parent] = kept
+            else:
+                del self._waiting[parent]
+                self._wanted.pop(parent, None)
         await self.new_heads.send(head)
         for executed in committed:
             header = executed.block.header
@@ -295,44 +471,105 @@ class ConsensusDriver:
                   gas=header.gas_used, root="0x" + header.state_root.hex()[:12],
                   finality_ms=finality_ms, pool=len(self.service.pool))  # fmt: skip
 
-    def _commit_final(self, action: Finalized) -> list[ExecutedBlock]:
-        """Runs in the worker thread: write each final block, then its certificate."""
-        committed: list[ExecutedBlock] = []
-        for ref in (*action.ancestors, action.block):
-            committed += self._commit(ref)
-        if committed:
-            number = self.chain.head.number
-            batch = self.chain.db.batch()
-            key = _CERT_PREFIX + number.to_bytes(8, "big")
-            batch.put(Column.CONSENSUS, key, encode_certificate(action.certificate))
-            self.chain.db.write(batch)
-            self.chain.prune_pending(number)
-        return committed
-
-    def _commit(self, ref: BlockRef) -> list[ExecutedBlock]:
+    def _maybe_enter_epoch(self) -> list[Action]:
+        """The committed head is the boundary block of the core's epoch, and the core did
+        not enter the next epoch itself (it finalized the block without having seen it, or
+        lacked the next set then): enter it now."""
         head = self.chain.head
-        if ref.slot <= head.slot and self.chain.chaindb.get_header(ref.hash) is not None:
-            return []  # already committed
-        executed = self.chain.get_pending(ref.hash)
-        if executed is None or executed.block.header.parent_hash != head.hash:
-            event(log, logging.ERROR, "finalized block not executed here; sync needed",
-                  slot=ref.slot, block="0x" + ref.hash.hex())  # fmt: skip
+        if head.number != compute_boundary_height(self.core.epoch, self.epoch_length):
             return []
-        self.chain.commit(executed, finalized=True)
-        return [executed]
+        self.add_known_validator_sets()
+        # The round it was finalized in (a re-proposal's slot may be later than the header's).
+        final = self.core.finalized
+        boundary = final if final.hash == head.hash else BlockRef(head.slot, head.hash)
+        return self.core.enter_epoch(self.core.epoch + 1, boundary, self.clock())
 
-    def status(self) -> dict[str, Any]:
-        """Facts for the ``mt_*`` RPC methods (keys as moderntensor.rpc._mt reads them)."""
-        now = self.clock()
-        slot = max(0, now - self.config.genesis_time_ms) // self.config.preset.slot_duration_ms
-        latency = None if self.last_finality_ms is None else self.last_finality_ms / 1000
-        return {
-            "slot": slot,
-            "epoch": compute_epoch(self.config, slot),
-            "vote_latency_seconds": latency,
-            "finality": {
-                "view": self.core.view,
-                "lastFinalityMs": self.last_finality_ms,
-                "evidencePending": len(self.evidence),
-            },
-        }
+    def _on_epoch_entered(self, action: EpochEntered) -> None:
+        self.add_known_validator_sets()
+        vset = self.core.epoch_set(action.epoch)
+        me = self.core.validator_id
+        event(log, logging.INFO, "epoch entered", epoch=action.epoch,
+              boundary_height=compute_boundary_height(action.epoch - 1, self.epoch_length),
+              boundary_slot=action.boundary.slot,
+              boundary="0x" + action.boundary.hash.hex()[:16],
+              validators=0 if vset is None else len(vset),
+              total_stake=0 if vset is None else vset.total_stake,
+              set_hash="" if vset is None else "0x" + vset.set_hash.hex()[:16],
+              member=vset is not None and me is not None and vset.stake_of(me) > 0,
+              next_set_known=self.core.epoch_set(action.epoch + 1) is not None)  # fmt: skip
+
+    # -- evidence and the network ---------------------------------------------------------
+
+    def _on_evidence_found(self, evidence: Evidence) -> None:
+        """Our core caught an equivocation: keep it (persisted) and gossip it, once."""
+        if not self.evidence.add(evidence):
+            return
+        self._send(evidence)
+        first, second = evidence.first, evidence.second
+        event(log, logging.WARNING, "equivocation detected",
+              validator="0x" + first.signer.hex(), epoch=first.epoch, slot=first.slot,
+              kinds=f"{first.kind.name}+{second.kind.name}",
+              evidence_id="0x" + evidence_id(evidence).hex())  # fmt: skip
+
+    def _on_network_evidence(self, evidence: Evidence) -> None:
+        """A peer's proof: checked (signatures on this chain, a registered offender) and kept.
+
+        Raises:
+            InvalidEvidence: it proves nothing, or not against a validator.
+        """
+        offender = verify_evidence(evidence, self.config.chain_id, self.config.genesis_hash)
+        if get_validator_by_id(self.chain.state_at(self.chain.head), offender) is None:
+            raise InvalidEvidence(f"0x{offender.hex()} is not a registered validator")
+        if self.evidence.add(evidence):
+            event(log, logging.WARNING, "equivocation reported by a peer",
+                  validator="0x" + offender.hex(), epoch=evidence.first.epoch,
+                  slot=evidence.first.slot)  # fmt: skip
+
+    def _send(self, message: NetworkMessage) -> None:
+        if self.outbound is None:
+            return
+        try:
+            self.outbound.send_nowait(message)
+        except trio.WouldBlock:  # the network is behind; it re-syncs by timeouts' re-sends
+            event(log, logging.WARNING, "outbound queue full, message dropped",
+                  kind=type(message).__name__)  # fmt: skip
+
+    # -- start ----------------------------------------------------------------------------
+
+    async def _restore_blocks(self) -> None:
+        """Execute the journal's pending blocks above the head again, lowest first, so the
+        chain has every block this node voted for before the crash."""
+        head = self.chain.head
+        blocks = self.journal.stored_blocks()
+        self.journal.forget_blocks(b.hash for b in blocks if b.number <= head.number)
+        restored = 0
+        for block in blocks:
+            if block.number <= head.number or self.chain.get_header(block.hash) is not None:
+                continue
+            try:
+                await trio.to_thread.run_sync(
+                    self.chain.execute_block, block, limiter=self.chain_lock
+                )
+            except InvalidBlock as exc:  # its parent lost, or rules changed under it
+                event(log, logging.WARNING, "stored block dropped", number=block.number,
+                      block="0x" + block.hash.hex(), reason=exc.reason)  # fmt: skip
+                self.journal.forget_blocks([block.hash])
+                continue
+            restored += 1
+        if restored:
+            event(log, logging.INFO, "pending blocks restored", count=restored,
+                  head=head.number)  # fmt: skip
+
+    # -- facts ----------------------------------------------------------------------------
+
+    def status(self) -> ConsensusStatus:
+        """Facts for the ``mt_*`` RPC methods and the metrics."""
+        return ConsensusStatus(
+            slot=compute_slot_at(self.config, self.clock()),
+            epoch=self.core.epoch,
+            view=self.core.view,
+            synced=self.core.synced,
+            finalized_slot=self.core.finalized.slot,
+            last_finality_ms=self.last_finality_ms,
+            evidence_pending=len(self.evidence),
+        )

@@ -4,8 +4,8 @@ The driver sends a :class:`BuildRequest` when the core emits
 :class:`~moderntensor.consensus.BuildBlock` (this node leads the slot). The producer takes the
 best pool transactions up to the gas limit, executes them in a worker thread (the CPU-heavy
 part: execution and hashing the state), signs the seal on the event loop through the core (and
-so through slashing protection, which is not thread-safe) and sends the proposal back to the
-driver as :class:`BlockBuilt`.
+so through slashing protection, which is not thread-safe) and sends the proposal, built from
+the block itself (``Proposal(block)``), back to the driver as :class:`BlockBuilt`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import trio
 from moderntensor.chain.blocks import Header
 from moderntensor.chain.chain import BlockDraft, Chain, InvalidBlock
 from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
+from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.chain.transactions import Transaction
 from moderntensor.consensus import BlockRef, ConsensusError, Proposal, SimplexCore
 from moderntensor.mempool import Mempool
@@ -34,8 +35,10 @@ SLICE = 1024
 
 @attrs.frozen(slots=True)
 class BuildRequest:
-    """Build on ``parent`` for ``slot``, including ``evidence`` (encoded) if still valid."""
+    """Build on ``parent`` for ``slot`` of ``epoch``, including ``evidence`` (encoded) if
+    still valid. A block whose height is outside ``epoch`` is not built."""
 
+    epoch: int
     slot: int
     parent: BlockRef
     evidence: tuple[bytes, ...] = ()
@@ -99,6 +102,10 @@ class BlockProducer:
             event(log, logging.ERROR, "cannot build: parent unknown", slot=request.slot,
                   parent="0x" + request.parent.hash.hex())  # fmt: skip
             return BlockBuilt(request.slot, None)
+        if compute_block_epoch(parent.number + 1, self.chain.params.epoch_length) != request.epoch:
+            event(log, logging.DEBUG, "not building: the block would leave the epoch",
+                  slot=request.slot, epoch=request.epoch, height=parent.number + 1)  # fmt: skip
+            return BlockBuilt(request.slot, None)
         proposer = self.core.validator_id
         if proposer is None:
             return BlockBuilt(request.slot, None)
@@ -117,25 +124,15 @@ class BlockProducer:
                   dropped=len(dropped), offered=len(request.evidence))  # fmt: skip
         try:
             vote = self.core.sign_proposal(request.slot, draft.seal_hash)
-        except ConsensusError as exc:  # the slot moved on, or protection refused
+        except ConsensusError as exc:  # the slot or epoch moved on, or protection refused
             event(log, logging.WARNING, "block not signed", slot=request.slot,
                   reason=str(exc))  # fmt: skip
             return BlockBuilt(request.slot, None, dropped)
         async with self.chain_lock:
             executed = self.chain.seal_block(draft, vote.signature)
-        header = executed.block.header
-        proposal = Proposal(
-            slot=header.slot,
-            block_hash=header.hash,
-            parent_hash=header.parent_hash,
-            seal_hash=header.seal_hash,
-            proposer=header.proposer,
-            signature=vote.signature,
-            payload=executed.block,
-        )
         self.built += 1
         build_ms = (trio.current_time() - started) * 1000
-        return BlockBuilt(request.slot, proposal, dropped, build_ms)
+        return BlockBuilt(request.slot, Proposal(executed.block), dropped, build_ms)
 
     async def _candidates(self, parent: Header, base_fee: int) -> list[Transaction]:
         """The pool's best transactions for a block on ``parent``, a slice per event-loop step.

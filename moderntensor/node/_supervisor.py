@@ -2,7 +2,9 @@
 
 Order of life: open the database, the chain and the pool; start the components, each a task
 reporting readiness through ``nursery.start`` -- the loop monitor, the mempool service, the
-block producer, the slot ticker, the consensus driver, then the RPC and metrics servers; serve
+block producer, the block fetcher (when there is a block source), the slot ticker, the
+consensus driver (which first restores what its journal holds), then the RPC and metrics
+servers; serve
 until SIGINT or SIGTERM cancels the root scope or a component fails; close the database last,
 after every writer has stopped. A failed component takes the node down with its reason logged
 and a non-zero exit code.
@@ -10,8 +12,9 @@ and a non-zero exit code.
 Wiring (all channels bounded)::
 
     ticker ──Tick──▶ ┌────────┐ ──BuildRequest──▶ producer ──BlockBuilt──▶ (driver inbox)
-    network ───────▶ │ driver │ ──Header (new head)──▶ mempool service
-    producer ──────▶ └────────┘ ──set_deadline()──▶ ticker
+    network ───────▶ │ driver │ ──FetchRequest──▶ fetcher ──BlocksFetched──▶ (driver inbox)
+    producer ──────▶ │        │ ──Header (new head)──▶ mempool service
+    fetcher ───────▶ └────────┘ ──set_deadline()──▶ ticker
 
 Chain work (building, executing, committing) runs in worker threads one at a time, under one
 ``CapacityLimiter(1)`` shared by the producer and the driver.
@@ -27,7 +30,6 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import attrs
 import trio
@@ -36,25 +38,31 @@ from moderntensor import __version__
 from moderntensor.chain.blocks import Header
 from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import Genesis
+from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.consensus import (
     BlockRef,
     DatabaseStore,
     ProtectedSigner,
     SimplexCore,
     SlashingProtection,
+    is_quorum,
 )
 from moderntensor.crypto import PrivateKey
 from moderntensor.mempool import Mempool, MempoolConfig
 from moderntensor.node._driver import (
     ConsensusDriver,
     DriverEvent,
+    NetworkMessage,
     consensus_config_for,
     wall_clock_ms,
 )
+from moderntensor.node._fetch import BlockFetcher, BlockFetchService, FetchRequest
+from moderntensor.node._journal import ConsensusJournal
 from moderntensor.node._logging import event
 from moderntensor.node._loop_monitor import LoopMonitor
 from moderntensor.node._pool_service import MempoolService
 from moderntensor.node._producer import BlockProducer, BuildRequest
+from moderntensor.node._status import ConsensusStatus
 from moderntensor.node._ticker import Ticker
 from moderntensor.rpc import MetricsConfig, RpcApp, RpcConfig, RpcMetrics, serve_metrics, serve_rpc
 from moderntensor.service import ChainService
@@ -100,8 +108,11 @@ class NodeHandle:
     monitor: LoopMonitor
     rpc_port: int | None
     cancel_scope: trio.CancelScope
-    inbound: trio.MemorySendChannel[DriverEvent]  # where the network feeds the driver
+    inbound: trio.MemorySendChannel[DriverEvent]
+    """Where the network feeds the driver; ``await inbound.send(...)`` waits while the inbox
+    is full (back-pressure: the driver is executing or committing a block), never drops."""
     metrics_port: int | None = None
+    fetch_service: BlockFetchService | None = None
 
 
 @attrs.define
@@ -112,11 +123,12 @@ class _NodeStatus:
     producer: BlockProducer
     monitor: LoopMonitor
 
-    def status(self) -> dict[str, Any]:
-        facts = self.driver.status()
-        facts["event_loop_lag_seconds"] = self.monitor.recent_max_s
-        facts["blocks_built"] = self.producer.built
-        return facts
+    def status(self) -> ConsensusStatus:
+        return attrs.evolve(
+            self.driver.status(),
+            event_loop_lag_s=self.monitor.recent_max_s,
+            blocks_built=self.producer.built,
+        )
 
 
 def freeze_startup_objects() -> None:
@@ -135,9 +147,15 @@ async def open_node(
     settings: NodeSettings,
     *,
     clock: Callable[[], int] = wall_clock_ms,
+    fetcher: BlockFetcher | None = None,
+    outbound: trio.MemorySendChannel[NetworkMessage] | None = None,
     task_status: trio.TaskStatus[NodeHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a node until cancelled; reports a :class:`NodeHandle` once it serves.
+
+    ``fetcher`` is where missing blocks come from and ``outbound`` where broadcasts go (the
+    network, once it exists; tests pass their own). Without a fetcher a node cannot get a
+    block it missed: it logs what it wants and waits.
 
     Raises:
         moderntensor.state.store.DatabaseError: the data directory cannot be opened.
@@ -159,8 +177,12 @@ async def open_node(
             signer = ProtectedSigner(
                 settings.consensus_key, protection, config.chain_id, config.genesis_hash
             )
-        core = SimplexCore(config, [], BlockRef(head.slot, head.hash), signer)
         service = ChainService(chain, pool, client_version=f"moderntensor/v{__version__}")
+        core = SimplexCore(
+            config, [], BlockRef(head.slot, head.hash), signer,
+            finalized_height=head.number, synced=_own_quorum(service, head.number, signer),
+        )  # fmt: skip
+        journal = ConsensusJournal(db)
         chain_lock = trio.CapacityLimiter(1)  # chain work: one worker thread at a time
         ticker = Ticker(config, clock)
         # The inbox holds a burst of votes from many validators; the producer has at most one
@@ -168,6 +190,12 @@ async def open_node(
         inbox_send, inbox = trio.open_memory_channel[DriverEvent](256)
         build_send, build_receive = trio.open_memory_channel[BuildRequest](1)
         heads_send, heads_receive = trio.open_memory_channel[Header](4)
+        # Fetch requests are sent with send_nowait; one that finds the channel full is asked
+        # for again at a later tick.
+        fetch_send, fetch_receive = trio.open_memory_channel[FetchRequest](16)
+        fetch_service = None
+        if fetcher is not None:
+            fetch_service = BlockFetchService(chain, journal, chain_lock, fetcher)
         pool_service = MempoolService(chain, pool, service)
         producer = BlockProducer(
             chain, pool, core, chain_lock, pool_service,
@@ -175,19 +203,24 @@ async def open_node(
         )  # fmt: skip
         monitor = LoopMonitor()
         driver = ConsensusDriver(
-            chain, service, core, ticker, chain_lock,
-            build_requests=build_send, new_heads=heads_send, clock=clock,
+            chain, service, core, ticker, chain_lock, journal,
+            build_requests=build_send, new_heads=heads_send,
+            fetch_requests=fetch_send if fetcher is not None else None, outbound=outbound,
+            clock=clock,
         )  # fmt: skip
         service.consensus = _NodeStatus(driver, producer, monitor)
         freeze_startup_objects()
         validator = "0x" + signer.validator_id.hex() if signer else None
         event(log, logging.INFO, "node starting", data_dir=str(settings.data_dir),
               chain_id=config.chain_id, genesis="0x" + chain.genesis_hash.hex()[:16],
-              head=head.number, validator=validator)  # fmt: skip
+              head=head.number, epoch=core.epoch, validator=validator,
+              synced=core.synced)  # fmt: skip
         async with trio.open_nursery() as nursery:
             await nursery.start(monitor.run)
             await nursery.start(pool_service.run, heads_receive)
             await nursery.start(producer.run, build_receive, inbox_send.clone())
+            if fetch_service is not None:
+                await nursery.start(fetch_service.run, fetch_receive, inbox_send.clone())
             await nursery.start(ticker.run, inbox_send.clone())
             await nursery.start(driver.run, inbox)
             rpc_port = metrics_port = None
@@ -217,11 +250,22 @@ async def open_node(
                     nursery.cancel_scope,
                     inbox_send,
                     metrics_port,
+                    fetch_service,
                 )
             )
     finally:
         db.close()
         event(log, logging.INFO, "database closed", data_dir=str(settings.data_dir))
+
+
+def _own_quorum(service: ChainService, head_number: int, signer: ProtectedSigner | None) -> bool:
+    """Whether this validator's own stake is a quorum of its epoch's set (a one-validator dev
+    chain): then it knows where the network is without asking anyone (sync before sign)."""
+    epoch = compute_block_epoch(head_number + 1, service.chain.params.epoch_length)
+    vset = service.validator_set(epoch)
+    if signer is None or vset is None:
+        return False
+    return is_quorum(vset.stake_of(signer.validator_id), vset.total_stake)
 
 
 async def run_node(settings: NodeSettings) -> int:

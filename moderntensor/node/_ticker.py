@@ -13,7 +13,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from moderntensor.consensus import ConsensusConfig
+from moderntensor.consensus import ConsensusConfig, compute_slot_at, compute_slot_start_ms
 
 __all__ = ["Tick", "Ticker"]
 
@@ -37,15 +37,14 @@ class Ticker:
         self._replan = trio.Event()
 
     def slot_at(self, now_ms: int) -> int:
-        return max(0, now_ms - self.config.genesis_time_ms) // self.config.preset.slot_duration_ms
+        """The slot that contains ``now_ms`` (``chain.timing``)."""
+        return compute_slot_at(self.config, now_ms)
 
     def next_slot_start(self, now_ms: int) -> int:
-        """The first slot boundary strictly after ``now_ms``."""
-        slot_ms = self.config.preset.slot_duration_ms
-        genesis = self.config.genesis_time_ms
-        if now_ms < genesis:
-            return genesis
-        return genesis + ((now_ms - genesis) // slot_ms + 1) * slot_ms
+        """The first slot boundary strictly after ``now_ms`` (genesis, before it)."""
+        if now_ms < self.config.genesis_time_ms:
+            return self.config.genesis_time_ms
+        return compute_slot_start_ms(self.config, compute_slot_at(self.config, now_ms) + 1)
 
     def set_deadline(self, deadline_ms: int | None) -> None:
         """Wake at ``deadline_ms`` (replacing the previous one); None clears it."""

@@ -142,12 +142,8 @@ class EthApi:
     def syncing(self) -> Any:
         if not self.service.syncing:
             return False
-        head = self.service.head.number
-        highest = head
-        consensus = self.service.consensus
-        if consensus is not None:
-            highest = max(head, int(consensus.status().get("highest_block", head)))
-        return {"startingBlock": "0x0", "currentBlock": hex(head), "highestBlock": hex(highest)}
+        head = self.service.head.number  # the highest known block: the network will say more
+        return {"startingBlock": "0x0", "currentBlock": hex(head), "highestBlock": hex(head)}
 
     # -- state ----------------------------------------------------------------------------
 

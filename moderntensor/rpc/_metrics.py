@@ -88,16 +88,17 @@ class _ChainCollector(Collector):
             f"Mean time between the last {WINDOW_BLOCKS} blocks (slot clock).",
             block_time,
         )
-        status = service.consensus.status() if service.consensus is not None else {}
+        status = service.consensus.status() if service.consensus is not None else None
+        finality_ms = None if status is None else status.last_finality_ms
         yield gauge(
             "vote_latency_seconds",
             "Time from the last final block's slot start to its finalization (NaN before one).",
-            _number(status.get("vote_latency_seconds")),
+            _number(None if finality_ms is None else finality_ms / 1000),
         )
         yield gauge(
             "event_loop_lag_seconds",
             "Longest event-loop stall over the last minute or two (NaN without a node).",
-            _number(status.get("event_loop_lag_seconds")),
+            _number(None if status is None else status.event_loop_lag_s),
         )
         yield gauge("syncing", "1 while the node is catching up.", 1 if service.syncing else 0)
         if self.dispatcher is not None:  # None: a node with JSON-RPC off

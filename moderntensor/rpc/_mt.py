@@ -1,11 +1,13 @@
 """``mt_*`` methods: validators, epoch and slot, leader schedule, finality, evidence, peers.
 
-With a consensus view (``service.consensus``) its ``status()`` is the source: the keys read are
-``validators``, ``epoch``, ``slot``, ``leader_schedule``, ``finality``, ``evidence`` and
-``peers`` (any missing key falls back below; bytes are shown as 0x hex). Without one (a chain
-replaying blocks, or tests) the answers come from the chain itself: validator records from the
-staking state at the head, slots from the clock and genesis, the leader schedule from the
-consensus rule over the finalized chain, evidence from the blocks that carried it.
+Chain facts come from the chain service: validator records from the staking state at the
+head, each epoch's validator set from :meth:`ChainService.validator_set` (the one home of the
+set rule), evidence from the blocks that carried it, slots and epochs from ``chain.timing``.
+With a consensus view (``service.consensus``, the running node) its typed status adds what
+only consensus knows: the wall-clock slot, the epoch and view it votes in, whether it is
+synced, the last finality time and the evidence waiting for a block. Without one (a chain
+replaying blocks, or tests) the slot comes from the clock and the epoch from the finalized
+head.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from typing import Any
 
 from moderntensor.chain.blocks import Header, compute_evidence_root
 from moderntensor.chain.staking import get_total, get_validators, validator_id
+from moderntensor.chain.timing import (
+    compute_block_epoch,
+    compute_boundary_height,
+    compute_slot_at,
+)
 from moderntensor.chain.validators import ValidatorRecord
 from moderntensor.chain.votes import (
     InvalidEvidence,
@@ -24,34 +31,19 @@ from moderntensor.chain.votes import (
     verify_evidence,
 )
 from moderntensor.codec import DecodeError
-from moderntensor.consensus import compute_epoch_seed, compute_leader, compute_validator_set
+from moderntensor.consensus import ValidatorSet, compute_leader
 from moderntensor.crypto import checksum_address
-from moderntensor.service import ChainService
+from moderntensor.service import ChainService, ConsensusFacts
 
 from ._chainview import ChainView
 from ._methods import Method, Param
 from ._params import parse_quantity
 
-__all__ = ["MtApi", "to_json"]
+__all__ = ["MtApi"]
 
 MAX_SCHEDULE = 1024
 EVIDENCE_SCAN_BLOCKS = 1024
 _EMPTY_EVIDENCE_ROOT = compute_evidence_root(())
-
-
-def to_json(value: Any) -> Any:
-    """Consensus data as JSON: bytes as 0x hex, attrs/tuples/sets as lists, keys as strings."""
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_json(v) for v in value]
-    if hasattr(value, "__attrs_attrs__"):
-        return {a.name: to_json(getattr(value, a.name)) for a in value.__attrs_attrs__}
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**53:
-        return str(value)  # JavaScript clients would lose precision
-    return value
 
 
 def _validator_json(record: ValidatorRecord) -> dict[str, Any]:
@@ -106,35 +98,34 @@ class MtApi:
             "mt_status": Method(self.status),
         }
 
-    def _consensus(self, key: str) -> Any:
+    def _status(self) -> ConsensusFacts | None:
         consensus = self.service.consensus
-        if consensus is None:
-            return None
-        return consensus.status().get(key)
+        return None if consensus is None else consensus.status()
 
     # -- methods --------------------------------------------------------------------------
 
     def validators(self) -> list[Any]:
-        given = self._consensus("validators")
-        if given is not None:
-            return list(to_json(given))
         state = self.service.state_at(self.service.head)
         return [_validator_json(r) for r in get_validators(state)]
 
-    def _current_slot(self) -> int:
-        slot = self._consensus("slot")
-        if isinstance(slot, int):
-            return slot
-        elapsed_ms = int(self.now() * 1000) - self.genesis_time * 1000
-        return max(self.service.head.slot, elapsed_ms // self.slot_ms)
+    def _slot_and_epoch(self) -> tuple[int, int]:
+        """The wall-clock slot and the epoch votes are in (epochs count blocks: the epoch of
+        the block after the newest finalized one)."""
+        status = self._status()
+        if status is not None:
+            return status.slot, status.epoch
+        now_ms = int(self.now() * 1000)
+        slot = compute_slot_at(self.genesis_time * 1000, self.slot_ms, now_ms)
+        epoch = compute_block_epoch(self.service.finalized.number + 1, self.epoch_length)
+        return max(self.service.head.slot, slot), epoch
 
     def epoch(self) -> dict[str, Any]:
-        slot = self._current_slot()
-        epoch = self._consensus("epoch")
+        slot, epoch = self._slot_and_epoch()
         return {
-            "epoch": epoch if isinstance(epoch, int) else slot // self.epoch_length,
+            "epoch": epoch,
             "slot": slot,
             "epochLength": self.epoch_length,
+            "boundaryHeight": compute_boundary_height(epoch, self.epoch_length),
             "slotDurationMs": self.slot_ms,
             "genesisTime": self.genesis_time,
             "headSlot": self.service.head.slot,
@@ -142,56 +133,28 @@ class MtApi:
         }
 
     def leader_schedule(self, count: int | None) -> list[Any]:
-        """Leaders of the next ``count`` slots from the current one (default: one epoch)."""
+        """Leaders of the next ``count`` slots from the current one (default: one epoch's
+        length) by the current epoch's set; an epoch ends when its boundary block is final,
+        not at a slot, so slots after that would have the next epoch's leaders."""
         n = min(self.epoch_length if count is None else count, MAX_SCHEDULE)
-        given = self._consensus("leader_schedule")
-        if given is not None:
-            return list(to_json(given))[:n]
-        start = self._current_slot()
-        out: list[Any] = []
-        sets: dict[int, Any] = {}
-        for slot in range(start, start + n):
-            epoch = slot // self.epoch_length
-            if epoch not in sets:
-                sets[epoch] = self._validator_set(epoch)
-            vset = sets[epoch]
-            if vset is None:
-                break  # the epoch's snapshot is not final yet: its leaders are not known
-            leader = compute_leader(vset, slot)
-            out.append({"slot": slot, "epoch": epoch, "leader": checksum_address(leader)})
-        return out
+        start, epoch = self._slot_and_epoch()
+        vset = self._validator_set(epoch)
+        if vset is None:
+            return []  # the epoch's snapshot is not final here yet
+        return [
+            {"slot": slot, "epoch": epoch, "leader": checksum_address(compute_leader(vset, slot))}
+            for slot in range(start, start + n)
+        ]
 
-    def _validator_set(self, epoch: int) -> Any:
-        """The epoch's set by the consensus rule: records at the last finalized block at or
-        before the last slot of epoch ``epoch - 2`` (genesis for epochs 0 and 1)."""
-        snapshot_slot = max(0, (epoch - 1) * self.epoch_length - 1)
-        header: Header | None = self.service.finalized
-        if header is not None and header.slot < snapshot_slot:
-            return None
-        for _ in range(4 * self.epoch_length + 64):
-            if header is None or header.slot <= snapshot_slot:
-                break
-            header = self.service.header_by_hash(header.parent_hash)
-        if header is None or header.slot > snapshot_slot:
-            return None
-        genesis = self.service.chain.genesis
-        records = get_validators(self.service.state_at(header))
-        seed = compute_epoch_seed(self.service.genesis_hash, epoch, header.hash)
+    def _validator_set(self, epoch: int) -> ValidatorSet | None:
         try:
-            return compute_validator_set(
-                records,
-                epoch,
-                seed,
-                genesis.consensus.max_validators,
-                genesis.consensus.min_stake,
-            )
-        except ValueError:
+            return self.service.validator_set(epoch)
+        except ValueError:  # a malformed key in the snapshot state: nothing to show
             return None
 
     def finality(self) -> dict[str, Any]:
-        given = self._consensus("finality")
         head, final = self.service.head, self.service.finalized
-        out = {
+        out: dict[str, Any] = {
             "headNumber": hex(head.number),
             "headSlot": head.slot,
             "headHash": "0x" + head.hash.hex(),
@@ -200,15 +163,23 @@ class MtApi:
             "finalizedHash": "0x" + final.hash.hex(),
             "lag": head.number - final.number,
         }
-        if isinstance(given, dict):
-            out.update(to_json(given))
+        status = self._status()
+        if status is not None:
+            out.update(
+                {
+                    "view": status.view,
+                    "synced": status.synced,
+                    "consensusFinalizedSlot": status.finalized_slot,
+                    "lastFinalityMs": status.last_finality_ms,
+                    "evidencePending": status.evidence_pending,
+                }
+            )
         return out
 
     def evidence(self) -> dict[str, Any]:
         """Evidence included in recent blocks, and the total slashed so far."""
         state = self.service.state_at(self.service.head)
-        given = self._consensus("evidence")
-        items = list(to_json(given)) if given is not None else self._scan_evidence()
+        items = self._scan_evidence()
         return {"slashedTotal": hex(get_total(state, "slashed")), "evidence": items}
 
     def _scan_evidence(self) -> list[dict[str, Any]]:
@@ -238,6 +209,7 @@ class MtApi:
         item.update(
             {
                 "offender": checksum_address(offender),
+                "epoch": evidence.first.epoch,
                 "slot": evidence.first.slot,
                 "kinds": [evidence.first.kind.name, evidence.second.kind.name],
                 "evidenceId": "0x" + evidence_id(evidence).hex(),
@@ -246,9 +218,7 @@ class MtApi:
         return item
 
     def peers(self) -> dict[str, Any]:
-        given = self._consensus("peers")
-        peers = list(to_json(given)) if given is not None else []
-        return {"count": self.service.peer_count(), "peers": peers}
+        return {"count": self.service.peer_count(), "peers": []}  # the list: with the network
 
     def status(self) -> dict[str, Any]:
         return {

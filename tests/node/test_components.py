@@ -7,9 +7,11 @@ import logging
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
+from moderntensor.chain.blocks import Block
 from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
 from moderntensor.chain.votes import VoteKind, sign_vote
 from moderntensor.consensus import Proposal
@@ -43,16 +45,26 @@ async def test_invalid_network_messages_are_rejected_and_the_node_goes_on(
         node: NodeHandle = await nursery.start(open_node, settings)
         await wait_for_height(node, 1)
         head = node.chain.head
-        slot = node.driver.core.view + 1
-        seal = keccak256(b"a block nobody built")
-        forged = Proposal(
-            slot=slot, block_hash=keccak256(seal), parent_hash=head.hash, seal_hash=seal,
-            proposer=stranger.address, signature=stranger.sign(seal), payload=b"junk",
-        )  # fmt: skip
-        config = node.driver.config
-        vote = sign_vote(
-            stranger, config.chain_id, config.genesis_hash, VoteKind.NOTARIZE, slot, seal
+        core = node.driver.core
+        slot = core.view + 1
+        # a block on the head, signed by a stranger instead of the slot's leader
+        unsigned = attrs.evolve(
+            head,
+            parent_hash=head.hash,
+            number=head.number + 1,
+            slot=slot,
+            proposer=stranger.address,
+            proposer_signature=b"",
         )
+        config = node.driver.config
+        propose = sign_vote(stranger, config.chain_id, config.genesis_hash, VoteKind.PROPOSE,
+                            core.epoch, slot, unsigned.seal_hash)  # fmt: skip
+        header = attrs.evolve(unsigned, proposer_signature=propose.signature.to_bytes())
+        forged = Proposal(Block(header, (), ()))
+        vote = sign_vote(
+            stranger, config.chain_id, config.genesis_hash, VoteKind.NOTARIZE, core.epoch,
+            slot, keccak256(b"a block nobody built"),
+        )  # fmt: skip
         await node.inbound.send(forged)
         await node.inbound.send(vote)
         with trio.fail_after(10):
@@ -102,8 +114,9 @@ async def test_the_loop_monitor_reports_through_the_node_status(tmp_path: Path) 
         assert node.monitor.samples >= 5
         assert node.service.consensus is not None
         status = node.service.consensus.status()
-        assert status["event_loop_lag_seconds"] == node.monitor.recent_max_s
-        assert status["blocks_built"] == node.producer.built >= 2
+        assert status.event_loop_lag_s == node.monitor.recent_max_s
+        assert status.blocks_built == node.producer.built >= 2
+        assert status.synced and status.epoch == node.driver.core.epoch
         assert node.ticker.ticks >= 2
         nursery.cancel_scope.cancel()
 
@@ -124,9 +137,9 @@ def test_loop_monitor_keeps_the_worst_of_the_last_window() -> None:
 async def test_a_busy_producer_costs_its_slots_not_the_node(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A build that outlasts several slots (here: held back a second, five slots) leaves the
-    driver free: later build requests wait (one) or are dropped with a warning, the slots time
-    out, and once the producer is back the chain grows again."""
+    """A build that outlasts several slots (here: held back 1.5 s, seven slots) leaves the
+    driver free: later build requests wait (one) or are dropped with a warning, the views time
+    out (0.4 s after each is entered), and once the producer is back the chain grows again."""
     settings, _ = settings_for(tmp_path)
     logging.getLogger("moderntensor").propagate = True
     caplog.set_level(logging.WARNING, logger="moderntensor.node")
@@ -140,7 +153,7 @@ async def test_a_busy_producer_costs_its_slots_not_the_node(
         async def slow_build(request: BuildRequest) -> BlockBuilt:
             if not stalled:
                 stalled.append(request.slot)
-                await trio.sleep(1.0)
+                await trio.sleep(1.5)
             return await real_build(request)
 
         producer.build = slow_build  # type: ignore[method-assign]
@@ -148,7 +161,7 @@ async def test_a_busy_producer_costs_its_slots_not_the_node(
             while not stalled:
                 await trio.sleep(0.01)
         view, height = node.driver.core.view, node.chain.head.number
-        await trio.sleep(0.6)  # three slots into the stall
+        await trio.sleep(1.0)  # two timeouts into the stall
         assert node.driver.core.view >= view + 2  # the driver goes on: ticks, timeouts
         assert node.chain.head.number == height  # nothing is built meanwhile
         skipped = [

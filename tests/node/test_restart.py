@@ -22,6 +22,7 @@ from typing import Any
 
 from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import load_genesis
+from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
 from moderntensor.consensus import DatabaseStore, SlashingProtection
 from moderntensor.node.devnet import dev_keys
@@ -85,7 +86,7 @@ class DevNode:
 def send_transfers(node: DevNode, count: int) -> int:
     keys = dev_keys()
     sender = keys.accounts[1]
-    nonce = int(node.call("eth_getTransactionCount", "0x" + sender.address.hex(), "latest"), 16)
+    nonce = int(node.call("eth_getTransactionCount", "0x" + sender.address.hex(), "pending"), 16)
     for i in range(count):
         tx = sign_transaction(
             DynamicFeeTransaction(
@@ -147,7 +148,8 @@ def test_sigkill_with_transfers_in_flight_then_restart(tmp_path: Path) -> None:
             executed = replay.import_block(block)
             assert executed.state.root == block.header.state_root
             transfers += len(block.transactions)
-            record = protection.record_of(block.header.slot)
+            epoch = compute_block_epoch(number, genesis.consensus.epoch_length)
+            record = protection.record_of(epoch, block.header.slot)
             assert record.propose == block.header.seal_hash
             assert record.notarize == block_hash
             assert record.finalize == block_hash

@@ -1,10 +1,13 @@
-"""mt_* methods: from the staking state without a consensus view, and from one when given."""
+"""mt_* methods: chain facts from the service, consensus facts from the node's typed status."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.crypto import checksum_address
+from moderntensor.node._status import ConsensusStatus
 from moderntensor.node.devnet import DEV_STAKE
 from moderntensor.rpc import RpcApp, RpcConfig
 from moderntensor.service import ChainService
@@ -29,7 +32,8 @@ def test_mt_from_chain_state(rpc: RawClient) -> None:
         }
     ]
     epoch = rpc.call("mt_epoch")
-    assert epoch["epoch"] == epoch["slot"] // epoch["epochLength"]
+    # epochs count blocks: the node votes in the epoch of the block after the finalized one
+    assert epoch["boundaryHeight"] == (epoch["epoch"] + 1) * epoch["epochLength"]
     assert epoch["slot"] >= epoch["headSlot"] >= epoch["finalizedSlot"]
     schedule = rpc.call("mt_leaderSchedule", ["0x5"])
     assert 1 <= len(schedule) <= 5
@@ -50,24 +54,17 @@ def test_mt_from_chain_state(rpc: RawClient) -> None:
 
 
 class FakeConsensus:
-    def status(self) -> dict[str, Any]:
-        return {
-            "epoch": 7,
-            "slot": 61,
-            "validators": [{"id": b"\x01" * 20, "stake": 5, "status": "jailed"}],
-            "leader_schedule": [{"slot": 61 + i, "leader": b"\x02" * 20} for i in range(10)],
-            "finality": {"finalizedSlot": 60},
-            "evidence": [{"offender": b"\x01" * 20, "slot": 12, "kinds": ["NOTARIZE", "NOTARIZE"]}],
-            "peers": [{"id": "16Uiu2", "address": "/ip4/127.0.0.1/tcp/30303/ws"}],
-        }
+    def status(self) -> ConsensusStatus:
+        return ConsensusStatus(
+            slot=61, epoch=0, view=59, synced=False, finalized_slot=58, last_finality_ms=120,
+            evidence_pending=2,
+        )  # fmt: skip
 
 
-def test_mt_from_a_consensus_view(node: DevNode) -> None:
+def _dispatcher(node: DevNode, consensus: Any) -> Callable[..., Any]:
     def build() -> Any:
         base = node.service
-        service = ChainService(
-            base.chain, base.pool, consensus=FakeConsensus(), peer_count=lambda: 1
-        )
+        service = ChainService(base.chain, base.pool, consensus=consensus, peer_count=lambda: 1)
         return RpcApp(service, RpcConfig(port=0)).dispatcher
 
     dispatcher = node.call(build)
@@ -81,9 +78,31 @@ def test_mt_from_a_consensus_view(node: DevNode) -> None:
         assert isinstance(answer, dict) and "result" in answer, answer
         return answer["result"]
 
-    assert call("mt_validators") == [{"id": "0x" + "01" * 20, "stake": 5, "status": "jailed"}]
-    assert call("mt_epoch")["epoch"] == 7 and call("mt_epoch")["slot"] == 61
-    assert len(call("mt_leaderSchedule", ["0x3"])) == 3
-    assert call("mt_finality")["finalizedSlot"] == 60
-    assert call("mt_evidence")["evidence"][0]["offender"] == "0x" + "01" * 20
-    assert call("mt_peers") == {"count": 1, "peers": FakeConsensus().status()["peers"]}
+    return call
+
+
+def test_mt_from_a_consensus_view(node: DevNode) -> None:
+    """The typed status supplies what only consensus knows; the rest is chain state."""
+    call = _dispatcher(node, FakeConsensus())
+    assert call("mt_validators")[0]["validatorId"] == checksum_address(VALIDATOR_KEY.address)
+    epoch = call("mt_epoch")
+    assert (epoch["epoch"], epoch["slot"], epoch["boundaryHeight"]) == (0, 61, 32)
+    schedule = call("mt_leaderSchedule", ["0x3"])
+    assert [(s["slot"], s["epoch"]) for s in schedule] == [(61, 0), (62, 0), (63, 0)]
+    assert {s["leader"] for s in schedule} == {checksum_address(VALIDATOR_KEY.address)}
+    finality = call("mt_finality")
+    assert finality["view"] == 59 and finality["synced"] is False
+    assert finality["consensusFinalizedSlot"] == 58
+    assert (finality["lastFinalityMs"], finality["evidencePending"]) == (120, 2)
+    assert call("mt_peers") == {"count": 1, "peers": []}
+
+
+def test_mt_without_a_consensus_view(node: DevNode) -> None:
+    """A chain alone: the slot from the clock, the epoch from the finalized head."""
+    call = _dispatcher(node, None)
+    epoch = call("mt_epoch")
+    finality = call("mt_finality")
+    finalized = int(finality["finalizedNumber"], 16)
+    assert epoch["epoch"] <= compute_block_epoch(finalized + 1, epoch["epochLength"])
+    assert epoch["slot"] >= epoch["headSlot"]
+    assert "view" not in finality

@@ -1,0 +1,143 @@
+"""Block fetching: get blocks this node lacks from peers, off the consensus loop (review M3).
+
+The consensus core asks for a block with :class:`~moderntensor.consensus.FetchBlock` when a
+proposal's parent is missing here (a MISSING verdict) or when it finalized a block it never
+saw. The driver turns that into a :class:`FetchRequest` on a bounded channel (``send_nowait``:
+the driver never waits on this task; a request that finds the channel full is tried again
+at a later tick). This task asks a :class:`BlockFetcher` (the network, once it exists) for
+the block, walks its parents until one is known here, executes them oldest first in a
+worker thread under the chain lock, stores each durably (the journal), and reports back to
+the driver's inbox with :class:`BlocksFetched` or :class:`FetchFailed`. The driver then
+re-executes the proposals that waited and commits the final blocks that waited.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import attrs
+import trio
+
+from moderntensor.chain.blocks import Block
+from moderntensor.chain.chain import Chain, InvalidBlock
+from moderntensor.node._journal import ConsensusJournal
+from moderntensor.node._logging import event
+
+__all__ = [
+    "BlockFetchService",
+    "BlockFetcher",
+    "BlocksFetched",
+    "FetchFailed",
+    "FetchRequest",
+]
+
+log = logging.getLogger("moderntensor.node")
+
+MAX_FETCH_DEPTH = 256
+"""Ancestors fetched one by one for one request; a longer gap is a job for sync."""
+FETCH_TIMEOUT_S = 10.0
+"""How long one block may take to arrive before the request fails (and is tried again)."""
+
+
+class BlockFetcher(Protocol):
+    """Where missing blocks come from (the network's request/response; a fake in tests)."""
+
+    async def fetch_block(self, block_hash: bytes) -> Block | None:
+        """The block with this (header) hash, or None if no peer has it."""
+
+
+@attrs.frozen(slots=True)
+class FetchRequest:
+    """Get ``block_hash`` and whatever ancestors are missing; ``reason`` is for the log."""
+
+    block_hash: bytes
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class BlocksFetched:
+    """``requested`` and its missing ancestors are executed here now (``executed``, oldest
+    first; empty when it was here already)."""
+
+    requested: bytes
+    executed: tuple[bytes, ...]
+
+
+@attrs.frozen(slots=True)
+class FetchFailed:
+    """No usable block for ``requested`` (``reason`` says why); the driver tries again later."""
+
+    requested: bytes
+    reason: str
+
+
+class BlockFetchService:
+    """One node's block fetcher; ``run`` is a long-lived nursery task."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        journal: ConsensusJournal,
+        chain_lock: trio.CapacityLimiter,
+        fetcher: BlockFetcher,
+        *,
+        max_depth: int = MAX_FETCH_DEPTH,
+        timeout_s: float = FETCH_TIMEOUT_S,
+    ) -> None:
+        self.chain = chain
+        self.journal = journal
+        self.chain_lock = chain_lock  # one worker thread at a time touches the chain
+        self.fetcher = fetcher
+        self.max_depth = max_depth
+        self.timeout_s = timeout_s
+        self.fetched = 0
+
+    async def run(
+        self,
+        requests: trio.MemoryReceiveChannel[FetchRequest],
+        results: trio.MemorySendChannel[BlocksFetched | FetchFailed],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Answer fetch requests until cancelled, one at a time."""
+        task_status.started()
+        async for request in requests:
+            await results.send(await self.fetch(request))
+
+    async def fetch(self, request: FetchRequest) -> BlocksFetched | FetchFailed:
+        """Fetch, execute and store ``request.block_hash`` and its missing ancestors."""
+        missing: list[Block] = []
+        want = request.block_hash
+        while self.chain.get_header(want) is None:
+            if len(missing) >= self.max_depth:
+                return FetchFailed(request.block_hash, f"more than {self.max_depth} missing")
+            block: Block | None = None
+            with trio.move_on_after(self.timeout_s):
+                block = await self.fetcher.fetch_block(want)
+            if block is None:  # no peer has it, or none answered in time
+                return FetchFailed(request.block_hash, f"no block 0x{want.hex()}")
+            if block.hash != want:  # a peer answered with another block
+                return FetchFailed(request.block_hash, f"wrong block for 0x{want.hex()}")
+            missing.append(block)
+            want = block.header.parent_hash
+        executed: list[bytes] = []
+        for block in reversed(missing):
+            try:
+                await trio.to_thread.run_sync(self._execute, block, limiter=self.chain_lock)
+            except InvalidBlock as exc:
+                event(log, logging.WARNING, "fetched block invalid", number=block.number,
+                      block="0x" + block.hash.hex(), reason=exc.reason)  # fmt: skip
+                return FetchFailed(request.block_hash, f"block {block.number}: {exc.reason}")
+            executed.append(block.hash)
+            self.fetched += 1
+        if executed:
+            event(log, logging.INFO, "blocks fetched", count=len(executed),
+                  block="0x" + request.block_hash.hex(), reason=request.reason)  # fmt: skip
+        return BlocksFetched(request.block_hash, tuple(executed))
+
+    def _execute(self, block: Block) -> None:
+        """Runs in the worker thread: execute on the known parent, then store durably."""
+        if self.chain.get_header(block.hash) is None:
+            self.chain.execute_block(block)
+        self.journal.store_block(block)
