@@ -438,10 +438,12 @@ class Chain:
         return tuple(usable), tuple(dropped)
 
     def _evidence_too_old(self, item: Evidence, block_epoch: int) -> bool:
-        """Whether ``item`` is past the evidence age limit (``evidence_epochs``) for a block
-        of ``block_epoch``; a block including it is invalid."""
-        # age rule: added with vote epochs
-        return False
+        """Whether ``item`` is past the evidence age limit for a block of ``block_epoch``: the
+        offence's epoch must be at least ``block_epoch - evidence_epochs`` (a block including
+        older evidence is invalid). Genesis keeps ``unbonding_epochs`` above the age limit
+        plus the set delay, so an offender's stake is still bonded while evidence against it
+        is accepted, and a lost database is a bounded liability (review H2, M5)."""
+        return item.first.epoch < block_epoch - self.params.evidence_epochs
 
     def _check_evidence_item(
         self, state: StateDB, item: Evidence, eid: bytes, block_epoch: int

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from moderntensor.chain.blocks import Block
 from moderntensor.chain.timing import compute_boundary_height
 from moderntensor.chain.votes import ZERO_HASH, SignedVote, VoteKind
 from moderntensor.crypto import InvalidSignature
@@ -89,6 +90,7 @@ class SimplexCore:
         self._slots: dict[int, _Slot] = {}
         self._blocks: dict[bytes, tuple[int, bytes]] = {}  # hash -> (slot, parent hash)
         self._heights: dict[bytes, int] = {finalized.hash: finalized_height}
+        self._boundary_blocks: dict[bytes, Block] = {}  # the epoch's last block, if seen
         self._notarized: dict[bytes, int] = {finalized.hash: finalized.slot}
         self._book = EvidenceBook()
         self._leaders: dict[Round, bytes | None] = {}
@@ -98,7 +100,9 @@ class SimplexCore:
         self._epoch_entry: Certificate | None = None  # the finalization that opened the epoch
         self._next_epoch: dict[tuple[object, ...], Message] = {}
         self.synced = synced
-        self.frontier: Round | None = None
+        self.frontier: Round | None = None  # the highest certificate round peers reported
+        self._status_seen = synced
+        self._sign_floor: Round | None = None  # after a lossy restart: sign only above it
 
     # ----------------------------------------------------------------- reads
 
@@ -113,14 +117,14 @@ class SimplexCore:
         return (self.epoch, self.view)
 
     def epoch_set(self, epoch: int) -> ValidatorSet | None:
-        """The set of ``epoch``, if known."""
+        """The set of ``epoch``, if known (the one place the core looks sets up)."""
         return self._sets.get(epoch)
 
     def leader(self, slot: int, epoch: int | None = None) -> bytes | None:
         """The leader of ``slot`` in ``epoch`` (default: the current one), if its set is known."""
         key = (self.epoch if epoch is None else epoch, slot)
         if key not in self._leaders:
-            vset = self._sets.get(key[0])
+            vset = self.epoch_set(key[0])
             self._leaders[key] = None if vset is None else compute_leader(vset, slot)
         return self._leaders[key]
 
@@ -163,15 +167,27 @@ class SimplexCore:
         return self._finish(actions + self._progress(now_ms), now_ms)
 
     @_guarded
-    def on_status(self, epoch: int, slot: int, now_ms: int) -> list[Action]:
-        """Peers report the highest round of a certificate they hold (their status).
+    def on_status(
+        self, certified: Round | None, current: Round | None, now_ms: int
+    ) -> list[Action]:
+        """Peers report where they are: the highest round of a certificate they hold
+        (``certified``) and the highest round they vote in (``current``); None for nothing.
 
-        Until this core's round is past the highest one reported, it signs nothing new: a
-        node restored from a backup or on a wiped data dir must first catch up through
-        certificates, or it could contradict what it signed before (review H2).
+        Until this core's round is past ``certified`` it signs nothing new (sync before
+        sign). If our own record ends before ``certified`` (a restore from a backup, a wiped
+        data dir, or a long absence: we cannot tell which), we also sign nothing but NULLIFY
+        at or below ``current``, the round in which peers may hold votes of ours that the
+        record lost (review H2). A record that reaches ``certified`` is intact enough: the restart of a
+        whole network that crashed at once then needs no round skipped.
         """
-        if self.frontier is None or (epoch, slot) > self.frontier:
-            self.frontier = (epoch, slot)
+        self._status_seen = True
+        if certified is not None and (self.frontier is None or certified > self.frontier):
+            self.frontier = certified
+        mark = None if self._signer is None else self._signer.protection.signed_mark
+        intact = mark is not None and (certified is None or mark >= certified)
+        if not intact and current is not None:
+            if self._sign_floor is None or current > self._sign_floor:
+                self._sign_floor = current
         self._check_synced()
         return self._finish(self._progress(now_ms), now_ms)
 
@@ -184,6 +200,18 @@ class SimplexCore:
         return self._finish(self._enter_epoch(epoch, boundary, now_ms), now_ms)
 
     @_guarded
+    def on_block(self, block: Block, now_ms: int) -> list[Action]:
+        """The shell holds ``block`` (fetched from a peer, or executed): learn its slot,
+        parent and height, which the core needs to build on it or to propose it again."""
+        header = block.header
+        if header.slot > self.finalized.slot:
+            self._blocks.setdefault(block.hash, (header.slot, header.parent_hash))
+            self._heights[block.hash] = header.number
+        if header.number == compute_boundary_height(self.epoch, self.config.preset.epoch_length):
+            self._boundary_blocks[block.hash] = block
+        return self._finish(self._progress(now_ms), now_ms)
+
+    @_guarded
     def on_proposal(self, proposal: Proposal, now_ms: int) -> list[Action]:
         """A block proposal from the network (or our own, after :meth:`sign_proposal`).
 
@@ -194,10 +222,15 @@ class SimplexCore:
         preset = self.config.preset
         epoch, slot = proposal.epoch(preset.epoch_length), proposal.slot
         where = self._classify(epoch, slot)
-        if where is None or epoch not in self._sets:
+        if where is None or self.epoch_set(epoch) is None:
             return []
         if proposal.proposer != self.leader(slot, epoch):
             raise InvalidMessage(f"proposer is not the leader of slot {slot}", proposal)
+        boundary = compute_boundary_height(epoch, preset.epoch_length)
+        if proposal.is_reproposal and proposal.height != boundary:
+            raise InvalidMessage(
+                f"re-proposal in slot {slot} of a block that is not its epoch's last", proposal
+            )
         try:
             vote = proposal.propose_vote(preset.epoch_length)
         except InvalidSignature:
@@ -211,13 +244,7 @@ class SimplexCore:
             return []
         actions = self._record(vote)
         if where == "current" and slot > self.finalized.slot:
-            state = self._slot(slot)
-            if state.proposal is None:
-                state.proposal = proposal
-                state.move(Phase.PROPOSED)
-                self._blocks.setdefault(proposal.block_hash, (slot, proposal.parent_hash))
-                self._heights[proposal.block_hash] = proposal.height
-                actions += self._try_notarize(now_ms)
+            actions += self._accept(proposal, now_ms)
         return self._finish(actions, now_ms)
 
     @_guarded
@@ -228,21 +255,25 @@ class SimplexCore:
         :class:`FetchBlock` and waits for VALID or INVALID (review M3). INVALID in the
         current view nullifies at once instead of waiting for the timeout (review L4).
         """
-        known = self._blocks.get(block_hash)
-        state = None if known is None else self._slots.get(known[0])
-        if known is None or state is None or state.proposal is None:
-            return []
-        if state.proposal.block_hash != block_hash or state.phase is not Phase.EXECUTING:
+        executing = [
+            (slot, st)
+            for slot, st in sorted(self._slots.items())
+            if st.phase is Phase.EXECUTING
+            and st.proposal is not None
+            and st.proposal.block_hash == block_hash
+        ]
+        if not executing:
             return []
         if verdict is Verdict.MISSING:
-            return [FetchBlock(state.proposal.parent_hash, f"parent of slot {known[0]}")]
-        if verdict is Verdict.VALID:
-            state.move(Phase.VALID)
-            return self._finish(self._try_notarize(now_ms), now_ms)
-        state.move(Phase.INVALID)
+            slot = executing[0][0]
+            parent = self._blocks[block_hash][1]  # the header's parent, also for re-proposals
+            return [FetchBlock(parent, f"parent of slot {slot}")]
         actions: list[Action] = []
-        if known[0] == self.view:
-            actions += self._time_out(now_ms)
+        for slot, state in executing:
+            state.move(Phase.VALID if verdict is Verdict.VALID else Phase.INVALID)
+            if verdict is Verdict.INVALID and slot == self.view:
+                actions += self._time_out(now_ms)
+        actions += self._try_notarize(now_ms)
         return self._finish(actions, now_ms)
 
     @_guarded
@@ -253,11 +284,10 @@ class SimplexCore:
             InvalidMessage: the signer is not in its epoch's set, or the signature is not its.
         """
         where = self._classify(vote.epoch, vote.slot)
-        vset = self._sets.get(vote.epoch)
+        vset = self.epoch_set(vote.epoch)
         if where is None or vset is None:
             return []
-        if vset.stake_of(vote.signer) == 0:
-            raise InvalidMessage(f"vote signer 0x{vote.signer.hex()} is not in the set", vote)
+        self._check_member(vset, vote)
         if not self._verifier.is_authentic(vote):
             raise InvalidMessage(f"vote signature is not 0x{vote.signer.hex()}'s", vote)
         if where == "next":
@@ -283,7 +313,7 @@ class SimplexCore:
         Raises:
             InvalidCertificate: not a quorum of authentic votes of its epoch's set.
         """
-        vset = self._sets.get(cert.epoch)
+        vset = self.epoch_set(cert.epoch)
         if vset is None or not self.epoch <= cert.epoch <= self.epoch + 1:
             return []
         if cert.epoch == self.epoch and (cert.slot <= self.finalized.slot or self._has(cert)):
@@ -329,6 +359,11 @@ class SimplexCore:
         return vote
 
     # ------------------------------------------------------------- internals
+
+    def _check_member(self, vset: ValidatorSet, vote: SignedVote) -> None:
+        """Raises InvalidMessage unless the vote's signer is in its epoch's set."""
+        if vset.stake_of(vote.signer) == 0:
+            raise InvalidMessage(f"vote signer 0x{vote.signer.hex()} is not in the set", vote)
 
     def _classify(self, epoch: int, slot: int) -> str | None:
         """Where a message of round (epoch, slot) goes: ``current`` (vote with it),
@@ -382,7 +417,7 @@ class SimplexCore:
         mark = None if signer is None else signer.protection.signed_mark
         if mark is None or mark[0] != self.epoch or mark[1] <= self.finalized.slot:
             return []
-        vset = self._sets.get(self.epoch)
+        vset = self.epoch_set(self.epoch)
         first = max(self.finalized.slot + 1, mark[1] - self.config.preset.max_future_slots)
         actions: list[Action] = []
         for slot in range(first, mark[1] + 1):
@@ -395,10 +430,20 @@ class SimplexCore:
         return actions
 
     def _check_synced(self) -> None:
-        if self.synced or self.frontier is None:
+        if self.synced or not self._status_seen:
             return
-        if (self.epoch, self.view) > self.frontier:
+        if self.frontier is None or (self.epoch, self.view) > self.frontier:
             self.synced = True
+
+    def _may_sign(self, kind: VoteKind, slot: int) -> bool:
+        """Sync before sign; at or below the floor of a lossy restart only NULLIFY (on a
+        timeout), which lets a network of restored nodes move on: peers hold no
+        certificate of that round, so a lost FINALIZE there is the one thing it could
+        contradict, and that needs a notarization nobody else saw."""
+        floor = self._sign_floor
+        if not self.synced:
+            return False
+        return floor is None or (self.epoch, slot) > floor or kind is VoteKind.NULLIFY
 
     def _has(self, cert: Certificate) -> bool:
         state = self._slots.get(cert.slot)
@@ -422,7 +467,7 @@ class SimplexCore:
         return [] if evidence is None else [EvidenceFound(evidence)]
 
     def _is_member(self) -> bool:
-        vset = self._sets.get(self.epoch)
+        vset = self.epoch_set(self.epoch)
         return (
             self._signer is not None
             and vset is not None
@@ -431,10 +476,10 @@ class SimplexCore:
 
     def _sign(self, kind: VoteKind, slot: int, block_hash: bytes, now_ms: int) -> list[Action]:
         """Sign through slashing protection, broadcast, and count our own vote."""
-        vset = self._sets.get(self.epoch)
+        vset = self.epoch_set(self.epoch)
         if self._signer is None or vset is None or not self._is_member():
             return []
-        if not self.synced:
+        if not self._may_sign(kind, slot):
             return []  # sync before sign (review H2)
         state = self._slot(slot)
         try:
@@ -511,7 +556,8 @@ class SimplexCore:
                 return []
             state.finalization = cert
             self._notarized.setdefault(h, slot)
-            actions += self._finalize(BlockRef(slot, h), cert, now_ms)
+            header_slot = self._blocks.get(h, (slot, b""))[0]  # differs for a re-proposal
+            actions += self._finalize(BlockRef(header_slot, h), cert, now_ms)
             if cert.epoch != self.epoch:  # we entered the next epoch: nothing more here
                 return actions
         if slot >= self.view:
@@ -569,7 +615,7 @@ class SimplexCore:
 
     def _maybe_build(self, now_ms: int) -> list[Action]:
         view = self.view
-        if self._signer is None or not self.synced:
+        if self._signer is None or not self._may_sign(VoteKind.PROPOSE, view):
             return []
         if self.leader(view) != self._signer.validator_id:
             return []
@@ -581,11 +627,48 @@ class SimplexCore:
         parent = self._choose_parent(view)
         if parent is None:
             return []
+        height = self._heights.get(parent.hash)
+        if height is None:  # notarized, but we never saw it: get it before building on it
+            if state.fetch_requested:
+                return []
+            state.fetch_requested = True
+            return [FetchBlock(parent.hash, f"parent for our block in slot {view}")]
         boundary = compute_boundary_height(self.epoch, self.config.preset.epoch_length)
-        if self._heights.get(parent.hash, -1) >= boundary:
-            return []  # the epoch's last block is notarized: no block fits in this epoch
+        if height >= boundary:
+            # The epoch's last block is notarized but not final: no block may follow it in
+            # this epoch, so propose that block again in this slot (docs/consensus.md).
+            return self._repropose(view, parent.hash, now_ms)
         state.build_requested = True
         return [BuildBlock(self.epoch, view, parent)]
+
+    def _repropose(self, view: int, block_hash: bytes, now_ms: int) -> list[Action]:
+        signer = self._signer
+        original = self._boundary_blocks.get(block_hash)
+        if signer is None or original is None:
+            return []
+        state = self._slot(view)
+        state.build_requested = True
+        try:
+            vote = signer.sign(VoteKind.PROPOSE, self.epoch, view, original.header.seal_hash)
+        except SlashingRefused as exc:
+            return [SigningRefused(VoteKind.PROPOSE, self.epoch, view, exc.reason)]
+        self._verifier.remember(vote)
+        again = Proposal.repropose(original, view, vote.signer, vote.signature)
+        return [Broadcast(again), *self._record(vote), *self._accept(again, now_ms)]
+
+    def _accept(self, proposal: Proposal, now_ms: int) -> list[Action]:
+        """The first authentic proposal of a live slot from its leader becomes the slot's."""
+        state = self._slot(proposal.slot)
+        if state.proposal is not None:
+            return []
+        state.proposal = proposal
+        state.move(Phase.PROPOSED)
+        header = proposal.block.header
+        self._blocks.setdefault(proposal.block_hash, (header.slot, header.parent_hash))
+        self._heights[proposal.block_hash] = proposal.height
+        if proposal.height == compute_boundary_height(self.epoch, self.config.preset.epoch_length):
+            self._boundary_blocks[proposal.block_hash] = proposal.block
+        return self._try_notarize(now_ms)
 
     def _choose_parent(self, slot: int) -> BlockRef | None:
         """The latest notarized block such that every slot after it (before ``slot``) is
@@ -656,7 +739,7 @@ class SimplexCore:
     def _enter_epoch(self, epoch: int, boundary: BlockRef, now_ms: int) -> list[Action]:
         """Start ``epoch`` with views again just after its boundary block (docs/consensus.md,
         "Epochs"); replay what the buffer holds for it."""
-        if epoch not in self._sets:
+        if self.epoch_set(epoch) is None:
             return []  # the shell calls enter_epoch again once it adds the set
         self.epoch = epoch
         self.finalized = boundary
@@ -665,6 +748,7 @@ class SimplexCore:
         self._slots = {}
         self._blocks = {}
         self._heights = {boundary.hash: epoch * self.config.preset.epoch_length}
+        self._boundary_blocks = {}
         self._notarized = {boundary.hash: boundary.slot}
         self._leaders = {k: v for k, v in self._leaders.items() if k[0] >= epoch}
         self._prune()
@@ -694,7 +778,12 @@ class SimplexCore:
         self._notarized = {h: s for h, s in self._notarized.items() if s > fin.slot}
         self._notarized[fin.hash] = fin.slot
         self._blocks = {h: v for h, v in self._blocks.items() if v[0] > fin.slot}
-        self._heights = {h: n for h, n in self._heights.items() if h in self._notarized}
+        self._heights = {
+            h: n for h, n in self._heights.items() if h in self._notarized or h in self._blocks
+        }
+        self._boundary_blocks = {
+            h: b for h, b in self._boundary_blocks.items() if h in self._heights
+        }
         self._leaders = {k: v for k, v in self._leaders.items() if k[1] > fin.slot}
         window = self.config.preset.evidence_window
         self._book.prune_below(self.epoch - 1, max(fin.slot, self.view) - window)

@@ -62,17 +62,40 @@ class Verdict(enum.Enum):
 
 @attrs.frozen(slots=True)
 class Proposal:
-    """A leader's block as the core sees it: every field is read from the block's header.
+    """A leader's block as the core sees it: its fields are read from the block's header.
 
-    There is one way to make a proposal, ``Proposal(block)``, so the slot, parent, seal hash,
-    proposer and signature the core checks are always the ones of the block it asks the shell
-    to execute (review H1): no decoder can pair one block with another block's fields.
+    ``Proposal(block)`` is how a proposal is made, so the slot, parent, seal hash, proposer
+    and signature the core checks are always the ones of the block it asks the shell to
+    execute (review H1): no decoder can pair one block with another block's fields.
+
+    The one other kind, :meth:`repropose`, is how an epoch finishes (docs/consensus.md,
+    "Epochs"): no block may follow the epoch's boundary block inside the epoch, so when that
+    block is notarized but its slot cannot finalize it, a later leader proposes the *same*
+    block again in its own slot. It signs PROPOSE over (epoch, its slot, the block's seal
+    hash); its slot, id and signature are the only fields not taken from the header, and the
+    signature binds them.
     """
 
     block: Block
+    round_slot: int | None = None
+    round_proposer: bytes | None = None
+    round_signature: Signature | None = None
     _signature: Signature | None = attrs.field(
         default=None, init=False, eq=False, repr=False
     )
+
+    @classmethod
+    def repropose(
+        cls, block: Block, slot: int, proposer: bytes, signature: Signature
+    ) -> Proposal:
+        """The leader of ``slot`` proposes ``block`` (its epoch's boundary block) again."""
+        if slot <= block.header.slot:
+            raise ValueError(f"re-proposal slot {slot} is not after the block's slot")
+        return cls(block, slot, proposer, signature)
+
+    @property
+    def is_reproposal(self) -> bool:
+        return self.round_slot is not None
 
     @property
     def header(self) -> Header:
@@ -80,7 +103,8 @@ class Proposal:
 
     @property
     def slot(self) -> int:
-        return self.block.header.slot
+        """The slot (round) the proposal is for."""
+        return self.block.header.slot if self.round_slot is None else self.round_slot
 
     @property
     def height(self) -> int:
@@ -92,7 +116,8 @@ class Proposal:
 
     @property
     def parent_hash(self) -> bytes:
-        return self.block.header.parent_hash
+        """The block it extends; a re-proposal counts as an empty child of its block."""
+        return self.block.header.hash if self.is_reproposal else self.block.header.parent_hash
 
     @property
     def seal_hash(self) -> bytes:
@@ -100,15 +125,19 @@ class Proposal:
 
     @property
     def proposer(self) -> bytes:
+        if self.round_proposer is not None:
+            return self.round_proposer
         return self.block.header.proposer
 
     @property
     def signature(self) -> Signature:
-        """The proposer's signature from the header.
+        """The proposer's signature (the header's, or the re-proposer's).
 
         Raises:
             InvalidSignature: the header's signature bytes are malformed.
         """
+        if self.round_signature is not None:
+            return self.round_signature
         sig = self._signature
         if sig is None:
             sig = Signature.from_bytes(self.block.header.proposer_signature)
@@ -137,9 +166,9 @@ class Proposal:
 
 @attrs.frozen(slots=True)
 class Broadcast:
-    """Send a vote or certificate to every peer (the gossip layer deduplicates)."""
+    """Send a vote, certificate or (re-)proposal to every peer (gossip deduplicates)."""
 
-    message: SignedVote | Certificate
+    message: SignedVote | Certificate | Proposal
 
 
 @attrs.frozen(slots=True)

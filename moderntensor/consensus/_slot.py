@@ -81,6 +81,7 @@ class _Slot:
     __slots__ = (
         "build_requested",
         "deadline",
+        "fetch_requested",
         "finalization",
         "finalize_stake",
         "finalize_votes",
@@ -102,6 +103,7 @@ class _Slot:
         self.proposal: Proposal | None = None
         self.phase = Phase.WAITING
         self.build_requested = False
+        self.fetch_requested = False
         self.deadline: int | None = None
         self.notarize_votes: dict[bytes, dict[bytes, SignedVote]] = {}
         self.notarize_stake: dict[bytes, int] = {}

@@ -235,3 +235,23 @@ def test_select_evidence_reads_a_pending_parent(chains: tuple[Chain, Chain]) -> 
         (again,),
         (notarized,),
     )
+
+
+def test_evidence_older_than_evidence_epochs_is_dropped_and_invalid_in_a_block(
+    chains: tuple[Chain, Chain],
+) -> None:
+    """Review H2/M5: an offence of epoch e may be included up to epoch e + evidence_epochs
+    and never after, so a lost database is a bounded liability and unbonded stake is safe."""
+    a, b = chains
+    old = double_notarize(a, OFFENDER, 3)  # epoch 0
+    limit = a.params.evidence_epochs  # 1 in the test genesis; epochs of 4 blocks
+    slot = 1
+    while a.head.number + 1 <= (limit + 1) * a.params.epoch_length:  # through epoch 1
+        usable, dropped = a.select_evidence(a.head, [old], MAX_BLOCK_EVIDENCE)
+        assert (usable, dropped) == ((old,), ())  # still in time
+        b.import_block(produce(a, slot, []).block)
+        slot += 1
+    usable, dropped = a.select_evidence(a.head, [old], MAX_BLOCK_EVIDENCE)
+    assert (usable, dropped) == ((), (old,))  # the block after is of epoch 2: too old
+    with pytest.raises(InvalidBlock, match="older than evidence_epochs"):
+        a.draft_block(a.head, slot, VALIDATOR_CONSENSUS.address, [], (old,))

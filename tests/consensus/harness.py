@@ -46,6 +46,7 @@ from moderntensor.consensus import (
     SigningRefused,
     SimplexCore,
     SlashingProtection,
+    SlashingRefused,
     ValidatorSet,
     Verdict,
     compute_validator_set,
@@ -324,10 +325,10 @@ class Cluster:
         self.have[vid] = set(self.oracle.chain_to(final.hash))
         self.waiting[vid] = set()
         self.handle(vid, core.start(self.now))
-        if not synced:
-            frontier = self.frontier()
-            epoch, slot = frontier if frontier is not None else (0, 0)
-            self.handle(vid, core.on_status(epoch, slot, self.now))
+        if not synced:  # the handshake: peers' highest certificate and current round
+            current = [c.round for v, c in self.nodes.items() if v != vid]
+            status = core.on_status(self.frontier(), max(current, default=None), self.now)
+            self.handle(vid, status)
 
     # ------------------------------------------------------------- delivery
 
@@ -354,19 +355,34 @@ class Cluster:
         dest, message, _ = self.pending.pop(index)
         self.deliver_to(dest, message)
 
+    def in_evidence_window(self, core: SimplexCore, vote: SignedVote) -> bool:
+        """The test's own statement of which votes a core must check for equivocation: its
+        epoch and the previous one, from ``evidence_window`` slots below its finalized slot
+        up to ``max_future_slots`` above its view (older or farther is ignored by design:
+        bounded memory)."""
+        if not core.epoch - 1 <= vote.epoch <= core.epoch:
+            return False
+        if vote.slot < core.finalized.slot - TEST_PRESET.evidence_window:
+            return False
+        return vote.epoch < core.epoch or vote.slot <= core.view + TEST_PRESET.max_future_slots
+
     def deliver_to(self, dest: bytes, message: Message) -> None:
         core = self.nodes[dest]
         self.deliveries += 1
         try:
             if isinstance(message, Proposal):
                 self.have[dest].add(message.block_hash)
-                actions = core.on_proposal(message, self.now)
                 vote = message.propose_vote(EPOCH_LENGTH)
-                self.received[dest].add(vote_key(vote))
+                checked = self.in_evidence_window(core, vote)
+                actions = core.on_proposal(message, self.now)
+                if checked:
+                    self.received[dest].add(vote_key(vote))
                 actions += self.retry_waiting(dest)
             elif isinstance(message, SignedVote):
+                checked = self.in_evidence_window(core, message)
                 actions = core.on_vote(message, self.now)
-                self.received[dest].add(vote_key(message))
+                if checked:
+                    self.received[dest].add(vote_key(message))
             else:
                 actions = core.on_certificate(message, self.now)
         except InvalidMessage:
@@ -407,7 +423,12 @@ class Cluster:
         dest, block_hash = self.fetches.pop(index)
         if dest not in self.nodes or block_hash not in self.oracle.parent:
             return
-        self.have[dest].update(self.oracle.chain_to(block_hash))
+        chain = self.oracle.chain_to(block_hash)
+        self.have[dest].update(chain)
+        core = self.nodes[dest]
+        final = self.oracle.height[core.finalized.hash]
+        for h in chain[final:]:  # the shell tells the core about the blocks it now holds
+            self.handle(dest, core.on_block(self.oracle.blocks[h], self.now))
         self.handle(dest, self.retry_waiting(dest))
 
     def retry_waiting(self, vid: bytes) -> list[object]:
@@ -433,6 +454,8 @@ class Cluster:
                 message = action.message
                 if isinstance(message, SignedVote):
                     self.oracle.note_signed(message, honest=True)
+                elif isinstance(message, Proposal):  # a re-proposal of a boundary block
+                    self.oracle.note_signed(message.propose_vote(EPOCH_LENGTH), honest=True)
                 else:
                     key = (int(message.kind), message.epoch, message.slot, message.block_hash)
                     self.certificates.setdefault(key, message)
@@ -473,7 +496,7 @@ class Cluster:
         finalized chain (the model's rule) and add it; every node must get the same set."""
         epoch = core.epoch + 1
         snapshot = core.finalized.hash  # the boundary block that opened core.epoch
-        assert self.oracle.height[snapshot] == (epoch - 1) * EPOCH_LENGTH
+        assert self.oracle.height[snapshot] == (epoch - 1) * EPOCH_LENGTH, "not a boundary"
         table = dict(self.genesis_table)
         for h in self.oracle.chain_to(snapshot):
             op = self.oracle.blocks[h].header.extra_data
@@ -508,7 +531,10 @@ class Cluster:
         assert epoch_of_height(height) == action.epoch, "asked to build outside the epoch"
         key = next(k for k in self.honest_keys if k.address == vid)
         unsigned = make_block(key, action.slot, action.parent.hash, height, self.next_op)
-        vote = core.sign_proposal(action.slot, unsigned.header.seal_hash)
+        try:
+            vote = core.sign_proposal(action.slot, unsigned.header.seal_hash)
+        except SlashingRefused:  # we proposed another block here before a restart
+            return
         self.oracle.note_signed(vote, honest=True)
         header = attrs.evolve(unsigned.header, proposer_signature=vote.signature.to_bytes())
         block = Block(header)
@@ -594,7 +620,8 @@ class Cluster:
             for item in self.evidence[vid]:
                 ev = item.evidence
                 assert ev.first.signer in self.oracle.byzantine, "honest validator accused"
-                assert ev.first.signer == ev.second.signer and ev.first.slot == ev.second.slot
+                same = (ev.first.signer, ev.first.epoch, ev.first.slot)
+                assert same == (ev.second.signer, ev.second.epoch, ev.second.slot), "bad evidence"
                 found.update(offences_of([vote_key(v) for v in (ev.first, ev.second)]))
             missing = offences_of(received) - found
             assert not missing, f"node 0x{vid.hex()} missed evidence {missing}"
