@@ -43,7 +43,13 @@ from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
 from moderntensor.chain.genesis import Genesis
 from moderntensor.chain.staking import get_validator_by_id
 from moderntensor.chain.timing import compute_block_epoch, compute_boundary_height
-from moderntensor.chain.votes import Evidence, InvalidEvidence, evidence_id, verify_evidence
+from moderntensor.chain.votes import (
+    Evidence,
+    InvalidEvidence,
+    decode_evidence,
+    evidence_id,
+    verify_evidence,
+)
 from moderntensor.consensus import (
     Action,
     BlockRef,
@@ -59,6 +65,7 @@ from moderntensor.consensus import (
     Finalized,
     Preset,
     Proposal,
+    Round,
     SetTimer,
     SignedVote,
     SigningRefused,
@@ -94,11 +101,13 @@ NetworkMessage = SignedVote | Certificate | Proposal | Evidence
 
 @attrs.frozen(slots=True)
 class PeerStatus:
-    """A peer's status: the highest round of a certificate it holds. Until the core's own
-    round passes the highest reported, it signs nothing new (sync before sign)."""
+    """A peer's status (the network sends it): the highest round (epoch, slot) of a
+    certificate it holds and the round it votes in, None for nothing. Until the core's own
+    round passes the highest certified round reported, it signs nothing new (sync before
+    sign)."""
 
-    epoch: int
-    slot: int
+    certified: Round | None
+    current: Round | None
 
 
 DriverEvent = Tick | BlockBuilt | BlocksFetched | FetchFailed | PeerStatus | NetworkMessage
@@ -169,6 +178,7 @@ class ConsensusDriver:
         self.evidence = EvidencePool(journal)
         self.last_finality_ms: int | None = None
         self.rejected_messages = 0
+        self.missing_verdicts = 0  # proposals whose parent was not here (fetched, then run)
         # proposals that got MISSING, by the parent they wait for, then by block hash
         self._waiting: dict[bytes, dict[bytes, Proposal]] = {}
         self._wanted: dict[bytes, str] = {}  # blocks to fetch -> why
@@ -204,9 +214,12 @@ class ConsensusDriver:
             await self.handle(item)
 
     async def start(self) -> None:
-        """Execute the stored pending blocks again, start the core, replay the journaled
-        certificates of the rounds above the committed head (review M2)."""
+        """Execute the stored pending blocks again, gossip the stored evidence again, start
+        the core, replay the journaled certificates of the rounds above the committed head
+        (review M2, M4)."""
         await self._restore_blocks()
+        for raw in self.evidence.pending(len(self.evidence)):  # lost in flight, maybe
+            self._send(decode_evidence(raw))
         await self.process(self.core.start(self.clock()))
         head = self.chain.head
         after = (compute_block_epoch(head.number, self.epoch_length), head.slot)
@@ -242,7 +255,7 @@ class ConsensusDriver:
                       block="0x" + item.requested.hex(), reason=item.reason)  # fmt: skip
                 actions = []
             elif isinstance(item, PeerStatus):
-                actions = self.core.on_status(item.epoch, item.slot, now)
+                actions = self.core.on_status(item.certified, item.current, now)
             elif isinstance(item, Proposal):
                 actions = self.core.on_proposal(item, now)
             elif isinstance(item, Certificate):
@@ -323,6 +336,9 @@ class ConsensusDriver:
                     self.chain.execute_block, proposal.block, limiter=self.chain_lock
                 )
             except MissingParent as exc:
+                self.missing_verdicts += 1
+                event(log, logging.INFO, "proposal waits for its parent", slot=proposal.slot,
+                      parent="0x" + exc.parent_hash.hex())  # fmt: skip
                 self._waiting.setdefault(exc.parent_hash, {})[block_hash] = proposal
                 return self.core.on_verdict(block_hash, Verdict.MISSING, self.clock())
             except InvalidBlock as exc:

@@ -34,34 +34,22 @@ from pathlib import Path
 import attrs
 import trio
 
-from moderntensor import __version__
-from moderntensor.chain.blocks import Header
 from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import Genesis
-from moderntensor.chain.timing import compute_block_epoch
-from moderntensor.consensus import (
-    BlockRef,
-    DatabaseStore,
-    ProtectedSigner,
-    SimplexCore,
-    SlashingProtection,
-    is_quorum,
-)
 from moderntensor.crypto import PrivateKey
 from moderntensor.mempool import Mempool, MempoolConfig
+from moderntensor.node._assemble import assemble_node
 from moderntensor.node._driver import (
     ConsensusDriver,
     DriverEvent,
     NetworkMessage,
-    consensus_config_for,
     wall_clock_ms,
 )
-from moderntensor.node._fetch import BlockFetcher, BlockFetchService, FetchRequest
-from moderntensor.node._journal import ConsensusJournal
+from moderntensor.node._fetch import BlockFetcher, BlockFetchService
 from moderntensor.node._logging import event
 from moderntensor.node._loop_monitor import LoopMonitor
 from moderntensor.node._pool_service import MempoolService
-from moderntensor.node._producer import BlockProducer, BuildRequest
+from moderntensor.node._producer import BlockProducer
 from moderntensor.node._status import ConsensusStatus
 from moderntensor.node._ticker import Ticker
 from moderntensor.rpc import MetricsConfig, RpcApp, RpcConfig, RpcMetrics, serve_metrics, serve_rpc
@@ -167,62 +155,29 @@ async def open_node(
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     db = Database.open(settings.data_dir / "chaindb")
     try:
-        chain = Chain(db, settings.genesis)
-        head = chain.head
-        config = consensus_config_for(settings.genesis, chain.genesis_hash)
-        pool = Mempool(chain.params, chain.state_at(head), head.base_fee_per_gas, settings.mempool)
-        signer = None
-        if settings.consensus_key is not None:
-            protection = SlashingProtection(DatabaseStore(db), settings.consensus_key.address)
-            signer = ProtectedSigner(
-                settings.consensus_key, protection, config.chain_id, config.genesis_hash
-            )
-        service = ChainService(chain, pool, client_version=f"moderntensor/v{__version__}")
-        core = SimplexCore(
-            config, [], BlockRef(head.slot, head.hash), signer,
-            finalized_height=head.number, synced=_own_quorum(service, head.number, signer),
+        parts = assemble_node(
+            db, settings.genesis, settings.consensus_key, mempool=settings.mempool,
+            clock=clock, fetcher=fetcher, outbound=outbound,
         )  # fmt: skip
-        journal = ConsensusJournal(db)
-        chain_lock = trio.CapacityLimiter(1)  # chain work: one worker thread at a time
-        ticker = Ticker(config, clock)
-        # The inbox holds a burst of votes from many validators; the producer has at most one
-        # request waiting while it builds; new heads collapse into the newest in the service.
-        inbox_send, inbox = trio.open_memory_channel[DriverEvent](256)
-        build_send, build_receive = trio.open_memory_channel[BuildRequest](1)
-        heads_send, heads_receive = trio.open_memory_channel[Header](4)
-        # Fetch requests are sent with send_nowait; one that finds the channel full is asked
-        # for again at a later tick.
-        fetch_send, fetch_receive = trio.open_memory_channel[FetchRequest](16)
-        fetch_service = None
-        if fetcher is not None:
-            fetch_service = BlockFetchService(chain, journal, chain_lock, fetcher)
-        pool_service = MempoolService(chain, pool, service)
-        producer = BlockProducer(
-            chain, pool, core, chain_lock, pool_service,
-            catch_up_s=config.preset.slot_duration_ms / 4000,  # a quarter of a slot at most
-        )  # fmt: skip
+        chain, service, core, driver = parts.chain, parts.service, parts.core, parts.driver
         monitor = LoopMonitor()
-        driver = ConsensusDriver(
-            chain, service, core, ticker, chain_lock, journal,
-            build_requests=build_send, new_heads=heads_send,
-            fetch_requests=fetch_send if fetcher is not None else None, outbound=outbound,
-            clock=clock,
-        )  # fmt: skip
-        service.consensus = _NodeStatus(driver, producer, monitor)
+        service.consensus = _NodeStatus(driver, parts.producer, monitor)
         freeze_startup_objects()
-        validator = "0x" + signer.validator_id.hex() if signer else None
+        validator = None if core.validator_id is None else "0x" + core.validator_id.hex()
         event(log, logging.INFO, "node starting", data_dir=str(settings.data_dir),
-              chain_id=config.chain_id, genesis="0x" + chain.genesis_hash.hex()[:16],
-              head=head.number, epoch=core.epoch, validator=validator,
+              chain_id=parts.config.chain_id, genesis="0x" + chain.genesis_hash.hex()[:16],
+              head=chain.head.number, epoch=core.epoch, validator=validator,
               synced=core.synced)  # fmt: skip
         async with trio.open_nursery() as nursery:
             await nursery.start(monitor.run)
-            await nursery.start(pool_service.run, heads_receive)
-            await nursery.start(producer.run, build_receive, inbox_send.clone())
-            if fetch_service is not None:
-                await nursery.start(fetch_service.run, fetch_receive, inbox_send.clone())
-            await nursery.start(ticker.run, inbox_send.clone())
-            await nursery.start(driver.run, inbox)
+            await nursery.start(parts.pool_service.run, parts.heads_receive)
+            await nursery.start(parts.producer.run, parts.build_receive, parts.built_send)
+            if parts.fetch_service is not None:
+                await nursery.start(
+                    parts.fetch_service.run, parts.fetch_receive, parts.fetched_send
+                )
+            await nursery.start(parts.ticker.run, parts.inbox_send.clone())
+            await nursery.start(driver.run, parts.inbox)
             rpc_port = metrics_port = None
             app = None
             if settings.rpc is not None:
@@ -239,33 +194,23 @@ async def open_node(
             task_status.started(
                 NodeHandle(
                     chain,
-                    pool,
+                    parts.pool,
                     service,
                     driver,
-                    producer,
-                    ticker,
-                    pool_service,
+                    parts.producer,
+                    parts.ticker,
+                    parts.pool_service,
                     monitor,
                     rpc_port,
                     nursery.cancel_scope,
-                    inbox_send,
+                    parts.inbox_send,
                     metrics_port,
-                    fetch_service,
+                    parts.fetch_service,
                 )
             )
     finally:
         db.close()
         event(log, logging.INFO, "database closed", data_dir=str(settings.data_dir))
-
-
-def _own_quorum(service: ChainService, head_number: int, signer: ProtectedSigner | None) -> bool:
-    """Whether this validator's own stake is a quorum of its epoch's set (a one-validator dev
-    chain): then it knows where the network is without asking anyone (sync before sign)."""
-    epoch = compute_block_epoch(head_number + 1, service.chain.params.epoch_length)
-    vset = service.validator_set(epoch)
-    if signer is None or vset is None:
-        return False
-    return is_quorum(vset.stake_of(signer.validator_id), vset.total_stake)
 
 
 async def run_node(settings: NodeSettings) -> int:

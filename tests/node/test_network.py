@@ -1,0 +1,138 @@
+"""Four validators' drivers in one process: finality across epochs with each finalization
+certificate beside its block, a node that missed a block fetches it and notarizes again
+(review M3), and a proposal forking off a final block gets no NOTARIZE (review H1).
+
+Real RocksDB files and signatures; the network and the clock are the cluster's
+(tests/node/cluster.py), the block source is the other nodes' databases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from moderntensor.chain.chain import Chain
+from moderntensor.chain.genesis import parse_genesis
+from moderntensor.consensus import Proposal, SignatureVerifier, VoteKind, verify_certificate
+from moderntensor.node._driver import NetworkMessage
+from moderntensor.state.store import Database
+from tests.factories import genesis_doc
+from tests.node.cluster import VALIDATOR_KEYS, Cluster, Member
+
+
+async def test_four_validators_finalize_across_epochs_each_block_with_its_certificate(
+    tmp_path: Path,
+) -> None:
+    genesis = parse_genesis(genesis_doc(extra_validators=3, epoch_length=4))
+    async with Cluster(tmp_path, genesis, VALIDATOR_KEYS).running() as cluster:
+        await cluster.exchange_status()
+        await cluster.run_until(lambda: min(cluster.heights()) >= 13, slots=40)
+        config = cluster.members[0].parts.config
+        verifier = SignatureVerifier(config.chain_id, config.genesis_hash)
+        for member in cluster.members:
+            assert member.parts.core.epoch >= 3  # three boundaries finalized and entered
+            chain, journal = member.chain, member.parts.journal
+            for number in range(1, chain.head.number + 1):
+                cert = journal.finalization(number)
+                assert cert is not None and cert.kind is VoteKind.FINALIZE
+                assert cert.block_hash == chain.chaindb.get_canonical_hash(number)
+                vset = member.parts.service.validator_set(cert.epoch)
+                assert vset is not None
+                verify_certificate(cert, vset, verifier)
+            # nothing left over below the committed head
+            head = chain.head
+            assert all(b.number > head.number for b in journal.stored_blocks())
+            assert all(
+                (c.epoch, c.slot) > (member.parts.core.epoch - 1, head.slot)
+                for c in journal.certificates_after((0, 0))
+            )
+
+
+async def test_a_node_that_missed_a_block_fetches_it_and_notarizes(tmp_path: Path) -> None:
+    genesis = parse_genesis(genesis_doc(extra_validators=3, epoch_length=32))
+    async with Cluster(tmp_path, genesis, VALIDATOR_KEYS).running() as cluster:
+        await cluster.exchange_status()
+        await cluster.run_until(lambda: min(cluster.heights()) >= 2)
+        victim = cluster.members[3]
+        victim.hold_fetches = True
+        lost: list[Proposal] = []
+
+        def lose_one_block(_a: Member, b: Member, message: NetworkMessage) -> bool:
+            if b is victim and isinstance(message, Proposal) and not lost:
+                lost.append(message)
+                return True
+            return False
+
+        cluster.drop = lose_one_block
+        # The victim finalizes the block by its votes, without having it.
+        await cluster.run_until(
+            lambda: bool(lost) and victim.parts.core.finalized.hash == lost[0].block_hash
+        )
+        missed = lost[0].block
+        assert victim.chain.get_header(missed.hash) is None
+        # One more validator down: from now on the victim's vote is needed for a quorum.
+        await cluster.crash(cluster.members[2])
+        await cluster.run_until(lambda: victim.driver.missing_verdicts >= 1, slots=20)
+        victim.hold_fetches = False
+
+        def notarized_a_child() -> bool:
+            protection = victim.parts.protection
+            assert protection is not None
+            core = victim.parts.core
+            for slot in range(missed.header.slot + 1, core.view + 1):
+                voted = protection.record_of(core.epoch, slot).notarize
+                header = victim.chain.get_header(voted) if voted else None
+                if header is not None and header.number > missed.number:
+                    return True
+            return False
+
+        await cluster.run_until(notarized_a_child, slots=20)
+        assert missed.hash in victim.fetcher.served
+        await cluster.run_until(lambda: victim.chain.head.number > missed.number, slots=20)
+        assert victim.chain.chaindb.get_canonical_hash(missed.number) == missed.hash
+
+
+async def test_a_block_forking_off_a_final_block_gets_no_notarize(tmp_path: Path) -> None:
+    """The H1 attack: once B1 is final, the leader of a later slot proposes Z, a height-1
+    block on genesis. The proposal *is* the block (``Proposal(Z)``), so its parent is
+    genesis, which is not notarized above the final block: nobody executes or votes for it."""
+    genesis = parse_genesis(genesis_doc(extra_validators=3, epoch_length=32))
+    async with Cluster(tmp_path, genesis, VALIDATOR_KEYS).running() as cluster:
+        byzantine = cluster.members[1]
+        honest = [m for m in cluster.members if m is not byzantine]
+
+        def hide_its_blocks(a: Member, _b: Member, message: NetworkMessage) -> bool:
+            return a is byzantine and isinstance(message, Proposal)
+
+        cluster.drop = hide_its_blocks
+        await cluster.exchange_status()
+        await cluster.run_until(lambda: min(cluster.heights()) >= 2)
+
+        def byzantine_leads_the_view() -> bool:
+            views = {m.parts.core.view for m in honest}
+            view = min(views)
+            leader = honest[0].parts.core.leader(view)
+            return len(views) == 1 and leader == byzantine.key.address
+
+        await cluster.run_until(byzantine_leads_the_view, slots=40)
+        view = honest[0].parts.core.view
+        with Database.open(tmp_path / "forger") as db:
+            forger = Chain(db, genesis)
+            genesis_header = forger.head
+            z = forger.build_block(genesis_header, view, byzantine.key, []).block
+        assert z.number == 1 and z.header.parent_hash == genesis_header.hash
+        assert cluster.members[0].chain.head.number >= 2  # B1 and B2 are final
+        assert all(m.parts.core.epoch == 0 for m in honest)  # Z's round is a live one
+        rejected = [m.driver.rejected_messages for m in honest]
+        for member in honest:
+            await member.driver.handle(Proposal(z))
+        await cluster.settle()
+        for member in honest:
+            protection = member.parts.protection
+            assert protection is not None
+            assert protection.record_of(0, view).notarize == b""
+            assert member.chain.get_header(z.hash) is None  # not even executed
+        # authentic and from the slot's leader: not rejected, just never voted for
+        assert [m.driver.rejected_messages for m in honest] == rejected
+        # the slot times out and the chain goes on
+        height = min(cluster.heights())
+        await cluster.run_until(lambda: min(cluster.heights()) >= height + 2, slots=20)
