@@ -469,7 +469,7 @@ class Cluster:
             elif isinstance(action, FetchBlock):
                 self.fetches.append((vid, action.block_hash))
             elif isinstance(action, EpochEntered):
-                self.add_sets(vid, core)
+                self.add_sets(vid, core, action)
             elif isinstance(action, EvidenceFound):
                 self.evidence[vid].append(action)
             elif isinstance(action, SetTimer):
@@ -491,12 +491,13 @@ class Cluster:
             self.have[vid].update(self.oracle.chain_to(action.block.hash))
             self.handle(vid, core.enter_epoch(core.epoch + 1, action.block, self.now))
 
-    def add_sets(self, vid: bytes, core: SimplexCore) -> None:
+    def add_sets(self, vid: bytes, core: SimplexCore, entered: EpochEntered) -> None:
         """The core entered an epoch: compute the next epoch's set from this node's own
         finalized chain (the model's rule) and add it; every node must get the same set."""
-        epoch = core.epoch + 1
-        snapshot = core.finalized.hash  # the boundary block that opened core.epoch
-        assert self.oracle.height[snapshot] == (epoch - 1) * EPOCH_LENGTH, "not a boundary"
+        epoch = entered.epoch + 1
+        snapshot = entered.boundary.hash  # the boundary block that opened the epoch
+        height = self.oracle.height[snapshot]
+        assert height == entered.epoch * EPOCH_LENGTH, f"entered {entered} at height {height}"
         table = dict(self.genesis_table)
         for h in self.oracle.chain_to(snapshot):
             op = self.oracle.blocks[h].header.extra_data
@@ -578,6 +579,24 @@ class Cluster:
         for dest in to:
             self.send(dest, proposal)
         return proposal
+
+    def describe(self) -> str:
+        """Each node's state, for a failure message."""
+        lines = []
+        for vid, core in sorted(self.nodes.items()):
+            state = core._slots.get(core.view)
+            leader = core.leader(core.view)
+            role = "byz" if leader in self.oracle.byzantine else "honest"
+            lines.append(
+                f"0x{vid.hex()[:8]} round={core.round} synced={core.synced} "
+                f"floor={core._sign_floor} final=({core.finalized.slot}, "
+                f"h{self.oracle.height.get(core.finalized.hash)}) "
+                f"notarized={sorted(core.notarized().values())} leader={role} "
+                f"proposal={None if state is None or state.proposal is None else state.phase} "
+                f"my={None if state is None else (state.my_notarize is not None, state.my_nullify is not None, state.nullify_refused)} "
+                f"stake={core.epoch_set(core.epoch).stake_of(vid) if core.epoch_set(core.epoch) else None}"
+            )  # fmt: skip
+        return "\n".join(lines)
 
     # --------------------------------------------------------------- checks
 

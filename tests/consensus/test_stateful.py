@@ -191,8 +191,9 @@ class ConsensusMachine(RuleBasedStateMachine):
             if cluster.oracle.height[cluster.best_final().hash] > before:
                 self.liveness_checks += 1
                 return
-        views = sorted((c.epoch, c.view, c.synced) for c in cluster.nodes.values())
-        raise AssertionError(f"no block finalized in {LIVENESS_SLOTS} slots; rounds {views}")
+        raise AssertionError(
+            f"no block finalized in {LIVENESS_SLOTS} slots:\n" + cluster.describe()
+        )
 
     # ----------------------------------------------------------- byzantine
 
