@@ -37,7 +37,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from moderntensor.chain.blocks import Header
+from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.chain import Chain, ExecutedBlock, InvalidBlock, MissingParent
 from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
 from moderntensor.chain.genesis import Genesis
@@ -217,10 +217,12 @@ class ConsensusDriver:
         """Execute the stored pending blocks again, gossip the stored evidence again, start
         the core, replay the journaled certificates of the rounds above the committed head
         (review M2, M4)."""
-        await self._restore_blocks()
+        restored = await self._restore_blocks()
         for raw in self.evidence.pending(len(self.evidence)):  # lost in flight, maybe
             self._send(decode_evidence(raw))
         await self.process(self.core.start(self.clock()))
+        for block in restored:  # the core learns what it may build on or propose again
+            await self.process(self.core.on_block(block, self.clock()))
         head = self.chain.head
         after = (compute_block_epoch(head.number, self.epoch_length), head.slot)
         replayed = 0
@@ -248,7 +250,12 @@ class ConsensusDriver:
                 actions = await self._on_built(item)
             elif isinstance(item, BlocksFetched):
                 self._fetching.discard(item.requested)
-                actions = await self._on_available()
+                actions = []
+                for block_hash in dict.fromkeys((*item.executed, item.requested)):
+                    block = self._held(block_hash)
+                    if block is not None:  # the core learns its slot, parent and height
+                        actions += self.core.on_block(block, self.clock())
+                actions += await self._on_available()
             elif isinstance(item, FetchFailed):
                 self._fetching.discard(item.requested)
                 event(log, logging.WARNING, "block fetch failed",
@@ -349,12 +356,19 @@ class ConsensusDriver:
         return self.core.on_verdict(block_hash, Verdict.VALID, self.clock())
 
     async def _want(self, block_hash: bytes, reason: str) -> list[Action]:
-        """The core wants a block: fetch it, unless it is here (then go on with what waited)."""
-        if self.chain.get_header(block_hash) is not None:
-            return await self._on_available()
-        self._wanted[block_hash] = reason
-        self._request_fetch(block_hash)
-        return []
+        """The core wants a block: fetch it, unless it is here (then tell the core, and go on
+        with what waited for it)."""
+        block = self._held(block_hash)
+        if block is None:
+            self._wanted[block_hash] = reason
+            self._request_fetch(block_hash)
+            return []
+        return self.core.on_block(block, self.clock()) + await self._on_available()
+
+    def _held(self, block_hash: bytes) -> Block | None:
+        """The block, if this node has it: executed (pending) or committed."""
+        executed = self.chain.get_pending(block_hash)
+        return executed.block if executed is not None else self.chain.chaindb.get_block(block_hash)
 
     def _request_fetch(self, block_hash: bytes) -> None:
         if block_hash in self._fetching:
@@ -552,13 +566,13 @@ class ConsensusDriver:
 
     # -- start ----------------------------------------------------------------------------
 
-    async def _restore_blocks(self) -> None:
+    async def _restore_blocks(self) -> list[Block]:
         """Execute the journal's pending blocks above the head again, lowest first, so the
-        chain has every block this node voted for before the crash."""
+        chain has every block this node voted for before the crash; returns them."""
         head = self.chain.head
         blocks = self.journal.stored_blocks()
         self.journal.forget_blocks(b.hash for b in blocks if b.number <= head.number)
-        restored = 0
+        restored: list[Block] = []
         for block in blocks:
             if block.number <= head.number or self.chain.get_header(block.hash) is not None:
                 continue
@@ -571,10 +585,11 @@ class ConsensusDriver:
                       block="0x" + block.hash.hex(), reason=exc.reason)  # fmt: skip
                 self.journal.forget_blocks([block.hash])
                 continue
-            restored += 1
+            restored.append(block)
         if restored:
-            event(log, logging.INFO, "pending blocks restored", count=restored,
+            event(log, logging.INFO, "pending blocks restored", count=len(restored),
                   head=head.number)  # fmt: skip
+        return restored
 
     # -- facts ----------------------------------------------------------------------------
 

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import parse_genesis
-from moderntensor.consensus import Proposal, SignatureVerifier, VoteKind, verify_certificate
+from moderntensor.consensus import (
+    Certificate,
+    Proposal,
+    SignatureVerifier,
+    SignedVote,
+    VoteKind,
+    verify_certificate,
+)
 from moderntensor.node._driver import NetworkMessage
 from moderntensor.state.store import Database
 from tests.factories import genesis_doc
@@ -136,3 +143,35 @@ async def test_a_block_forking_off_a_final_block_gets_no_notarize(tmp_path: Path
         # the slot times out and the chain goes on
         height = min(cluster.heights())
         await cluster.run_until(lambda: min(cluster.heights()) >= height + 2, slots=20)
+
+
+async def test_a_boundary_block_that_cannot_finalize_in_its_slot_is_proposed_again(
+    tmp_path: Path,
+) -> None:
+    """Every FINALIZE of the epoch's last block in its own slot is lost; a later leader
+    proposes the same block again, it finalizes in that later slot, every node commits it
+    with that finalization and enters the next epoch."""
+    genesis = parse_genesis(genesis_doc(extra_validators=3, epoch_length=4))
+    async with Cluster(tmp_path, genesis, VALIDATOR_KEYS).running() as cluster:
+        boundary: list[Proposal] = []
+
+        def lose_its_finality(_a: Member, _b: Member, message: NetworkMessage) -> bool:
+            if isinstance(message, Proposal) and message.height == 4 and not boundary:
+                boundary.append(message)
+            return (
+                bool(boundary)
+                and isinstance(message, SignedVote | Certificate)
+                and message.kind is VoteKind.FINALIZE
+                and message.slot == boundary[0].slot
+            )
+
+        cluster.drop = lose_its_finality
+        await cluster.exchange_status()
+        await cluster.run_until(lambda: min(cluster.heights()) >= 6, slots=40)
+        block = boundary[0].block
+        for member in cluster.members:
+            assert member.chain.chaindb.get_canonical_hash(4) == block.hash
+            cert = member.parts.journal.finalization(4)
+            assert cert is not None and cert.block_hash == block.hash
+            assert cert.slot > block.header.slot  # finalized in a re-proposal's slot
+            assert member.parts.core.epoch >= 1
