@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from moderntensor.chain.blocks import Header
+from moderntensor.chain.timing import compute_slot_start_ms
 from moderntensor.service import ChainService
 
 from ._dispatch import Dispatcher
@@ -48,7 +49,8 @@ class _ChainCollector(Collector):
     def _window(self) -> tuple[float, float]:
         """(transactions per second, seconds per block) over the last blocks; NaN if unknown."""
         head = self.service.head
-        slot_seconds = self.service.chain.genesis.consensus.slot_duration_ms / 1000
+        genesis = self.service.chain.genesis
+        genesis_ms, slot_ms = genesis.genesis_time * 1000, genesis.consensus.slot_duration_ms
         base, txs = head, 0
         for _ in range(WINDOW_BLOCKS):
             if base.number == 0:
@@ -59,7 +61,10 @@ class _ChainCollector(Collector):
             txs += self._tx_count(base)
             base = parent
         blocks = head.number - base.number
-        span = (head.slot - base.slot) * slot_seconds
+        span_ms = compute_slot_start_ms(genesis_ms, slot_ms, head.slot) - compute_slot_start_ms(
+            genesis_ms, slot_ms, base.slot
+        )
+        span = span_ms / 1000
         if blocks == 0 or span <= 0:
             return math.nan, math.nan
         return txs / span, span / blocks
