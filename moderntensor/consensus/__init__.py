@@ -119,8 +119,8 @@ from ._messages import (
     BlockRef,
     Broadcast,
     BuildBlock,
-    EvidenceFound,
     EpochEntered,
+    EvidenceFound,
     ExecuteBlock,
     FetchBlock,
     Finalized,
@@ -132,11 +132,11 @@ from ._messages import (
 from ._params import GENESIS_SLOT, MAINNET, MINIMAL, ConsensusConfig, Preset
 from ._protection import (
     ALLOWED_AFTER,
-    Round,
     DatabaseStore,
     KeyValueStore,
     MemoryStore,
     ProtectedSigner,
+    Round,
     SignedRecord,
     SlashingProtection,
 )
@@ -171,8 +171,8 @@ __all__ = [
     "ConsensusRemoteError",
     "CoreFailed",
     "DatabaseStore",
-    "Evidence",
     "EpochEntered",
+    "Evidence",
     "EvidenceFound",
     "ExecuteBlock",
     "FetchBlock",

@@ -177,17 +177,17 @@ class SimplexCore:
         sign). If our own record ends before ``certified`` (a restore from a backup, a wiped
         data dir, or a long absence: we cannot tell which), we also sign nothing but NULLIFY
         at or below ``current``, the round in which peers may hold votes of ours that the
-        record lost (review H2). A record that reaches ``certified`` is intact enough: the restart of a
-        whole network that crashed at once then needs no round skipped.
+        record lost (review H2). A record that reaches ``certified`` is intact enough: the
+        restart of a whole network that crashed at once then needs no round skipped.
         """
         self._status_seen = True
         if certified is not None and (self.frontier is None or certified > self.frontier):
             self.frontier = certified
         mark = None if self._signer is None else self._signer.protection.signed_mark
         intact = mark is not None and (certified is None or mark >= certified)
-        if not intact and current is not None:
-            if self._sign_floor is None or current > self._sign_floor:
-                self._sign_floor = current
+        floor = self._sign_floor
+        if not intact and current is not None and (floor is None or current > floor):
+            self._sign_floor = current
         self._check_synced()
         return self._finish(self._progress(now_ms), now_ms)
 
@@ -206,6 +206,7 @@ class SimplexCore:
         header = block.header
         if header.slot > self.finalized.slot:
             self._blocks.setdefault(block.hash, (header.slot, header.parent_hash))
+        if header.slot > self.finalized.slot or block.hash == self.finalized.hash:
             self._heights[block.hash] = header.number
         if header.number == compute_boundary_height(self.epoch, self.config.preset.epoch_length):
             self._boundary_blocks[block.hash] = block
@@ -245,6 +246,9 @@ class SimplexCore:
         actions = self._record(vote)
         if where == "current" and slot > self.finalized.slot:
             actions += self._accept(proposal, now_ms)
+        elif proposal.block_hash == self.finalized.hash:  # final before its proposal came
+            self._heights[proposal.block_hash] = proposal.height
+            actions += self._progress(now_ms)
         return self._finish(actions, now_ms)
 
     @_guarded

@@ -80,14 +80,10 @@ class Proposal:
     round_slot: int | None = None
     round_proposer: bytes | None = None
     round_signature: Signature | None = None
-    _signature: Signature | None = attrs.field(
-        default=None, init=False, eq=False, repr=False
-    )
+    _signature: Signature | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @classmethod
-    def repropose(
-        cls, block: Block, slot: int, proposer: bytes, signature: Signature
-    ) -> Proposal:
+    def repropose(cls, block: Block, slot: int, proposer: bytes, signature: Signature) -> Proposal:
         """The leader of ``slot`` proposes ``block`` (its epoch's boundary block) again."""
         if slot <= block.header.slot:
             raise ValueError(f"re-proposal slot {slot} is not after the block's slot")

@@ -81,9 +81,7 @@ def epoch_of_height(height: int) -> int:
     return max(0, height - 1) // EPOCH_LENGTH
 
 
-def make_block(
-    key: PrivateKey, slot: int, parent: bytes, height: int, extra: bytes = b""
-) -> Block:
+def make_block(key: PrivateKey, slot: int, parent: bytes, height: int, extra: bytes = b"") -> Block:
     """A block signed without slashing protection (how a byzantine leader signs)."""
     unsigned = Header(
         parent_hash=parent,
@@ -101,9 +99,7 @@ def make_block(
         extra_data=extra,
     )
     epoch = epoch_of_height(height)
-    vote = sign_vote(
-        key, CHAIN_ID, GENESIS_HASH, VoteKind.PROPOSE, epoch, slot, unsigned.seal_hash
-    )
+    vote = sign_vote(key, CHAIN_ID, GENESIS_HASH, VoteKind.PROPOSE, epoch, slot, unsigned.seal_hash)
     return Block(attrs.evolve(unsigned, proposer_signature=vote.signature.to_bytes()))
 
 
@@ -131,9 +127,7 @@ def apply_op(table: StakeTable, op: bytes, keys: Sequence[PrivateKey], byz: set[
     new = dict(table)
     if name == b"join" and vid not in byz:
         new[vid] = new.get(vid, 0) + 7
-    elif name == b"leave" and vid not in byz:
-        new.pop(vid, None)
-    elif name == b"jail" and vid in byz:
+    elif (name == b"leave" and vid not in byz) or (name == b"jail" and vid in byz):
         new.pop(vid, None)
     else:
         return
@@ -295,9 +289,7 @@ class Cluster:
         rounds = [(e, s) for _, e, s, _ in self.certificates]
         return max(rounds) if rounds else None
 
-    def boot(
-        self, key: PrivateKey, synced: bool = False, final: BlockRef | None = None
-    ) -> None:
+    def boot(self, key: PrivateKey, synced: bool = False, final: BlockRef | None = None) -> None:
         """(Re)start a node from its slashing-protection store and its finalized block; it
         forgets everything else. A restarted node learns the network's status first."""
         vid = key.address
@@ -593,8 +585,7 @@ class Cluster:
                 f"h{self.oracle.height.get(core.finalized.hash)}) "
                 f"notarized={sorted(core.notarized().values())} leader={role} "
                 f"proposal={None if state is None or state.proposal is None else state.phase} "
-                f"my={None if state is None else (state.my_notarize is not None, state.my_nullify is not None, state.nullify_refused)} "
-                f"stake={core.epoch_set(core.epoch).stake_of(vid) if core.epoch_set(core.epoch) else None}"
+                f"votes={None if state is None else (state.my_notarize, state.my_nullify)}"
             )  # fmt: skip
         return "\n".join(lines)
 
@@ -619,9 +610,9 @@ class Cluster:
             by_round.setdefault((epoch, slot), {}).setdefault(kind, set()).add(h)
         for rnd, kinds in by_round.items():
             assert len(kinds.get(int(VoteKind.NOTARIZE), ())) <= 1, f"two notarized in {rnd}"
-            assert not (
-                kinds.get(int(VoteKind.FINALIZE)) and kinds.get(int(VoteKind.NULLIFY))
-            ), f"round {rnd} both finalized and nullified"
+            assert not (kinds.get(int(VoteKind.FINALIZE)) and kinds.get(int(VoteKind.NULLIFY))), (
+                f"round {rnd} both finalized and nullified"
+            )
 
     def check_no_honest_equivocation(self) -> None:
         """DESIGN §5.4: no honest key ever signed two conflicting messages."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
 import attrs
+import pytest
 
 from moderntensor.chain.blocks import Block
 from moderntensor.chain.votes import ZERO_HASH, Offence, VoteKind, compute_offence, sign_vote
@@ -24,7 +23,6 @@ from moderntensor.consensus import (
     Proposal,
     SetTimer,
     SignatureVerifier,
-    SigningRefused,
     SimplexCore,
     Verdict,
     build_certificate,

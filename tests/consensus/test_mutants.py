@@ -112,7 +112,7 @@ def outsider_vote_counts() -> None:
         if cluster.verdicts:
             cluster.run_verdict(0)
             continue
-        dest, message, _ = cluster.pending[0]
+        message = cluster.pending[0][1]
         if getattr(message, "kind", None) is VoteKind.FINALIZE:
             break
         cluster.deliver(0)
