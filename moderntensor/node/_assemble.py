@@ -28,6 +28,7 @@ from moderntensor.consensus import (
     BlockRef,
     ConsensusConfig,
     DatabaseStore,
+    Preset,
     ProtectedSigner,
     SimplexCore,
     SlashingProtection,
@@ -35,13 +36,8 @@ from moderntensor.consensus import (
 )
 from moderntensor.crypto import PrivateKey
 from moderntensor.mempool import Mempool, MempoolConfig
-from moderntensor.node._driver import (
-    ConsensusDriver,
-    DriverEvent,
-    NetworkMessage,
-    consensus_config_for,
-    wall_clock_ms,
-)
+from moderntensor.node._driver import ConsensusDriver
+from moderntensor.node._events import DriverEvent, NetworkMessage, wall_clock_ms
 from moderntensor.node._fetch import (
     BlockFetcher,
     BlockFetchService,
@@ -56,10 +52,24 @@ from moderntensor.node._ticker import Ticker
 from moderntensor.service import ChainService
 from moderntensor.state.store import Database
 
-__all__ = ["NodeParts", "assemble_node"]
+__all__ = ["NodeParts", "assemble_node", "consensus_config_for"]
 
 INBOX_SIZE = 256
 FETCH_QUEUE_SIZE = 16
+
+
+def consensus_config_for(genesis: Genesis, genesis_hash: bytes) -> ConsensusConfig:
+    """The consensus parameters of a network, from its genesis (timeout: two slots)."""
+    slot_ms = genesis.consensus.slot_duration_ms
+    preset = Preset(
+        slot_duration_ms=slot_ms,
+        epoch_length=genesis.consensus.epoch_length,
+        timeout_ms=max(2 * slot_ms, 200),
+        max_validators=genesis.consensus.max_validators,
+        evidence_window=max(64, 2 * genesis.consensus.epoch_length),
+        max_future_slots=64,
+    )
+    return ConsensusConfig(genesis.chain_id, genesis_hash, genesis.genesis_time * 1000, preset)
 
 
 @attrs.define

@@ -30,17 +30,14 @@ so no two tasks can wait on each other.
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 
-import attrs
 import trio
 
 from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.chain import Chain, ExecutedBlock, InvalidBlock, MissingParent
 from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
-from moderntensor.chain.genesis import Genesis
 from moderntensor.chain.staking import get_validator_by_id
 from moderntensor.chain.timing import compute_block_epoch, compute_boundary_height
 from moderntensor.chain.votes import (
@@ -56,26 +53,24 @@ from moderntensor.consensus import (
     Broadcast,
     BuildBlock,
     Certificate,
-    ConsensusConfig,
     ConsensusRemoteError,
     EpochEntered,
     EvidenceFound,
     ExecuteBlock,
     FetchBlock,
     Finalized,
-    Preset,
     Proposal,
-    Round,
     SetTimer,
-    SignedVote,
     SigningRefused,
     SimplexCore,
     Verdict,
     compute_slot_at,
     compute_slot_start_ms,
 )
+from moderntensor.node._events import DriverEvent, NetworkMessage, PeerStatus, wall_clock_ms
 from moderntensor.node._evidence import EvidencePool
 from moderntensor.node._fetch import BlocksFetched, FetchFailed, FetchRequest
+from moderntensor.node._finality import FinalityCommitter
 from moderntensor.node._journal import ConsensusJournal
 from moderntensor.node._logging import event
 from moderntensor.node._producer import BlockBuilt, BuildRequest
@@ -83,59 +78,9 @@ from moderntensor.node._status import ConsensusStatus
 from moderntensor.node._ticker import Tick, Ticker
 from moderntensor.service import ChainService
 
-__all__ = [
-    "ConsensusDriver",
-    "DriverEvent",
-    "FinalityConflict",
-    "NetworkMessage",
-    "PeerStatus",
-    "consensus_config_for",
-    "wall_clock_ms",
-]
+__all__ = ["ConsensusDriver"]
 
 log = logging.getLogger("moderntensor.node")
-
-NetworkMessage = SignedVote | Certificate | Proposal | Evidence
-"""What the network delivers to the driver and the driver broadcasts."""
-
-
-@attrs.frozen(slots=True)
-class PeerStatus:
-    """A peer's status (the network sends it): the highest round (epoch, slot) of a
-    certificate it holds and the round it votes in, None for nothing. Until the core's own
-    round passes the highest certified round reported, it signs nothing new (sync before
-    sign)."""
-
-    certified: Round | None
-    current: Round | None
-
-
-DriverEvent = Tick | BlockBuilt | BlocksFetched | FetchFailed | PeerStatus | NetworkMessage
-"""What the driver's inbox carries."""
-
-
-class FinalityConflict(Exception):
-    """A finalized block does not extend the committed chain: more than a third of the stake
-    equivocated, or a bug. The node stops rather than follow either side."""
-
-
-def wall_clock_ms() -> int:
-    """The ticker's one clock read: unix time in milliseconds."""
-    return int(time.time() * 1000)
-
-
-def consensus_config_for(genesis: Genesis, genesis_hash: bytes) -> ConsensusConfig:
-    """The consensus parameters of a network, from its genesis (timeout: two slots)."""
-    slot_ms = genesis.consensus.slot_duration_ms
-    preset = Preset(
-        slot_duration_ms=slot_ms,
-        epoch_length=genesis.consensus.epoch_length,
-        timeout_ms=max(2 * slot_ms, 200),
-        max_validators=genesis.consensus.max_validators,
-        evidence_window=max(64, 2 * genesis.consensus.epoch_length),
-        max_future_slots=64,
-    )
-    return ConsensusConfig(genesis.chain_id, genesis_hash, genesis.genesis_time * 1000, preset)
 
 
 class ConsensusDriver:
@@ -183,9 +128,7 @@ class ConsensusDriver:
         self._waiting: dict[bytes, dict[bytes, Proposal]] = {}
         self._wanted: dict[bytes, str] = {}  # blocks to fetch -> why
         self._fetching: set[bytes] = set()  # requests the fetcher has not answered
-        self._final: BlockRef | None = None  # the newest finalized block not committed yet
-        self._final_certs: dict[bytes, Certificate] = {}  # its finalization, and older ones
-        self._final_gap: bytes | None = None  # the block its commit waits for
+        self.finality = FinalityCommitter(chain, journal, chain_lock)
         self.add_known_validator_sets()
 
     # -- validator sets -------------------------------------------------------------------
@@ -405,74 +348,22 @@ class ConsensusDriver:
     # -- finality -------------------------------------------------------------------------
 
     async def _on_finalized(self, action: Finalized) -> list[Action]:
-        self._final_certs[action.block.hash] = action.certificate
-        if self._final is None or action.block.slot > self._final.slot:
-            self._final = action.block
+        self.finality.add(action.block, action.certificate)
         return await self._commit_final()
 
     async def _commit_final(self) -> list[Action]:
-        """Commit the newest finalized block and the blocks between it and the head (the
-        database writes run in a worker thread); fetch the first one missing, if any."""
-        target = self._final
+        """Commit the newest finalized block and the blocks between it and the head; fetch
+        the first one missing, if any; enter the next epoch if the head is its boundary."""
+        target = self.finality.target
         if target is None:
             return []
-        committed, gap = await trio.to_thread.run_sync(
-            self._commit_path, target.hash, limiter=self.chain_lock
-        )
-        self._final_gap = gap
+        committed, gap = await self.finality.commit()
         if gap is not None:
             self._wanted[gap] = f"ancestor of finalized slot {target.slot}"
             self._request_fetch(gap)
-        else:
-            self._final, self._final_certs = None, {}
         if committed:
             await self._after_commit(committed)
         return self._maybe_enter_epoch()
-
-    def _commit_path(self, target: bytes) -> tuple[list[ExecutedBlock], bytes | None]:
-        """Runs in the worker thread: commit the executed blocks from the head up to
-        ``target``, oldest first, each in one batch with its finalization certificate (L1).
-
-        Returns:
-            The blocks committed, and the hash of the first block missing on the way (None
-            when ``target`` is committed now, or was before).
-
-        Raises:
-            FinalityConflict: ``target`` does not descend from the committed head.
-        """
-        head = self.chain.head
-        path: list[ExecutedBlock] = []
-        cursor = target
-        while cursor != head.hash:
-            executed = self.chain.get_pending(cursor)
-            if executed is None:
-                header = self.chain.chaindb.get_header(cursor)
-                if header is None:
-                    return [], cursor
-                canonical = self.chain.chaindb.get_canonical_hash(header.number) == cursor
-                if cursor == target and canonical:
-                    return [], None  # committed before (e.g. replayed after a restart)
-                raise FinalityConflict(f"finalized 0x{target.hex()} forks at 0x{cursor.hex()}")
-            if executed.block.number <= head.number:
-                raise FinalityConflict(f"finalized 0x{target.hex()} forks below the head")
-            path.append(executed)
-            cursor = executed.block.header.parent_hash
-        path.reverse()
-        for executed in path:
-            block = executed.block
-            extra = [self.journal.block_delete(block.hash)]
-            cert = self._final_certs.get(block.hash)
-            if cert is not None:
-                extra.append(self.journal.finalization_write(block.number, cert))
-            self.chain.commit(executed, finalized=True, extra=extra)
-        if path:
-            head = self.chain.head
-            self.journal.committed(e.block.hash for e in path)
-            self.chain.prune_pending(head.number)
-            self.journal.forget_blocks_through(head.number)
-            epoch = compute_block_epoch(head.number, self.epoch_length)
-            self.journal.prune_certificates((epoch, head.slot))
-        return path, None
 
     async def _after_commit(self, committed: list[ExecutedBlock]) -> None:
         """Tell the service, the evidence pool and the mempool service; log each block."""

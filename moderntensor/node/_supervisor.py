@@ -39,12 +39,8 @@ from moderntensor.chain.genesis import Genesis
 from moderntensor.crypto import PrivateKey
 from moderntensor.mempool import Mempool, MempoolConfig
 from moderntensor.node._assemble import assemble_node
-from moderntensor.node._driver import (
-    ConsensusDriver,
-    DriverEvent,
-    NetworkMessage,
-    wall_clock_ms,
-)
+from moderntensor.node._driver import ConsensusDriver
+from moderntensor.node._events import DriverEvent, NetworkMessage, wall_clock_ms
 from moderntensor.node._fetch import BlockFetcher, BlockFetchService
 from moderntensor.node._logging import event
 from moderntensor.node._loop_monitor import LoopMonitor

@@ -23,7 +23,8 @@ from moderntensor.chain.genesis import Genesis
 from moderntensor.consensus import Round, compute_slot_at, compute_slot_start_ms
 from moderntensor.crypto import PrivateKey
 from moderntensor.node._assemble import NodeParts, assemble_node
-from moderntensor.node._driver import ConsensusDriver, NetworkMessage, PeerStatus
+from moderntensor.node._driver import ConsensusDriver
+from moderntensor.node._events import NetworkMessage, PeerStatus
 from moderntensor.node._ticker import Tick
 from moderntensor.state.store import Database
 from tests.factories import VALIDATOR_CONSENSUS, key

@@ -20,7 +20,7 @@ from moderntensor.consensus import (
     VoteKind,
     verify_certificate,
 )
-from moderntensor.node._driver import NetworkMessage
+from moderntensor.node._events import NetworkMessage
 from moderntensor.state.store import Database
 from tests.factories import genesis_doc
 from tests.node.cluster import VALIDATOR_KEYS, Cluster, Member

@@ -17,7 +17,7 @@ from moderntensor.chain.staking import get_validator
 from moderntensor.chain.votes import Evidence, SignedVote, VoteKind, sign_vote
 from moderntensor.consensus import Certificate
 from moderntensor.crypto import keccak256
-from moderntensor.node._driver import NetworkMessage
+from moderntensor.node._events import NetworkMessage
 from tests.factories import genesis_doc, key
 from tests.node.cluster import VALIDATOR_KEYS, Cluster, Member
 

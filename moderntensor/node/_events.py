@@ -1,0 +1,44 @@
+"""What flows into the consensus driver and out to the network, and the one clock read.
+
+The driver's inbox carries :data:`DriverEvent`: ticks (the ticker), built blocks (the
+producer), fetched blocks (the fetcher), and from the network its messages
+(:data:`NetworkMessage`) and peers' :class:`PeerStatus`. The driver broadcasts
+:data:`NetworkMessage` on its outbound channel.
+"""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+
+from moderntensor.chain.votes import Evidence, SignedVote
+from moderntensor.consensus import Certificate, Proposal, Round
+from moderntensor.node._fetch import BlocksFetched, FetchFailed
+from moderntensor.node._producer import BlockBuilt
+from moderntensor.node._ticker import Tick
+
+__all__ = ["DriverEvent", "NetworkMessage", "PeerStatus", "wall_clock_ms"]
+
+NetworkMessage = SignedVote | Certificate | Proposal | Evidence
+"""What the network delivers to the driver and the driver broadcasts."""
+
+
+@attrs.frozen(slots=True)
+class PeerStatus:
+    """A peer's status (the network sends it): the highest round (epoch, slot) of a
+    certificate it holds and the round it votes in, None for nothing. Until the core's own
+    round passes the highest certified round reported, it signs nothing new (sync before
+    sign)."""
+
+    certified: Round | None
+    current: Round | None
+
+
+DriverEvent = Tick | BlockBuilt | BlocksFetched | FetchFailed | PeerStatus | NetworkMessage
+"""What the driver's inbox carries."""
+
+
+def wall_clock_ms() -> int:
+    """The node's one clock read (the ticker and the driver take it): unix milliseconds."""
+    return int(time.time() * 1000)
