@@ -10,7 +10,7 @@ feed evidence, those of the next one wait in a bounded buffer until the core ent
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from moderntensor.chain.blocks import Block
 from moderntensor.chain.timing import compute_boundary_height
@@ -29,6 +29,7 @@ from ._messages import (
     EvidenceFound,
     ExecuteBlock,
     FetchBlock,
+    FetchCertificates,
     Finalized,
     Proposal,
     SetTimer,
@@ -102,6 +103,8 @@ class SimplexCore:
         self.synced = synced
         self.frontier: Round | None = None  # the highest certificate round peers reported
         self._status_seen = synced
+        self._asked: set[Round] = set()  # rounds whose certificates we asked peers for
+        self._asked_blocks: set[bytes] = set()
         self._sign_floor: Round | None = None  # after a lossy restart: sign only above it
 
     # ----------------------------------------------------------------- reads
@@ -574,6 +577,8 @@ class SimplexCore:
         if view <= self.view:
             return []
         self.view = view
+        self._asked = set()  # ask again in the new view if still missing
+        self._asked_blocks = set()
         state = self._slot(view)
         if state.deadline is None:
             state.deadline = self._deadline_for(view, now_ms)
@@ -630,7 +635,7 @@ class SimplexCore:
             return []
         parent = self._choose_parent(view)
         if parent is None:
-            return []
+            return self._fetch_parent_gaps(view)
         height = self._heights.get(parent.hash)
         if height is None:  # notarized, but we never saw it: get it before building on it
             if state.fetch_requested:
@@ -696,6 +701,56 @@ class SimplexCore:
                 return False
         return True
 
+    def _fetch_gaps(
+        self, first: int, slot: int, why: str, need: Callable[[_Slot], bool]
+    ) -> list[Action]:
+        """Ask peers for the certificates of the slots in ``[first, slot)`` where ``need``
+        says one is missing (a node that restarted, or jumped views, lacks them; Commonware's
+        resolver does the same). Each round is asked once per view, at most 16, newest first.
+        """
+        wanted: list[Action] = []
+        for t in range(slot - 1, first - 1, -1):
+            state = self._slots.get(t)
+            if state is not None and not need(state):
+                continue
+            key = (self.epoch, t)
+            if key not in self._asked:
+                self._asked.add(key)
+                wanted.append(FetchCertificates(self.epoch, t, f"{why} in slot {slot}"))
+            if len(wanted) >= 16:
+                break
+        return wanted
+
+    def _fetch_parent_gaps(self, view: int) -> list[Action]:
+        """Our slot: the certificates between the newest notarized block and ``view``."""
+        first = self.finalized.slot + 1
+        for t in range(view - 1, self.finalized.slot, -1):
+            state = self._slots.get(t)
+            if state is not None and state.notarizations:
+                first = t + 1
+                break
+        return self._fetch_gaps(
+            first, view, "our block", lambda st: st.nullification is None and not st.notarizations
+        )
+
+    def _fetch_for(self, proposal: Proposal) -> list[Action]:
+        """What the view's proposal lacks to check out: its parent (if we never saw it), the
+        parent's notarization, or the nullifications between."""
+        if proposal.parent_hash not in self._notarized:
+            parent = self._blocks.get(proposal.parent_hash)
+            if parent is not None:
+                return self._fetch_gaps(
+                    parent[0], parent[0] + 1, "parent", lambda st: not st.notarizations
+                )
+            if proposal.parent_hash in self._asked_blocks:
+                return []
+            self._asked_blocks.add(proposal.parent_hash)
+            return [FetchBlock(proposal.parent_hash, f"parent of slot {proposal.slot}")]
+        parent_slot = self._notarized[proposal.parent_hash]
+        return self._fetch_gaps(
+            parent_slot + 1, proposal.slot, "proposal", lambda st: st.nullification is None
+        )
+
     def _try_notarize(self, now_ms: int) -> list[Action]:
         """Ask to execute the view's proposal once its parent checks out; vote once valid."""
         state = self._slots.get(self.view)
@@ -705,7 +760,7 @@ class SimplexCore:
             return []
         if state.phase is Phase.PROPOSED:
             if not self._extends_notarized(state.proposal):
-                return []
+                return self._fetch_for(state.proposal)
             state.move(Phase.EXECUTING)
             return [ExecuteBlock(state.proposal)]
         if state.phase is Phase.VALID:

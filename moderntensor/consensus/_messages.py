@@ -27,6 +27,7 @@ __all__ = [
     "EvidenceFound",
     "ExecuteBlock",
     "FetchBlock",
+    "FetchCertificates",
     "Finalized",
     "Proposal",
     "SetTimer",
@@ -187,6 +188,17 @@ class FetchBlock:
 
 
 @attrs.frozen(slots=True)
+class FetchCertificates:
+    """Get the certificates of round (``epoch``, ``slot``) from peers and feed them back with
+    ``on_certificate`` (a missing nullification or notarization keeps us from building on,
+    or voting for, a block); ``reason`` is for the log."""
+
+    epoch: int
+    slot: int
+    reason: str
+
+
+@attrs.frozen(slots=True)
 class EpochEntered:
     """The core moved to ``epoch``: its first view follows ``boundary``, the finalized last
     block of the previous epoch (the shell adds the set of ``epoch + 1`` when it has it)."""
@@ -254,5 +266,6 @@ Action: TypeAlias = (
     | SetTimer
     | SigningRefused
     | FetchBlock
+    | FetchCertificates
     | EpochEntered
 )

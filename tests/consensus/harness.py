@@ -35,6 +35,7 @@ from moderntensor.consensus import (
     EvidenceFound,
     ExecuteBlock,
     FetchBlock,
+    FetchCertificates,
     Finalized,
     InvalidMessage,
     MemoryStore,
@@ -261,6 +262,7 @@ class Cluster:
         self.sides: dict[bytes, bool] = {}  # a partition: honest node -> side (empty: none)
         self.verdicts: list[tuple[bytes, bytes]] = []  # (node, block hash) awaiting execution
         self.fetches: list[tuple[bytes, bytes]] = []  # (node, block hash) awaiting a peer
+        self.cert_fetches: list[tuple[bytes, int, int]] = []  # (node, epoch, slot)
         self.invalid_blocks: set[bytes] = set()
         self.have: dict[bytes, set[bytes]] = {}  # node -> blocks it holds
         self.waiting: dict[bytes, set[bytes]] = {}  # node -> proposals that got MISSING
@@ -391,6 +393,9 @@ class Cluster:
             if self.fetches:
                 self.run_fetch(0)
                 continue
+            if self.cert_fetches:
+                self.run_cert_fetch(0)
+                continue
             ready = self.deliverable()
             if not ready:
                 return
@@ -422,6 +427,15 @@ class Cluster:
         for h in chain[final:]:  # the shell tells the core about the blocks it now holds
             self.handle(dest, core.on_block(self.oracle.blocks[h], self.now))
         self.handle(dest, self.retry_waiting(dest))
+
+    def run_cert_fetch(self, index: int) -> None:
+        """A peer answers "certificates of round (epoch, slot)" with what honest nodes hold."""
+        dest, epoch, slot = self.cert_fetches.pop(index)
+        if dest not in self.nodes:
+            return
+        for (_, e, s, _), cert in sorted(self.certificates.items(), key=lambda i: i[0]):
+            if (e, s) == (epoch, slot):
+                self.deliver_to(dest, cert)
 
     def retry_waiting(self, vid: bytes) -> list[object]:
         for h in sorted(self.waiting[vid]):
@@ -460,6 +474,8 @@ class Cluster:
                 self.on_finalized(vid, core, action)
             elif isinstance(action, FetchBlock):
                 self.fetches.append((vid, action.block_hash))
+            elif isinstance(action, FetchCertificates):
+                self.cert_fetches.append((vid, action.epoch, action.slot))
             elif isinstance(action, EpochEntered):
                 self.add_sets(vid, core, action)
             elif isinstance(action, EvidenceFound):
@@ -585,8 +601,22 @@ class Cluster:
                 f"h{self.oracle.height.get(core.finalized.hash)}) "
                 f"notarized={sorted(core.notarized().values())} leader={role} "
                 f"proposal={None if state is None or state.proposal is None else state.phase} "
-                f"votes={None if state is None else (state.my_notarize, state.my_nullify)}"
+                f"votes={None if state is None else (state.my_notarize, state.my_nullify)} "
+                f"refused={None if state is None else state.nullify_refused} "
+                f"member={core._is_member()} marks={core._signer.protection.signed_mark if core._signer else None},"
+                f"{core._signer.protection.certified_mark if core._signer else None}"
             )  # fmt: skip
+        lines.append(f"now={self.now} timers={sorted(self.timers.values())}")
+        for vid, core in sorted(self.nodes.items()):
+            if core.leader(core.view) == vid:
+                parent = core._choose_parent(core.view)
+                lines.append(
+                    f"leader 0x{vid.hex()[:8]}: parent={parent} "
+                    f"height={None if parent is None else core._heights.get(parent.hash)} "
+                    f"may={core._may_sign(VoteKind.PROPOSE, core.view)} "
+                    f"built={core._slots[core.view].build_requested} "
+                    f"fetch={core._slots[core.view].fetch_requested}"
+                )  # fmt: skip
         return "\n".join(lines)
 
     # --------------------------------------------------------------- checks

@@ -117,6 +117,11 @@ class ConsensusMachine(RuleBasedStateMachine):
     def fetch(self, index: int) -> None:
         self.cluster.run_fetch(index % len(self.cluster.fetches))
 
+    @precondition(lambda self: self.cluster.cert_fetches)
+    @rule(index=st.integers(0, 10**6))
+    def fetch_certificates(self, index: int) -> None:
+        self.cluster.run_cert_fetch(index % len(self.cluster.cert_fetches))
+
     @rule(ms=st.sampled_from([300, 1_000, 2_500]))
     def advance_time(self, ms: int) -> None:
         self.cluster.advance(ms)
@@ -135,6 +140,7 @@ class ConsensusMachine(RuleBasedStateMachine):
         cluster.pending = [p for p in cluster.pending if p[0] != vid]
         cluster.verdicts = [(d, h) for d, h in cluster.verdicts if d != vid]
         cluster.fetches = [(d, h) for d, h in cluster.fetches if d != vid]
+        cluster.cert_fetches = [f for f in cluster.cert_fetches if f[0] != vid]
         cluster.received[vid] = set()  # it forgot what it saw
 
     @rule(index=st.integers(0, 10**6))
