@@ -129,6 +129,7 @@ class ConsensusDriver:
         self._wanted: dict[bytes, str] = {}  # blocks to fetch -> why
         self._fetching: set[bytes] = set()  # requests the fetcher has not answered
         self.finality = FinalityCommitter(chain, journal, chain_lock)
+        self._final_gap: bytes | None = None  # the block the newest final one waits for
         self.add_known_validator_sets()
 
     # -- validator sets -------------------------------------------------------------------
@@ -358,6 +359,7 @@ class ConsensusDriver:
         if target is None:
             return []
         committed, gap = await self.finality.commit()
+        self._final_gap = gap
         if gap is not None:
             self._wanted[gap] = f"ancestor of finalized slot {target.slot}"
             self._request_fetch(gap)
@@ -381,7 +383,8 @@ class ConsensusDriver:
                 self._waiting[parent] = kept
             else:
                 del self._waiting[parent]
-                self._wanted.pop(parent, None)
+                if parent != self._final_gap:  # still wanted to commit a final block
+                    self._wanted.pop(parent, None)
         await self.new_heads.send(head)
         for executed in committed:
             header = executed.block.header
