@@ -15,9 +15,10 @@ from moderntensor.chain.staking import get_total, get_validator
 from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.chain.transactions import Transaction
 from moderntensor.chain.votes import VoteKind, vote_digest
+from moderntensor.consensus import BlockRef
 from moderntensor.mempool import Mempool
 from moderntensor.node._pool_service import MempoolService
-from moderntensor.node._producer import BlockProducer
+from moderntensor.node._producer import BlockProducer, BuildRequest
 from moderntensor.service import ChainService
 from moderntensor.state.store import Database
 from tests.chain.test_evidence import CUT, OWNER, STAKE, mixed_evidence
@@ -112,3 +113,15 @@ async def test_evidence_the_block_rule_refuses_is_left_out_but_not_reported_drop
         proposer = VALIDATOR_CONSENSUS.address
         draft, dropped = await producer._draft(chain.head, 1, proposer, [], offered)
         assert draft.evidence == () and dropped == ()
+
+
+async def test_no_block_is_built_outside_the_requested_epoch(tmp_path: Path) -> None:
+    """The core asks for a block of its epoch; a parent whose child would fall in another
+    epoch (the epoch's boundary block is the parent) gets no block."""
+    with Database.open(tmp_path / "db") as db:
+        chain = Chain(db, parse_genesis(genesis_doc()))
+        unused: Any = None  # refused before the pool or the core are asked anything
+        producer = BlockProducer(chain, unused, unused, trio.CapacityLimiter(1), unused)
+        genesis = BlockRef(chain.head.slot, chain.head.hash)
+        built = await producer.build(BuildRequest(1, 1, genesis))  # height 1 is in epoch 0
+        assert built.proposal is None
