@@ -18,6 +18,9 @@ import argparse
 import time
 from collections import deque
 
+import attrs
+
+from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.validators import ValidatorRecord
 from moderntensor.chain.votes import SignedVote, VoteKind, sign_vote
 from moderntensor.consensus import (
@@ -35,6 +38,8 @@ from moderntensor.consensus import (
     SignatureVerifier,
     SimplexCore,
     SlashingProtection,
+    Verdict,
+    compute_block_epoch,
     compute_validator_set,
 )
 from moderntensor.crypto import PrivateKey, keccak256
@@ -42,6 +47,8 @@ from moderntensor.crypto import PrivateKey, keccak256
 CHAIN_ID = 1
 GENESIS = BlockRef(0, keccak256(b"bench genesis"))
 CONFIG = ConsensusConfig(CHAIN_ID, GENESIS.hash, 0, MINIMAL)
+# One epoch for the single-node figure: an observer fed only votes never sees block heights.
+ONE_EPOCH = ConsensusConfig(CHAIN_ID, GENESIS.hash, 0, attrs.evolve(MINIMAL, epoch_length=10**6))
 
 
 def keys(n: int) -> list[PrivateKey]:
@@ -58,7 +65,7 @@ def validator_sets(ks: list[PrivateKey], epochs: int):  # type: ignore[no-untype
 def bench_verify(n_votes: int) -> float:
     k = keys(1)[0]
     votes = [
-        sign_vote(k, CHAIN_ID, GENESIS.hash, VoteKind.NOTARIZE, s, keccak256(b"%d" % s))
+        sign_vote(k, CHAIN_ID, GENESIS.hash, VoteKind.NOTARIZE, 0, s, keccak256(b"%d" % s))
         for s in range(n_votes)
     ]
     verifier = SignatureVerifier(CHAIN_ID, GENESIS.hash)
@@ -71,13 +78,14 @@ def bench_verify(n_votes: int) -> float:
 def bench_node(n: int, slots: int) -> float:
     """One observer core, fed n NOTARIZE then n FINALIZE votes per slot (fresh signatures)."""
     ks = keys(n)
-    sets = validator_sets(ks, slots // MINIMAL.epoch_length + 2)
-    core = SimplexCore(CONFIG, sets, GENESIS, None, SignatureVerifier(CHAIN_ID, GENESIS.hash))
+    sets = validator_sets(ks, 1)
+    verifier = SignatureVerifier(CHAIN_ID, GENESIS.hash)
+    core = SimplexCore(ONE_EPOCH, sets, GENESIS, None, verifier)
     messages: list[SignedVote] = []
     for slot in range(1, slots + 1):
         h = keccak256(b"block %d" % slot)
         for kind in (VoteKind.NOTARIZE, VoteKind.FINALIZE):
-            messages += [sign_vote(k, CHAIN_ID, GENESIS.hash, kind, slot, h) for k in ks]
+            messages += [sign_vote(k, CHAIN_ID, GENESIS.hash, kind, 0, slot, h) for k in ks]
     start = time.perf_counter()
     for vote in messages:
         core.on_vote(vote, 0)
@@ -89,14 +97,16 @@ def bench_node(n: int, slots: int) -> float:
 
 def bench_network(n: int, slots: int) -> tuple[float, int]:
     ks = keys(n)
-    sets = validator_sets(ks, slots // MINIMAL.epoch_length + 2)
+    by_id = {k.address: k for k in ks}
+    sets = validator_sets(ks, slots // MINIMAL.epoch_length + 3)
     verifier = SignatureVerifier(CHAIN_ID, GENESIS.hash)
     cores = {}
+    heights = {GENESIS.hash: 0}
     for k in ks:
         signer = ProtectedSigner(
             k, SlashingProtection(MemoryStore(), k.address), CHAIN_ID, GENESIS.hash
         )
-        cores[k.address] = SimplexCore(CONFIG, sets, GENESIS, signer, verifier)
+        cores[k.address] = SimplexCore(CONFIG, sets, GENESIS, signer, verifier, synced=True)
     queue: deque[tuple[bytes, object]] = deque()
     finalized = dict.fromkeys(cores, 0)
     deliveries = 0
@@ -111,16 +121,21 @@ def bench_network(n: int, slots: int) -> tuple[float, int]:
             elif isinstance(action, ExecuteBlock):
                 queue.append((vid, ("verdict", action.proposal.block_hash)))
             elif isinstance(action, BuildBlock):
-                seal = keccak256(b"seal" + action.slot.to_bytes(8, "big") + action.parent.hash)
-                vote = core.sign_proposal(action.slot, seal)
-                block_hash = keccak256(seal + vote.signature.to_bytes())
-                proposal = Proposal(
-                    action.slot, block_hash, action.parent.hash, seal, vid, vote.signature
-                )
+                height = heights[action.parent.hash] + 1
+                assert compute_block_epoch(height, MINIMAL.epoch_length) == action.epoch
+                zero = b"\x00" * 32
+                header = Header(
+                    action.parent.hash, by_id[vid].address, zero, zero, zero, height,
+                    30_000_000, 0, action.slot, 0, action.slot, vid,
+                )  # fmt: skip
+                vote = core.sign_proposal(action.slot, header.seal_hash)
+                block = Block(attrs.evolve(header, proposer_signature=vote.signature.to_bytes()))
+                heights[block.hash] = height
+                proposal = Proposal(block)
                 for other in cores:
                     queue.append((other, proposal))
             elif isinstance(action, Finalized):
-                finalized[vid] = action.block.slot
+                finalized[vid] = heights[action.block.hash]
 
     start = time.perf_counter()
     now = 0
@@ -141,9 +156,10 @@ def bench_network(n: int, slots: int) -> tuple[float, int]:
             elif isinstance(message, Certificate):
                 handle(vid, core.on_certificate(message, now), now)
             else:
-                handle(vid, core.on_verdict(message[1], True, now), now)  # type: ignore[index]
+                verdict = core.on_verdict(message[1], Verdict.VALID, now)  # type: ignore[index]
+                handle(vid, verdict, now)
     elapsed = time.perf_counter() - start
-    done = min(finalized.values())
+    done = min(finalized.values())  # heights: one block per slot on this perfect network
     if done < slots:
         raise SystemExit(f"bench_network: only {done} of {slots} slots finalized")
     return done / elapsed, deliveries

@@ -177,17 +177,18 @@ class SimplexCore:
         (``certified``) and the highest round they vote in (``current``); None for nothing.
 
         Until this core's round is past ``certified`` it signs nothing new (sync before
-        sign). If our own record ends before ``certified`` (a restore from a backup, a wiped
-        data dir, or a long absence: we cannot tell which), we also sign nothing but NULLIFY
-        at or below ``current``, the round in which peers may hold votes of ours that the
-        record lost (review H2). A record that reaches ``certified`` is intact enough: the
-        restart of a whole network that crashed at once then needs no round skipped.
+        sign). If our own record does not reach ``current`` (a restore from a backup, a wiped
+        data dir, a long absence, or a crash before we voted in that round: we cannot tell
+        which), we also sign nothing but NULLIFY at or below ``current``, the round in which
+        peers may hold votes of ours that the record lost (review H2). NULLIFY stays allowed
+        so that a network of restarted nodes moves on (at the cost of that one round).
         """
         self._status_seen = True
         if certified is not None and (self.frontier is None or certified > self.frontier):
             self.frontier = certified
         mark = None if self._signer is None else self._signer.protection.signed_mark
-        intact = mark is not None and (certified is None or mark >= certified)
+        newest = max((r for r in (certified, current) if r is not None), default=None)
+        intact = mark is not None and (newest is None or mark >= newest)
         floor = self._sign_floor
         if not intact and current is not None and (floor is None or current > floor):
             self._sign_floor = current
@@ -858,18 +859,27 @@ class SimplexCore:
             certs.append(state.nullification)
         return certs
 
-    def _finish(self, actions: list[Action], now_ms: int) -> list[Action]:
-        """Append a :class:`SetTimer` when the next wake-up time changed."""
-        state = self._slot(self.view)
-        deadline = state.deadline
+    def wake_at(self, now_ms: int) -> int | None:
+        """When the core next wants :meth:`on_tick`: its view's timeout, or the start of its
+        slot if it leads it. A shell that handles actions in nested calls (entering an epoch
+        while it works through an earlier list) asks this after a batch instead of trusting
+        the last :class:`SetTimer` it saw."""
+        state = self._slots.get(self.view)
+        deadline = None if state is None else state.deadline
         if (
             self._signer is not None
-            and not state.build_requested
+            and (state is None or not state.build_requested)
             and self.leader(self.view) == self._signer.validator_id
         ):
             start = compute_slot_start_ms(self.config, self.view)
             if start > now_ms:
                 deadline = start if deadline is None else min(deadline, start)
+        return deadline
+
+    def _finish(self, actions: list[Action], now_ms: int) -> list[Action]:
+        """Append a :class:`SetTimer` when the next wake-up time changed."""
+        self._slot(self.view)
+        deadline = self.wake_at(now_ms)
         if deadline is not None and deadline != self._last_timer:
             self._last_timer = deadline
             actions.append(SetTimer(deadline))

@@ -455,6 +455,12 @@ class Cluster:
 
     def handle(self, vid: bytes, actions: Sequence[object]) -> None:
         core = self.nodes[vid]
+        self._handle(vid, core, actions)
+        wake = core.wake_at(self.now)  # nested handling can leave a stale SetTimer last
+        if wake is not None and self.nodes.get(vid) is core:
+            self.timers[vid] = wake
+
+    def _handle(self, vid: bytes, core: SimplexCore, actions: Sequence[object]) -> None:
         for action in actions:
             if isinstance(action, Broadcast):
                 message = action.message
