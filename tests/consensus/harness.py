@@ -594,6 +594,10 @@ class Cluster:
             self.send(dest, proposal)
         return proposal
 
+    def marks(self, vid: bytes) -> tuple[object, object]:
+        protection = SlashingProtection(self.stores[vid], vid)
+        return protection.signed_mark, protection.certified_mark
+
     def describe(self) -> str:
         """Each node's state, for a failure message."""
         lines = []
@@ -609,8 +613,7 @@ class Cluster:
                 f"proposal={None if state is None or state.proposal is None else state.phase} "
                 f"votes={None if state is None else (state.my_notarize, state.my_nullify)} "
                 f"refused={None if state is None else state.nullify_refused} "
-                f"member={core._is_member()} marks={core._signer.protection.signed_mark if core._signer else None},"
-                f"{core._signer.protection.certified_mark if core._signer else None}"
+                f"member={core._is_member()} marks={self.marks(vid)}"
             )  # fmt: skip
         lines.append(f"now={self.now} timers={sorted(self.timers.values())}")
         for vid, core in sorted(self.nodes.items()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -23,8 +24,15 @@ from hypothesis.stateful import (
     rule,
 )
 
+from moderntensor.chain.blocks import Block
 from moderntensor.chain.votes import ZERO_HASH, VoteKind, sign_vote
-from moderntensor.consensus import Certificate, InvalidCertificate, build_certificate
+from moderntensor.consensus import (
+    Certificate,
+    InvalidCertificate,
+    InvalidMessage,
+    Proposal,
+    build_certificate,
+)
 from moderntensor.consensus._protection import MemoryStore
 from moderntensor.crypto import keccak256
 
@@ -34,6 +42,7 @@ from .harness import (
     GENESIS_HASH,
     OUTSIDERS,
     Cluster,
+    make_block,
 )
 
 STEPS = 60
@@ -275,6 +284,37 @@ class ConsensusMachine(RuleBasedStateMachine):
             for epoch, slot, h in sorted(targets):
                 cluster.byzantine_vote(key, VoteKind.FINALIZE, epoch, slot, h, everyone)
                 cluster.byzantine_vote(key, VoteKind.NULLIFY, epoch, slot, ZERO_HASH, everyone)
+
+    @precondition(lambda self: self.cluster.byzantine)
+    @rule(data=st.data())
+    def proposal_header_mismatch(self, data: st.DataObject) -> None:
+        """Review H1: a block whose header does not hold together with what it claims (a
+        proposer that did not sign it, or a signature over another slot) is refused, and the
+        core is left exactly as it was."""
+        cluster = self.cluster
+        vid = data.draw(st.sampled_from(sorted(cluster.nodes)), label="target")
+        core = cluster.nodes[vid]
+        leader = core.leader(core.view)
+        key = next((k for k in cluster.keys if k.address == leader), None)
+        if key is None:
+            return
+        forger = data.draw(st.sampled_from(cluster.byzantine), label="forger")
+        parent = core.finalized.hash
+        height = cluster.oracle.height[parent] + 1
+        good = make_block(key, core.view, parent, height, b"mismatch")
+        variant = data.draw(st.sampled_from(["signed by another", "signed for another slot"]))
+        if variant == "signed by another":
+            other = make_block(forger, core.view, parent, height, b"mismatch")
+            header = attrs.evolve(good.header, proposer_signature=other.header.proposer_signature)
+        else:
+            other = make_block(key, core.view + 1, parent, height, b"mismatch")
+            header = attrs.evolve(good.header, proposer_signature=other.header.proposer_signature)
+        if header == good.header:
+            return
+        before = (core.round, core.finalized, core.notarized())
+        with pytest.raises(InvalidMessage):
+            core.on_proposal(Proposal(Block(header)), cluster.now)
+        assert (core.round, core.finalized, core.notarized()) == before
 
     @rule(data=st.data())
     def outsiders_vote(self, data: st.DataObject) -> None:
