@@ -42,6 +42,8 @@ from moderntensor.node._fetch import (
     BlockFetcher,
     BlockFetchService,
     BlocksFetched,
+    CertificateRequest,
+    CertificatesFetched,
     FetchFailed,
     FetchRequest,
 )
@@ -94,8 +96,8 @@ class NodeParts:
     build_receive: trio.MemoryReceiveChannel[BuildRequest]
     built_send: trio.MemorySendChannel[BlockBuilt]
     heads_receive: trio.MemoryReceiveChannel[Header]
-    fetch_receive: trio.MemoryReceiveChannel[FetchRequest]
-    fetched_send: trio.MemorySendChannel[BlocksFetched | FetchFailed]
+    fetch_receive: trio.MemoryReceiveChannel[FetchRequest | CertificateRequest]
+    fetched_send: trio.MemorySendChannel[BlocksFetched | FetchFailed | CertificatesFetched]
 
 
 def assemble_node(
@@ -132,7 +134,9 @@ def assemble_node(
     inbox_send, inbox = trio.open_memory_channel[DriverEvent](INBOX_SIZE)
     build_send, build_receive = trio.open_memory_channel[BuildRequest](1)
     heads_send, heads_receive = trio.open_memory_channel[Header](4)
-    fetch_send, fetch_receive = trio.open_memory_channel[FetchRequest](FETCH_QUEUE_SIZE)
+    fetch_send, fetch_receive = trio.open_memory_channel[FetchRequest | CertificateRequest](
+        FETCH_QUEUE_SIZE
+    )
     fetch_service = None
     if fetcher is not None:
         fetch_service = BlockFetchService(chain, journal, chain_lock, fetcher)

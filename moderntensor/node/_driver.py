@@ -31,21 +31,19 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import trio
 
 from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.chain import Chain, ExecutedBlock, InvalidBlock, MissingParent
 from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
-from moderntensor.chain.staking import get_validator_by_id
 from moderntensor.chain.timing import compute_block_epoch, compute_boundary_height
 from moderntensor.chain.votes import (
     Evidence,
     InvalidEvidence,
     decode_evidence,
     evidence_id,
-    verify_evidence,
 )
 from moderntensor.consensus import (
     Action,
@@ -58,6 +56,7 @@ from moderntensor.consensus import (
     EvidenceFound,
     ExecuteBlock,
     FetchBlock,
+    FetchCertificates,
     Finalized,
     Proposal,
     SetTimer,
@@ -69,7 +68,14 @@ from moderntensor.consensus import (
 )
 from moderntensor.node._events import DriverEvent, NetworkMessage, PeerStatus, wall_clock_ms
 from moderntensor.node._evidence import EvidencePool
-from moderntensor.node._fetch import BlocksFetched, FetchFailed, FetchRequest
+from moderntensor.node._fetch import (
+    BlocksFetched,
+    CertificateRequest,
+    CertificatesFetched,
+    FetchFailed,
+    FetchQueue,
+    FetchRequest,
+)
 from moderntensor.node._finality import FinalityCommitter
 from moderntensor.node._journal import ConsensusJournal
 from moderntensor.node._logging import event
@@ -103,7 +109,7 @@ class ConsensusDriver:
         *,
         build_requests: trio.MemorySendChannel[BuildRequest],
         new_heads: trio.MemorySendChannel[Header],
-        fetch_requests: trio.MemorySendChannel[FetchRequest] | None = None,
+        fetch_requests: trio.MemorySendChannel[FetchRequest | CertificateRequest] | None = None,
         outbound: trio.MemorySendChannel[NetworkMessage] | None = None,
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
@@ -117,17 +123,15 @@ class ConsensusDriver:
         self.journal = journal
         self.build_requests = build_requests
         self.new_heads = new_heads
-        self.fetch_requests = fetch_requests  # None: no block source (no network yet)
+        self.fetches = FetchQueue(fetch_requests)  # no channel: no block source (no network)
         self.outbound = outbound
         self.clock = clock
-        self.evidence = EvidencePool(journal)
+        self.evidence = EvidencePool(journal, self.config.chain_id, self.config.genesis_hash)
         self.last_finality_ms: int | None = None
         self.rejected_messages = 0
         self.missing_verdicts = 0  # proposals whose parent was not here (fetched, then run)
         # proposals that got MISSING, by the parent they wait for, then by block hash
         self._waiting: dict[bytes, dict[bytes, Proposal]] = {}
-        self._wanted: dict[bytes, str] = {}  # blocks to fetch -> why
-        self._fetching: set[bytes] = set()  # requests the fetcher has not answered
         self.finality = FinalityCommitter(chain, journal, chain_lock)
         self._final_gap: bytes | None = None  # the block the newest final one waits for
         self.add_known_validator_sets()
@@ -189,11 +193,11 @@ class ConsensusDriver:
         try:
             if isinstance(item, Tick):
                 actions = self.core.on_tick(now)
-                self._retry_wanted()
+                self.fetches.retry(lambda h: self.chain.get_header(h) is not None)
             elif isinstance(item, BlockBuilt):
                 actions = await self._on_built(item)
             elif isinstance(item, BlocksFetched):
-                self._fetching.discard(item.requested)
+                self.fetches.answered(item.requested)
                 actions = []
                 for block_hash in dict.fromkeys((*item.executed, item.requested)):
                     block = self._held(block_hash)
@@ -201,10 +205,13 @@ class ConsensusDriver:
                         actions += self.core.on_block(block, self.clock())
                 actions += await self._on_available()
             elif isinstance(item, FetchFailed):
-                self._fetching.discard(item.requested)
+                self.fetches.answered(item.requested)
                 event(log, logging.WARNING, "block fetch failed",
                       block="0x" + item.requested.hex(), reason=item.reason)  # fmt: skip
                 actions = []
+            elif isinstance(item, CertificatesFetched):
+                self.fetches.answered_round((item.epoch, item.slot))
+                actions = await self._feed_certificates(item.certificates)
             elif isinstance(item, PeerStatus):
                 actions = self.core.on_status(item.certified, item.current, now)
             elif isinstance(item, Proposal):
@@ -212,7 +219,7 @@ class ConsensusDriver:
             elif isinstance(item, Certificate):
                 actions = self.core.on_certificate(item, now)
             elif isinstance(item, Evidence):
-                self._on_network_evidence(item)
+                self.evidence.add_from_peer(item, self.chain.state_at(self.chain.head))
                 actions = []
             else:
                 actions = self.core.on_vote(item, now)
@@ -242,6 +249,8 @@ class ConsensusDriver:
                 queue.extend(await self._on_finalized(action))
             elif isinstance(action, FetchBlock):
                 queue.extend(await self._want(action.block_hash, action.reason))
+            elif isinstance(action, FetchCertificates):
+                queue.extend(await self._want_certificates(action))
             elif isinstance(action, EpochEntered):
                 self._on_epoch_entered(action)
             elif isinstance(action, EvidenceFound):
@@ -257,8 +266,7 @@ class ConsensusDriver:
         if self.chain.get_header(action.parent.hash) is None:  # notarized, never seen here
             event(log, logging.WARNING, "cannot build: parent not here", slot=action.slot,
                   parent="0x" + action.parent.hash.hex())  # fmt: skip
-            self._wanted[action.parent.hash] = f"parent to build slot {action.slot} on"
-            self._request_fetch(action.parent.hash)
+            self.fetches.want(action.parent.hash, f"parent to build slot {action.slot} on")
             return
         evidence = self.evidence.pending(2 * MAX_BLOCK_EVIDENCE)
         request = BuildRequest(action.epoch, action.slot, action.parent, evidence)
@@ -304,44 +312,43 @@ class ConsensusDriver:
         with what waited for it)."""
         block = self._held(block_hash)
         if block is None:
-            self._wanted[block_hash] = reason
-            self._request_fetch(block_hash)
+            self.fetches.want(block_hash, reason)
             return []
         return self.core.on_block(block, self.clock()) + await self._on_available()
+
+    async def _want_certificates(self, action: FetchCertificates) -> list[Action]:
+        """The core lacks a round's certificates: from the journal if it has them (a
+        restart), else from peers."""
+        rnd = (action.epoch, action.slot)
+        journaled = self.journal.certificates_of(rnd)
+        if journaled:
+            return await self._feed_certificates(journaled)
+        self.fetches.want_round(rnd, action.reason)
+        return []
+
+    async def _feed_certificates(self, certificates: Iterable[Certificate]) -> list[Action]:
+        """Certificates from the journal or from peers: verified by the core, one by one."""
+        actions: list[Action] = []
+        for cert in certificates:
+            try:
+                actions += self.core.on_certificate(cert, self.clock())
+            except ConsensusRemoteError as exc:
+                self.rejected_messages += 1
+                event(log, logging.DEBUG, "fetched certificate rejected", slot=cert.slot,
+                      reason=str(exc))  # fmt: skip
+        return actions
 
     def _held(self, block_hash: bytes) -> Block | None:
         """The block, if this node has it: executed (pending) or committed."""
         executed = self.chain.get_pending(block_hash)
         return executed.block if executed is not None else self.chain.chaindb.get_block(block_hash)
 
-    def _request_fetch(self, block_hash: bytes) -> None:
-        if block_hash in self._fetching:
-            return
-        reason = self._wanted.get(block_hash, "")
-        if self.fetch_requests is None:
-            event(log, logging.WARNING, "block wanted, no block source (no network)",
-                  block="0x" + block_hash.hex(), reason=reason)  # fmt: skip
-            return
-        try:
-            self.fetch_requests.send_nowait(FetchRequest(block_hash, reason))
-        except trio.WouldBlock:  # the fetcher is behind: asked again at a later tick
-            return
-        self._fetching.add(block_hash)
-
-    def _retry_wanted(self) -> None:
-        """At each tick: forget wanted blocks that arrived, ask again for the others."""
-        for block_hash in list(self._wanted):
-            if self.chain.get_header(block_hash) is not None:
-                del self._wanted[block_hash]
-            elif self.fetch_requests is not None:
-                self._request_fetch(block_hash)
-
     async def _on_available(self) -> list[Action]:
         """Blocks arrived: execute the proposals that waited for them, commit final blocks."""
         ready = [p for p in self._waiting if self.chain.get_header(p) is not None]
         actions: list[Action] = []
         for parent in ready:
-            self._wanted.pop(parent, None)
+            self.fetches.forget(parent)
             for proposal in self._waiting.pop(parent).values():
                 actions += await self._execute(proposal)
         return actions + await self._commit_final()
@@ -361,8 +368,7 @@ class ConsensusDriver:
         committed, gap = await self.finality.commit()
         self._final_gap = gap
         if gap is not None:
-            self._wanted[gap] = f"ancestor of finalized slot {target.slot}"
-            self._request_fetch(gap)
+            self.fetches.want(gap, f"ancestor of finalized slot {target.slot}")
         if committed:
             await self._after_commit(committed)
         return self._maybe_enter_epoch()
@@ -384,7 +390,7 @@ class ConsensusDriver:
             else:
                 del self._waiting[parent]
                 if parent != self._final_gap:  # still wanted to commit a final block
-                    self._wanted.pop(parent, None)
+                    self.fetches.forget(parent)
         await self.new_heads.send(head)
         for executed in committed:
             header = executed.block.header
@@ -434,20 +440,6 @@ class ConsensusDriver:
               validator="0x" + first.signer.hex(), epoch=first.epoch, slot=first.slot,
               kinds=f"{first.kind.name}+{second.kind.name}",
               evidence_id="0x" + evidence_id(evidence).hex())  # fmt: skip
-
-    def _on_network_evidence(self, evidence: Evidence) -> None:
-        """A peer's proof: checked (signatures on this chain, a registered offender) and kept.
-
-        Raises:
-            InvalidEvidence: it proves nothing, or not against a validator.
-        """
-        offender = verify_evidence(evidence, self.config.chain_id, self.config.genesis_hash)
-        if get_validator_by_id(self.chain.state_at(self.chain.head), offender) is None:
-            raise InvalidEvidence(f"0x{offender.hex()} is not a registered validator")
-        if self.evidence.add(evidence):
-            event(log, logging.WARNING, "equivocation reported by a peer",
-                  validator="0x" + offender.hex(), epoch=evidence.first.epoch,
-                  slot=evidence.first.slot)  # fmt: skip
 
     def _send(self, message: NetworkMessage) -> None:
         if self.outbound is None:

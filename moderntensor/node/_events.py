@@ -1,7 +1,7 @@
 """What flows into the consensus driver and out to the network, and the one clock read.
 
 The driver's inbox carries :data:`DriverEvent`: ticks (the ticker), built blocks (the
-producer), fetched blocks (the fetcher), and from the network its messages
+producer), fetched blocks and certificates (the fetcher), and from the network its messages
 (:data:`NetworkMessage`) and peers' :class:`PeerStatus`. The driver broadcasts
 :data:`NetworkMessage` on its outbound channel.
 """
@@ -14,7 +14,7 @@ import attrs
 
 from moderntensor.chain.votes import Evidence, SignedVote
 from moderntensor.consensus import Certificate, Proposal, Round
-from moderntensor.node._fetch import BlocksFetched, FetchFailed
+from moderntensor.node._fetch import BlocksFetched, CertificatesFetched, FetchFailed
 from moderntensor.node._producer import BlockBuilt
 from moderntensor.node._ticker import Tick
 
@@ -35,7 +35,15 @@ class PeerStatus:
     current: Round | None
 
 
-DriverEvent = Tick | BlockBuilt | BlocksFetched | FetchFailed | PeerStatus | NetworkMessage
+DriverEvent = (
+    Tick
+    | BlockBuilt
+    | BlocksFetched
+    | FetchFailed
+    | CertificatesFetched
+    | PeerStatus
+    | NetworkMessage
+)
 """What the driver's inbox carries."""
 
 

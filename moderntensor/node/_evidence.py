@@ -13,15 +13,19 @@ import itertools
 import logging
 from collections.abc import Iterable
 
+from moderntensor.chain.staking import get_validator_by_id
 from moderntensor.chain.votes import (
     Evidence,
     InvalidEvidence,
     decode_evidence,
     encode_evidence,
     evidence_id,
+    verify_evidence,
 )
 from moderntensor.codec import DecodeError
 from moderntensor.node._journal import ConsensusJournal
+from moderntensor.node._logging import event
+from moderntensor.state.statedb import StateDB
 
 __all__ = ["EvidencePool"]
 
@@ -41,8 +45,16 @@ def _id_of(raw: bytes) -> bytes | None:
 class EvidencePool:
     """Pending proofs by evidence id, mirrored in the journal (loaded at start)."""
 
-    def __init__(self, journal: ConsensusJournal, limit: int = MAX_PENDING_EVIDENCE) -> None:
+    def __init__(
+        self,
+        journal: ConsensusJournal,
+        chain_id: int,
+        genesis_hash: bytes,
+        limit: int = MAX_PENDING_EVIDENCE,
+    ) -> None:
         self.journal = journal
+        self.chain_id = chain_id
+        self.genesis_hash = genesis_hash
         self.limit = limit
         self._items: dict[bytes, bytes] = {}
         stale = []
@@ -72,6 +84,23 @@ class EvidencePool:
         raw = encode_evidence(evidence)
         self.journal.store_evidence(eid, raw)
         self._items[eid] = raw
+        return True
+
+    def add_from_peer(self, evidence: Evidence, state: StateDB) -> bool:
+        """A peer's proof: kept if it proves an offence on this chain by a validator
+        registered in ``state`` (the committed head's); False if already held or no room.
+
+        Raises:
+            InvalidEvidence: it proves nothing, or not against a registered validator.
+        """
+        offender = verify_evidence(evidence, self.chain_id, self.genesis_hash)
+        if get_validator_by_id(state, offender) is None:
+            raise InvalidEvidence(f"0x{offender.hex()} is not a registered validator")
+        if not self.add(evidence):
+            return False
+        event(log, logging.WARNING, "equivocation reported by a peer",
+              validator="0x" + offender.hex(), epoch=evidence.first.epoch,
+              slot=evidence.first.slot)  # fmt: skip
         return True
 
     def pending(self, count: int) -> tuple[bytes, ...]:

@@ -154,6 +154,17 @@ class ConsensusJournal:
         self._delete(corrupt)
         return out
 
+    def certificates_of(self, rnd: Round) -> list[Certificate]:
+        """The journaled certificates of one round (a corrupt one is skipped)."""
+        prefix = CERT_JOURNAL_PREFIX + rnd[0].to_bytes(8, "big") + rnd[1].to_bytes(8, "big")
+        out = []
+        for _key, raw in self.db.iterate(Column.CONSENSUS, prefix):
+            try:
+                out.append(decode_certificate(raw))
+            except DecodeError:
+                continue
+        return out
+
     def prune_certificates(self, through: Round) -> None:
         """Drop journaled certificates of rounds up to ``through`` (committed history)."""
         stale = []

@@ -20,11 +20,12 @@ import trio
 from moderntensor.chain.blocks import Block
 from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import Genesis
-from moderntensor.consensus import Round, compute_slot_at, compute_slot_start_ms
+from moderntensor.consensus import Certificate, Round, compute_slot_at, compute_slot_start_ms
 from moderntensor.crypto import PrivateKey
 from moderntensor.node._assemble import NodeParts, assemble_node
 from moderntensor.node._driver import ConsensusDriver
 from moderntensor.node._events import NetworkMessage, PeerStatus
+from moderntensor.node._fetch import CertificateRequest
 from moderntensor.node._ticker import Tick
 from moderntensor.state.store import Database
 from tests.factories import VALIDATOR_CONSENSUS, key
@@ -50,6 +51,7 @@ class DatabaseFetcher:
         self.cluster = cluster
         self.me = me
         self.served: list[bytes] = []
+        self.rounds_served: list[Round] = []
 
     async def fetch_block(self, block_hash: bytes) -> Block | None:
         for member in self.cluster.members:
@@ -63,6 +65,15 @@ class DatabaseFetcher:
                 self.served.append(block_hash)
                 return block
         return None
+
+    async def fetch_certificates(self, epoch: int, slot: int) -> list[Certificate]:
+        for member in self.cluster.members:
+            if member.index != self.me and not member.down:
+                certificates = member.parts.journal.certificates_of((epoch, slot))
+                if certificates:
+                    self.rounds_served.append((epoch, slot))
+                    return certificates
+        return []
 
 
 @attrs.define
@@ -207,7 +218,10 @@ class Cluster:
                 request = member.parts.fetch_receive.receive_nowait()
             except trio.WouldBlock:
                 return done
-            await member.driver.handle(await service.fetch(request))
+            if isinstance(request, CertificateRequest):
+                await member.driver.handle(await service.fetch_certificates(request))
+            else:
+                await member.driver.handle(await service.fetch(request))
             done = True
 
     def next_wake(self) -> int:

@@ -96,12 +96,12 @@ def test_evidence_pool_keys_by_offence_and_survives_a_reopen(tmp_path: Path) -> 
         one = Evidence(notarize(1), notarize(2))
         same_offence = Evidence(notarize(3), notarize(1))
         assert evidence_id(one) == evidence_id(same_offence)
-        pool = EvidencePool(ConsensusJournal(db))
+        pool = EvidencePool(ConsensusJournal(db), CHAIN_ID, genesis_hash)
         assert pool.add(one) and not pool.add(same_offence)
         assert len(pool) == 1
     with Database.open(tmp_path / "db") as db:
         journal = ConsensusJournal(db)
-        pool = EvidencePool(journal)
+        pool = EvidencePool(journal, CHAIN_ID, genesis_hash)
         assert len(pool) == 1 and evidence_id(one) in pool
         (raw,) = pool.pending(10)
         assert pool.forget([raw]) == 1  # a committed block included the offence

@@ -14,6 +14,7 @@ from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import parse_genesis
 from moderntensor.consensus import (
     Certificate,
+    FetchCertificates,
     Proposal,
     SignatureVerifier,
     SignedVote,
@@ -175,3 +176,36 @@ async def test_a_boundary_block_that_cannot_finalize_in_its_slot_is_proposed_aga
             assert cert is not None and cert.block_hash == block.hash
             assert cert.slot > block.header.slot  # finalized in a re-proposal's slot
             assert member.parts.core.epoch >= 1
+
+
+async def test_certificates_the_core_lacks_come_from_the_journal_or_from_peers(
+    tmp_path: Path,
+) -> None:
+    """``FetchCertificates``: a node serves a round from its own journal when it has it
+    (after a restart), and asks its peers otherwise; the core verifies what comes back."""
+    genesis = parse_genesis(genesis_doc(extra_validators=3, epoch_length=32))
+    async with Cluster(tmp_path, genesis, VALIDATOR_KEYS).running() as cluster:
+        await cluster.exchange_status()
+        await cluster.run_until(lambda: min(cluster.heights()) >= 2)
+        victim, witness = cluster.members[3], cluster.members[0]
+        epoch, slot = witness.parts.core.round
+
+        def victim_misses_the_round(_a: Member, b: Member, message: NetworkMessage) -> bool:
+            if isinstance(message, SignedVote | Certificate) and message.kind is VoteKind.FINALIZE:
+                return True  # nothing commits: the round's certificates stay journaled
+            return b is victim and getattr(message, "slot", None) == slot
+
+        cluster.drop = victim_misses_the_round
+        await cluster.run_until(
+            lambda: bool(witness.parts.journal.certificates_of((epoch, slot))), slots=10
+        )
+        assert not victim.parts.core.certificate(VoteKind.NOTARIZE, slot)
+        await victim.driver.process([FetchCertificates(epoch, slot, "a test asks")])
+        await cluster.settle()
+        assert (epoch, slot) in victim.fetcher.rounds_served
+        assert victim.parts.core.certificate(VoteKind.NOTARIZE, slot)  # verified, applied
+        # the witness has the round in its own journal: no peer is asked
+        served = list(witness.fetcher.rounds_served)
+        await witness.driver.process([FetchCertificates(epoch, slot, "a test asks")])
+        await cluster.settle()
+        assert witness.fetcher.rounds_served == served

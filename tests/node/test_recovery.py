@@ -138,6 +138,15 @@ async def test_evidence_survives_a_restart_is_gossiped_and_included(tmp_path: Pa
         for vote in votes:
             await witness.driver.handle(vote)
         assert len(witness.driver.evidence) == 1
+        # a peer's proof against a key that is no validator is refused (the peer's fault)
+        stranger = [
+            sign_vote(key(9999), config.chain_id, config.genesis_hash, VoteKind.NOTARIZE,
+                      core.epoch, core.view, keccak256(bytes([n])))
+            for n in range(2)
+        ]  # fmt: skip
+        rejected = witness.driver.rejected_messages
+        await witness.driver.handle(Evidence(stranger[0], stranger[1]))
+        assert witness.driver.rejected_messages == rejected + 1
         assert len(witness.parts.journal.evidence()) == 1
         # The witness dies before anything else happens; its evidence is on disk.
         witness = await cluster.restart(witness)

@@ -111,13 +111,23 @@ def wait_for_height(node: DevNode, height: int, timeout: float = 30) -> int:
     raise AssertionError(f"height {current} did not reach {height}")
 
 
+def wait_for_nonce(node: DevNode, nonce: int, timeout: float = 30) -> None:
+    sender = "0x" + dev_keys().accounts[1].address.hex()
+    deadline = time.monotonic() + timeout
+    while int(node.call("eth_getTransactionCount", sender, "latest"), 16) < nonce:
+        assert time.monotonic() < deadline, f"nonce {nonce} not reached"
+        node.drain()
+        time.sleep(0.1)
+
+
 def test_sigkill_with_transfers_in_flight_then_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "dev"
     node = DevNode(data_dir)
     try:
         wait_for_height(node, 3)
-        send_transfers(node, 40)
-        seen = wait_for_height(node, 6)
+        included = send_transfers(node, 40)
+        wait_for_nonce(node, included)  # the first forty are in blocks
+        seen = int(node.call("eth_blockNumber"), 16)
         send_transfers(node, 40)  # some of these are still in flight when the kill lands
         seen = max(seen, int(node.call("eth_blockNumber"), 16))
     finally:
