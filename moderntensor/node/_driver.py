@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import assert_never
 
 import trio
 
@@ -259,6 +260,8 @@ class ConsensusDriver:
                 event(log, logging.WARNING, "signing refused by slashing protection",
                       kind=action.kind.name, epoch=action.epoch, slot=action.slot,
                       reason=action.reason)  # fmt: skip
+            else:  # mypy proves this unreachable: a new kind of action must be handled here
+                assert_never(action)
 
     # -- blocks: ours, others', missing ones ----------------------------------------------
 
