@@ -611,7 +611,7 @@ class Cluster:
                 f"h{self.oracle.height.get(core.finalized.hash)}) "
                 f"notarized={sorted(core.notarized().values())} leader={role} "
                 f"proposal={None if state is None or state.proposal is None else state.phase} "
-                f"votes={None if state is None else (state.my_notarize, state.my_nullify)} "
+                f"votes={None if state is None else (state.my_notarize is not None, state.my_nullify is not None)} "
                 f"refused={None if state is None else state.nullify_refused} "
                 f"member={core._is_member()} marks={self.marks(vid)}"
             )  # fmt: skip
