@@ -198,9 +198,7 @@ def recover_vote_signer(vote: SignedVote, chain_id: int, genesis_hash: bytes) ->
     Raises:
         InvalidSignature: no key recovers from the signature.
     """
-    digest = vote_digest(
-        chain_id, genesis_hash, vote.kind, vote.epoch, vote.slot, vote.block_hash
-    )
+    digest = vote_digest(chain_id, genesis_hash, vote.kind, vote.epoch, vote.slot, vote.block_hash)
     return recover_address(digest, vote.signature)
 
 
@@ -264,8 +262,8 @@ class Evidence:
 def compute_offence(a: SignedVote, b: SignedVote) -> Offence | None:
     """Which offence the two messages prove, if any, ignoring signatures.
 
-    Same signer, same round (epoch and slot), and one of: two proposals with different seal hashes, two
-    notarizations of different blocks, or a nullify and a finalize (either order).
+    Same signer, same round (epoch and slot), and one of: two proposals with different seal
+    hashes, two notarizations of different blocks, or a nullify and a finalize (either order).
     """
     if a.signer != b.signer or a.slot != b.slot or a.epoch != b.epoch:
         return None

@@ -611,7 +611,8 @@ class Cluster:
                 f"h{self.oracle.height.get(core.finalized.hash)}) "
                 f"notarized={sorted(core.notarized().values())} leader={role} "
                 f"proposal={None if state is None or state.proposal is None else state.phase} "
-                f"votes={None if state is None else (state.my_notarize is not None, state.my_nullify is not None)} "
+                f"notarize={None if state is None else state.my_notarize is not None} "
+                f"nullify={None if state is None else state.my_nullify is not None} "
                 f"refused={None if state is None else state.nullify_refused} "
                 f"member={core._is_member()} marks={self.marks(vid)}"
             )  # fmt: skip
