@@ -64,6 +64,8 @@ class SimplexCore:
         synced: True when this node knows it is at the network's head (a fresh network, or
             a validator whose own stake is a quorum); otherwise it signs nothing new until
             :meth:`on_status` and certificates show where the network is (review H2).
+        finalization: the stored certificate that finalized ``finalized``, re-sent on
+            timeouts from the first one on (review M1) so peers behind can follow.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class SimplexCore:
         *,
         finalized_height: int = 0,
         synced: bool = False,
+        finalization: Certificate | None = None,
     ) -> None:
         self.config = config
         self._sets = {vs.epoch: vs for vs in validator_sets}
@@ -97,8 +100,10 @@ class SimplexCore:
         self._leaders: dict[Round, bytes | None] = {}
         self._last_timer: int | None = None
         self._failed: str | None = None
-        self._last_finalization: Certificate | None = None
-        self._epoch_entry: Certificate | None = None  # the finalization that opened the epoch
+        self._last_finalization: Certificate | None = finalization
+        # the finalization that opened the epoch (kept for peers still in the previous one)
+        opened_here = finalized_height == self.epoch * config.preset.epoch_length
+        self._epoch_entry: Certificate | None = finalization if opened_here else None
         self._next_epoch: dict[tuple[object, ...], Message] = {}
         self.synced = synced
         self.frontier: Round | None = None  # the highest certificate round peers reported

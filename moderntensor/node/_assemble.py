@@ -124,11 +124,12 @@ def assemble_node(
         protection = SlashingProtection(DatabaseStore(db), consensus_key.address)
         signer = ProtectedSigner(consensus_key, protection, config.chain_id, config.genesis_hash)
     service = ChainService(chain, pool, client_version=f"moderntensor/v{__version__}")
+    journal = ConsensusJournal(db)
     core = SimplexCore(
         config, [], BlockRef(head.slot, head.hash), signer,
         finalized_height=head.number, synced=_own_quorum(service, head.number, signer),
+        finalization=journal.finalization(head.number),
     )  # fmt: skip
-    journal = ConsensusJournal(db)
     chain_lock = trio.CapacityLimiter(1)  # chain work: one worker thread at a time
     ticker = Ticker(config, clock)
     inbox_send, inbox = trio.open_memory_channel[DriverEvent](INBOX_SIZE)

@@ -262,3 +262,25 @@ def test_core_refuses_input_after_an_unexpected_error() -> None:
         core.on_vote(vote, 0)
     with pytest.raises(CoreFailed, match="Boom"):
         core.on_tick(0)
+
+
+def test_a_restarted_core_resends_the_stored_finalization_on_its_first_timeout() -> None:
+    """Review M1 after a restart: the finalization certificate the shell stored with the head
+    block is re-sent from the first timeout on, so a peer that missed it can follow."""
+    cluster = cluster4()
+    rng = random.Random(9)
+    for _ in range(2):
+        cluster.advance(1_000)
+        cluster.flush(rng)
+    node = next(iter(cluster.nodes.values()))
+    head = node.finalized
+    (cert,) = [c for k, c in cluster.certificates.items() if k[0] == 4 and k[2] == head.slot]
+    fresh = SimplexCore(
+        CONFIG, cluster.sets.values(), head, node._signer, cluster.verifier,
+        finalized_height=cluster.oracle.height[head.hash], synced=True, finalization=cert,
+    )  # fmt: skip
+    fresh.start(cluster.now)
+    deadline = fresh.wake_at(cluster.now)
+    assert deadline is not None
+    resent = [a.message for a in fresh.on_tick(deadline) if isinstance(a, Broadcast)]
+    assert cert in resent
