@@ -43,8 +43,10 @@ class EvidenceBook:
         kinds = self._first.setdefault(rnd, {}).setdefault(vote.signer, {})
         kinds.setdefault(vote.kind, vote)
         earlier = kinds.get(_COUNTERPART[vote.kind])
-        if earlier is None:
-            return None
+        if earlier is None or earlier is vote:
+            return None  # nothing to compare with, or the first of its kind
+        if earlier.kind is vote.kind and earlier.block_hash == vote.block_hash:
+            return None  # the same message again
         offence = compute_offence(earlier, vote)
         if offence is None:
             return None
