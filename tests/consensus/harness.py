@@ -574,7 +574,7 @@ class Cluster:
         h = ZERO_HASH if kind is VoteKind.NULLIFY else block_hash
         vote = sign_vote(key, CHAIN_ID, GENESIS_HASH, kind, epoch, slot, h)
         self.oracle.note_signed(vote, honest=False)
-        for dest in to:
+        for dest in sorted(to):
             self.send(dest, vote)
         return vote
 
@@ -590,7 +590,7 @@ class Cluster:
         proposal = make_proposal(key, slot, parent, height, salt)
         self.oracle.note_signed(proposal.propose_vote(EPOCH_LENGTH), honest=False)
         self.oracle.note_block(proposal.block)
-        for dest in to:
+        for dest in sorted(to):
             self.send(dest, proposal)
         return proposal
 
