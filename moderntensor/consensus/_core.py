@@ -203,7 +203,11 @@ class SimplexCore:
     @_guarded
     def enter_epoch(self, epoch: int, boundary: BlockRef, now_ms: int) -> list[Action]:
         """The shell committed ``boundary``, the finalized last block of epoch ``epoch - 1``
-        (used when the core finalized it without knowing its height, or after sync)."""
+        (used when the core finalized it without knowing its height, or after sync).
+
+        ``boundary.slot`` must be the block's *header* slot, not the slot of the round that
+        finalized it (a re-proposal's is later): every node starts the epoch at the view after
+        it (docs/consensus.md, "Epochs")."""
         if epoch <= self.epoch:
             return []
         return self._finish(self._enter_epoch(epoch, boundary, now_ms), now_ms)

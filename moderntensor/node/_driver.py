@@ -412,9 +412,9 @@ class ConsensusDriver:
         if head.number != compute_boundary_height(self.core.epoch, self.epoch_length):
             return []
         self.add_known_validator_sets()
-        # The round it was finalized in (a re-proposal's slot may be later than the header's).
-        final = self.core.finalized
-        boundary = final if final.hash == head.hash else BlockRef(head.slot, head.hash)
+        # The header's slot, never the slot of the round that finalized it (a re-proposal's
+        # is later): every node must start the next epoch at the same view.
+        boundary = BlockRef(head.slot, head.hash)
         return self.core.enter_epoch(self.core.epoch + 1, boundary, self.clock())
 
     def _on_epoch_entered(self, action: EpochEntered) -> None:

@@ -160,9 +160,7 @@ def test_evidence_id_names_the_offence_not_the_proof() -> None:
     a, b, c = (vote(VoteKind.NOTARIZE, h=h) for h in (H1, H2, h3))
     assert evidence_id(Evidence(a, b)) == evidence_id(Evidence(a, c)) == evidence_id(Evidence(c, b))
     other_slot = Evidence(vote(VoteKind.NOTARIZE, 6, H1), vote(VoteKind.NOTARIZE, 6, H2))
-    other_epoch = Evidence(
-        vote(VoteKind.NOTARIZE, epoch=4), vote(VoteKind.NOTARIZE, h=H2, epoch=4)
-    )
+    other_epoch = Evidence(vote(VoteKind.NOTARIZE, epoch=4), vote(VoteKind.NOTARIZE, h=H2, epoch=4))
     other_kind = Evidence(vote(VoteKind.NULLIFY), vote(VoteKind.FINALIZE))
     other_key = Evidence(
         vote(VoteKind.NOTARIZE, key=OTHER), vote(VoteKind.NOTARIZE, h=H2, key=OTHER)

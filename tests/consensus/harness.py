@@ -492,7 +492,9 @@ class Cluster:
                 self.refused.append(action)
 
     def on_finalized(self, vid: bytes, core: SimplexCore, action: Finalized) -> None:
-        self.finalized[vid].extend([*action.ancestors, action.block])
+        for ref in (*action.ancestors, action.block):  # header slots, also for re-proposals
+            known = self.oracle.parent.get(ref.hash)
+            self.finalized[vid].append(ref if known is None else BlockRef(known[0], ref.hash))
         self.incomplete += not action.complete
         if self.check_finality_quorum:
             assert self.oracle.is_real_quorum(action.certificate), "no real quorum"
@@ -503,7 +505,9 @@ class Cluster:
         # the block, and it is the epoch's boundary.
         if height == (core.epoch + 1) * EPOCH_LENGTH:
             self.have[vid].update(self.oracle.chain_to(action.block.hash))
-            self.handle(vid, core.enter_epoch(core.epoch + 1, action.block, self.now))
+            header_slot = self.oracle.parent[action.block.hash][0]  # not the round's slot
+            boundary = BlockRef(header_slot, action.block.hash)
+            self.handle(vid, core.enter_epoch(core.epoch + 1, boundary, self.now))
 
     def add_sets(self, vid: bytes, core: SimplexCore, entered: EpochEntered) -> None:
         """The core entered an epoch: compute the next epoch's set from this node's own
