@@ -276,6 +276,7 @@ class Cluster:
         self.check_finality_quorum = True
         self.incomplete = 0  # Finalized actions that could not link to the previous final block
         self.next_op: bytes = b""  # a staking operation the next honest block carries
+        self.epoch_starts: dict[int, BlockRef] = {}  # epoch -> the boundary that opened it
         for key in self.honest_keys:
             self.boot(key, synced=True)
 
@@ -512,6 +513,9 @@ class Cluster:
     def add_sets(self, vid: bytes, core: SimplexCore, entered: EpochEntered) -> None:
         """The core entered an epoch: compute the next epoch's set from this node's own
         finalized chain (the model's rule) and add it; every node must get the same set."""
+        opened = self.epoch_starts.setdefault(entered.epoch, entered.boundary)
+        assert opened == entered.boundary, f"epoch {entered.epoch} opened at two places"
+        assert entered.boundary.slot == self.oracle.parent[entered.boundary.hash][0]
         epoch = entered.epoch + 1
         snapshot = entered.boundary.hash  # the boundary block that opened the epoch
         height = self.oracle.height[snapshot]
