@@ -419,12 +419,7 @@ class SimplexCore:
                 continue
             vote = signer.sign(kind, self.epoch, slot, signed)
             self._verifier.remember(vote)
-            if kind is VoteKind.NOTARIZE:
-                state.my_notarize = vote
-            elif kind is VoteKind.NULLIFY:
-                state.my_nullify = vote
-            else:
-                state.my_finalize = vote
+            state.remember_mine(vote)
 
     def _resend_recorded(self, now_ms: int) -> list[Action]:
         """Broadcast the votes the record holds for recent rounds of this epoch above the
@@ -509,12 +504,7 @@ class SimplexCore:
                 state.nullify_refused = True
             return [SigningRefused(kind, self.epoch, slot, exc.reason)]
         self._verifier.remember(vote)
-        if kind is VoteKind.NOTARIZE:
-            state.my_notarize = vote
-        elif kind is VoteKind.NULLIFY:
-            state.my_nullify = vote
-        else:
-            state.my_finalize = vote
+        state.remember_mine(vote)
         return [Broadcast(vote), *self._count(vote, vset, now_ms)]
 
     def _count(self, vote: SignedVote, vset: ValidatorSet, now_ms: int) -> list[Action]:

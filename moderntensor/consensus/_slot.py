@@ -7,7 +7,7 @@ import enum
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
-from moderntensor.chain.votes import SignedVote
+from moderntensor.chain.votes import SignedVote, VoteKind
 
 from ._certificates import Certificate
 from ._errors import ConsensusError, ConsensusLocalError
@@ -118,6 +118,15 @@ class _Slot:
         self.my_notarize: SignedVote | None = None
         self.my_nullify: SignedVote | None = None
         self.my_finalize: SignedVote | None = None
+
+    def remember_mine(self, vote: SignedVote) -> None:
+        """Keep a vote we signed in this round (to re-send it, and to know what we said)."""
+        if vote.kind is VoteKind.NOTARIZE:
+            self.my_notarize = vote
+        elif vote.kind is VoteKind.NULLIFY:
+            self.my_nullify = vote
+        elif vote.kind is VoteKind.FINALIZE:
+            self.my_finalize = vote
 
     def move(self, phase: Phase) -> None:
         """Advance the proposal's phase along the table.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
@@ -401,6 +401,23 @@ class Cluster:
             if not ready:
                 return
             self.deliver(ready[rng.randrange(len(ready))] if rng else ready[0])
+
+    def flush_holding(
+        self, hold: Callable[[bytes, Message], bool]
+    ) -> list[tuple[bytes, Message, bytes | None]]:
+        """Deliver everything in send order except the messages ``hold(dest, message)``
+        keeps in flight; returns those (a test delivers or drops them later)."""
+        held = []
+        while self.pending or self.verdicts:
+            if self.verdicts:
+                self.run_verdict(0)
+                continue
+            dest, message, origin = self.pending.pop(0)
+            if hold(dest, message):
+                held.append((dest, message, origin))
+            else:
+                self.deliver_to(dest, message)
+        return held
 
     def run_verdict(self, index: int) -> None:
         """Execute a block at a node: MISSING while it lacks the parent, else valid unless

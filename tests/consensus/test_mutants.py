@@ -79,19 +79,11 @@ def skip_a_notarized_slot() -> None:
     cluster.advance(1_000)
     cluster.flush()  # slot 1: built, notarized, finalized everywhere
     cluster.advance(1_000)  # slot 2: its leader builds B2
-    held = []
-    while cluster.pending or cluster.verdicts:
-        if cluster.verdicts:
-            cluster.run_verdict(0)
-            continue
-        dest, message, origin = cluster.pending.pop(0)
-        if isinstance(message, (Certificate,)) and message.kind is VoteKind.FINALIZE:
-            continue
-        is_finalize = getattr(message, "kind", None) is VoteKind.FINALIZE
-        if is_finalize and dest != honest[0]:
-            held.append((dest, message, origin))  # in flight to all but one node
-            continue
-        cluster.deliver_to(dest, message)
+
+    def in_flight(dest: bytes, message: object) -> bool:  # FINALIZE reaches one node only
+        return getattr(message, "kind", None) is VoteKind.FINALIZE and dest != honest[0]
+
+    held = [p for p in cluster.flush_holding(in_flight) if not isinstance(p[1], Certificate)]
     assert [c.view for c in cluster.nodes.values()] == [3, 3, 3]
     b1 = cluster.finalized[honest[1]][-1]
     z = cluster.byzantine_proposal(cluster.byzantine[0], 3, b1.hash, b"z", honest[1:])

@@ -150,16 +150,9 @@ def test_a_wiped_validator_never_nullifies_the_slot_it_finalized() -> None:
     keeper = min(vid for vid in cluster.nodes if vid != victim)
     run(cluster, 3, rng)
     cluster.advance(1_000)
-    held = []
-    while cluster.pending or cluster.verdicts:
-        if cluster.verdicts:
-            cluster.run_verdict(0)
-            continue
-        dest, message, origin = cluster.pending.pop(0)
-        if getattr(message, "kind", None) is VoteKind.FINALIZE:
-            held.append((dest, message, origin))
-            continue
-        cluster.deliver_to(dest, message)
+    held = cluster.flush_holding(
+        lambda dest, message: getattr(message, "kind", None) is VoteKind.FINALIZE
+    )
     slot = cluster.nodes[victim].view - 1
     mine = [p for p in held if p[2] == victim and p[0] == keeper]
     assert mine and mine[0][1].slot == slot  # the victim's FINALIZE(s), kept by one peer
