@@ -632,7 +632,7 @@ class Cluster:
             role = "byz" if leader in self.oracle.byzantine else "honest"
             lines.append(
                 f"0x{vid.hex()[:8]} round={core.round} synced={core.synced} "
-                f"floor={core._sign_floor} final=({core.finalized.slot}, "
+                f"floor={core._gate.floor} final=({core.finalized.slot}, "
                 f"h{self.oracle.height.get(core.finalized.hash)}) "
                 f"notarized={sorted(core.notarized().values())} leader={role} "
                 f"proposal={None if state is None or state.proposal is None else state.phase} "
