@@ -291,7 +291,10 @@ class SimplexCore(_Voting):
         vset = self.epoch_set(self.epoch)
         first = max(self.finalized.slot + 1, mark[1] - self.config.preset.max_future_slots)
         actions: list[Action] = []
+        epoch = self.epoch
         for slot in range(first, mark[1] + 1):
+            if self.epoch != epoch:
+                break  # what we counted finished the epoch
             state = self._slot(slot)
             for vote in (state.my_notarize, state.my_nullify, state.my_finalize):
                 if vote is not None:

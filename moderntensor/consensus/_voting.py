@@ -217,8 +217,8 @@ class _Voting:
 
     def _count(self, vote: SignedVote, vset: ValidatorSet, now_ms: int) -> list[Action]:
         """Tally an authentic vote; a tally reaching quorum becomes a certificate."""
-        if vote.slot <= self.finalized.slot:
-            return []
+        if vote.epoch != self.epoch or vote.slot <= self.finalized.slot:
+            return []  # (a vote of an epoch we just left is not counted in the new one)
         state = self._slot(vote.slot)
         stake = vset.stake_of(vote.signer)
         h = vote.block_hash
@@ -253,6 +253,7 @@ class _Voting:
     def _apply(self, cert: Certificate, now_ms: int) -> list[Action]:
         """React to a verified certificate: notarize/nullify move the view, finalize commits."""
         slot, h = cert.slot, cert.block_hash
+        epoch = self.epoch
         state = self._slot(slot)
         actions: list[Action] = []
         if cert.kind is VoteKind.NOTARIZE:
@@ -273,8 +274,8 @@ class _Voting:
             self._notarized.setdefault(h, slot)
             header_slot = self._blocks.get(h, (slot, b""))[0]  # differs for a re-proposal
             actions += self._finalize(BlockRef(header_slot, h), cert, now_ms)
-            if cert.epoch != self.epoch:  # we entered the next epoch: nothing more here
-                return actions
+        if self.epoch != epoch:  # what we signed finished the epoch: nothing more here
+            return actions
         if slot >= self.view:
             actions += self._enter_view(slot + 1, now_ms)
         else:

@@ -277,6 +277,7 @@ class Cluster:
         self.incomplete = 0  # Finalized actions that could not link to the previous final block
         self.next_op: bytes = b""  # a staking operation the next honest block carries
         self.epoch_starts: dict[int, BlockRef] = {}  # epoch -> the boundary that opened it
+        self.rejected: list[tuple[bytes, str, str]] = []  # (node, message type, reason)
         for key in self.honest_keys:
             self.boot(key, synced=True)
 
@@ -380,7 +381,8 @@ class Cluster:
                     self.received[dest].add(vote_key(message))
             else:
                 actions = core.on_certificate(message, self.now)
-        except InvalidMessage:
+        except InvalidMessage as exc:
+            self.rejected.append((dest, type(message).__name__, exc.reason))
             return
         self.handle(dest, actions)
 
@@ -642,6 +644,15 @@ class Cluster:
                 f"member={core._is_member()} marks={self.marks(vid)}"
             )  # fmt: skip
         lines.append(f"now={self.now} timers={sorted(self.timers.values())}")
+        lines += [f"rejected at 0x{d.hex()[:8]}: {kind}: {why}" for d, kind, why in self.rejected[-6:]]
+        for vid, core in sorted(self.nodes.items()):
+            prev = core._slots.get(core.view - 1)
+            if prev is not None:
+                lines.append(
+                    f"0x{vid.hex()[:8]} slot {core.view - 1}: notarized={len(prev.notarizations)} "
+                    f"nullified={prev.nullification is not None} "
+                    f"nullify votes={len(prev.nullify_votes)}"
+                )  # fmt: skip
         for vid, core in sorted(self.nodes.items()):
             if core.leader(core.view) == vid:
                 parent = core._choose_parent(core.view)
