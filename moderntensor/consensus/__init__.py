@@ -48,10 +48,9 @@ epochs that end at a finalized block as Commonware's do; docs/consensus.md has t
     ``slash_fraction`` of the stake and jails the validator, once per jail.
 11. **Slashing protection and restarts.** Before any signature the validator durably records
     it and refuses anything conflicting with its record, and any NULLIFY at or below the
-    highest certified round it saw. After a restart it signs nothing new until peers' status
-    and certificates show it is past every certificate they hold, and after a restart whose
-    record lags behind the network (a restore, a wipe) nothing but NULLIFY in the round peers
-    are voting in.
+    highest certified round it saw. After a restart it merges into its record the votes of
+    its own that peers still hold (their status), and signs nothing new until certificates
+    show it is past every certificate they hold.
 
 Deviations from the Simplex paper:
 

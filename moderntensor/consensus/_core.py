@@ -10,6 +10,8 @@ feed evidence, those of the next one wait in a bounded buffer until the core ent
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from moderntensor.chain.blocks import Block
 from moderntensor.chain.timing import compute_boundary_height
 from moderntensor.chain.votes import SignedVote, VoteKind
@@ -77,16 +79,34 @@ class SimplexCore(_Voting):
 
     @_guarded
     def on_status(
-        self, certified: Round | None, current: Round | None, now_ms: int
+        self, certified: Round | None, own_votes: Sequence[SignedVote], now_ms: int
     ) -> list[Action]:
-        """Peers report where they are: the highest round of a certificate they hold
-        (``certified``) and the highest round they vote in (``current``); None for nothing.
-        Until this core is past ``certified`` it signs nothing new, and after a restart whose
-        record lags behind ``current`` only NULLIFY up to it (see :class:`SyncGate`)."""
-        mark = None if self._signer is None else self._signer.protection.signed_mark
-        self._gate.on_status(mark, certified, current)
+        """A peer's status: the highest round of a certificate it holds (None for none) and
+        the votes of *ours* it still holds (:meth:`votes_of`).
+
+        The votes are merged into our slashing-protection record first: a node whose record
+        was lost (restored from a backup, a wiped data dir) then refuses anything that would
+        contradict what peers can show (review H2). Until this core's round is past
+        ``certified`` it signs nothing new (sync before sign).
+        """
+        signer = self._signer
+        if signer is not None:
+            for vote in own_votes:
+                if vote.signer != signer.validator_id or not self._verifier.is_authentic(vote):
+                    continue  # not ours, or not really signed: nothing to learn
+                record = signer.protection.record_of(vote.epoch, vote.slot)
+                if record.get(vote.kind) != vote.block_hash:
+                    signer.protection.learn(vote.kind, vote.epoch, vote.slot, vote.block_hash)
+                    state = self._slots.get(vote.slot)
+                    if vote.epoch == self.epoch and state is not None:
+                        state.remember_mine(vote)
+        self._gate.on_status(certified)
         self._gate.reached(self.round)
         return self._finish(self._progress(now_ms), now_ms)
+
+    def votes_of(self, validator_id: bytes) -> list[SignedVote]:
+        """What this core holds of a validator's messages (for its status after a restart)."""
+        return self._book.votes_of(validator_id)
 
     @_guarded
     def enter_epoch(self, epoch: int, boundary: BlockRef, now_ms: int) -> list[Action]:

@@ -56,6 +56,14 @@ class EvidenceBook:
         reported.add((vote.signer, offence))
         return Evidence(earlier, vote)
 
+    def votes_of(self, signer: bytes) -> list[SignedVote]:
+        """Every message of ``signer`` this book holds (the first of each kind per round),
+        in round order: what a restarted validator's peers give back to it."""
+        out: list[SignedVote] = []
+        for rnd in sorted(self._first):
+            out.extend(self._first[rnd].get(signer, {}).values())
+        return out
+
     def prune_below(self, min_epoch: int, min_slot: int) -> None:
         """Forget rounds of epochs below ``min_epoch`` and of slots below ``min_slot``."""
         for book in (self._first, self._reported):

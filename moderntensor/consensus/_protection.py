@@ -306,6 +306,16 @@ class SlashingProtection:
             self._cache[rnd] = merged
         return None
 
+    def learn(self, kind: VoteKind, epoch: int, slot: int, block_hash: bytes) -> str | None:
+        """Record, durably, that this key signed ``kind`` on ``block_hash`` in a round (a
+        vote of ours that a peer kept, after our own record was lost). Returns None, or the
+        reason it conflicts with the record (then the record is kept as it is).
+        """
+        reason = self.merge((epoch, slot), SignedRecord().with_signed(kind, block_hash))
+        if reason is None and (self.signed_mark is None or (epoch, slot) > self.signed_mark):
+            self.raise_marks((epoch, slot), None)
+        return reason
+
     def raise_marks(self, signed: Round | None, certified: Round | None) -> None:
         """Raise both marks (never lower them) and store them durably (for import)."""
         if signed is not None and (self.signed_mark is None or signed > self.signed_mark):

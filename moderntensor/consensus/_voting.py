@@ -163,7 +163,7 @@ class _Voting:
         self._gate.reached(self.round)
 
     def _may_sign(self, kind: VoteKind, slot: int) -> bool:
-        return self._gate.may_sign(kind, (self.epoch, slot))
+        return self._gate.synced
 
     def _has(self, cert: Certificate) -> bool:
         state = self._slots.get(cert.slot)

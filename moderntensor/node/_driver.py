@@ -214,7 +214,7 @@ class ConsensusDriver:
                 self.fetches.answered_round((item.epoch, item.slot))
                 actions = await self._feed_certificates(item.certificates)
             elif isinstance(item, PeerStatus):
-                actions = self.core.on_status(item.certified, item.current, now)
+                actions = self.core.on_status(item.certified, item.own_votes, now)
             elif isinstance(item, Proposal):
                 actions = self.core.on_proposal(item, now)
             elif isinstance(item, Certificate):

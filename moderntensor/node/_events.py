@@ -27,12 +27,13 @@ NetworkMessage = SignedVote | Certificate | Proposal | Evidence
 @attrs.frozen(slots=True)
 class PeerStatus:
     """A peer's status (the network sends it): the highest round (epoch, slot) of a
-    certificate it holds and the round it votes in, None for nothing. Until the core's own
-    round passes the highest certified round reported, it signs nothing new (sync before
-    sign)."""
+    certificate it holds (None for none) and the votes of ours it still holds
+    (``SimplexCore.votes_of``). The core merges those into its slashing-protection record
+    and, until its round passes the highest certified round reported, signs nothing new
+    (sync before sign)."""
 
     certified: Round | None
-    current: Round | None
+    own_votes: tuple[SignedVote, ...] = ()
 
 
 DriverEvent = (

@@ -321,10 +321,9 @@ class Cluster:
         self.have[vid] = set(self.oracle.chain_to(final.hash))
         self.waiting[vid] = set()
         self.handle(vid, core.start(self.now))
-        if not synced:  # the handshake: peers' highest certificate and current round
-            current = [c.round for v, c in self.nodes.items() if v != vid]
-            status = core.on_status(self.frontier(), max(current, default=None), self.now)
-            self.handle(vid, status)
+        if not synced:  # the handshake: peers' highest certificate, and our votes they hold
+            held = [v for other, c in self.nodes.items() if other != vid for v in c.votes_of(vid)]
+            self.handle(vid, core.on_status(self.frontier(), held, self.now))
 
     # ------------------------------------------------------------- delivery
 
@@ -634,7 +633,7 @@ class Cluster:
             role = "byz" if leader in self.oracle.byzantine else "honest"
             lines.append(
                 f"0x{vid.hex()[:8]} round={core.round} synced={core.synced} "
-                f"floor={core._gate.floor} final=({core.finalized.slot}, "
+                f"final=({core.finalized.slot}, "
                 f"h{self.oracle.height.get(core.finalized.hash)}) "
                 f"notarized={sorted(core.notarized().values())} leader={role} "
                 f"proposal={None if state is None or state.proposal is None else state.phase} "
@@ -644,7 +643,9 @@ class Cluster:
                 f"member={core._is_member()} marks={self.marks(vid)}"
             )  # fmt: skip
         lines.append(f"now={self.now} timers={sorted(self.timers.values())}")
-        lines += [f"rejected at 0x{d.hex()[:8]}: {kind}: {why}" for d, kind, why in self.rejected[-6:]]
+        lines += [
+            f"rejected at 0x{d.hex()[:8]}: {kind}: {why}" for d, kind, why in self.rejected[-6:]
+        ]
         for vid, core in sorted(self.nodes.items()):
             prev = core._slots.get(core.view - 1)
             if prev is not None:
@@ -705,7 +706,7 @@ class Cluster:
             found = set()
             for item in self.evidence[vid]:
                 ev = item.evidence
-                assert ev.first.signer in self.oracle.byzantine, "honest validator accused"
+                assert ev.first.signer in self.oracle.byzantine, f"honest accused: {ev}"
                 same = (ev.first.signer, ev.first.epoch, ev.first.slot)
                 assert same == (ev.second.signer, ev.second.epoch, ev.second.slot), "bad evidence"
                 found.update(offences_of([vote_key(v) for v in (ev.first, ev.second)]))

@@ -259,16 +259,18 @@ class Cluster:
 
     async def exchange_status(self) -> None:
         """Every live node tells every other where it is (what the network's handshake will
-        do): the highest certified round it has seen and the round it votes in."""
-        statuses: list[tuple[Member, Round | None, Round]] = []
+        do): the highest certified round it has seen and the votes of the other's it holds."""
+        statuses: list[tuple[Member, Round | None]] = []
         for member in self.live():
             protection = member.parts.protection
             certified = None if protection is None else protection.certified_mark
-            statuses.append((member, certified, member.parts.core.round))
+            statuses.append((member, certified))
         for member in self.live():
-            for other, certified, current in statuses:
+            me = member.parts.core.validator_id
+            for other, certified in statuses:
                 if other is not member:
-                    await member.driver.handle(PeerStatus(certified, current))
+                    held = () if me is None else tuple(other.parts.core.votes_of(me))
+                    await member.driver.handle(PeerStatus(certified, held))
         await self.settle()
 
     def heights(self) -> list[int]:
