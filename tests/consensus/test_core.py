@@ -20,10 +20,12 @@ from moderntensor.consensus import (
     FetchBlock,
     Finalized,
     InvalidMessage,
+    MemoryStore,
     Proposal,
     SetTimer,
     SignatureVerifier,
     SimplexCore,
+    SlashingProtection,
     Verdict,
     build_certificate,
     verify_evidence,
@@ -284,3 +286,28 @@ def test_a_restarted_core_resends_the_stored_finalization_on_its_first_timeout()
     assert deadline is not None
     resent = [a.message for a in fresh.on_tick(deadline) if isinstance(a, Broadcast)]
     assert cert in resent
+
+
+def test_a_wiped_leader_takes_back_its_proposal_from_peers_and_never_builds_another() -> None:
+    """The stateful machine's find: a leader proposed X, its data dir was wiped, and it came
+    back in the same slot. Its peers' status returns its PROPOSE; from then on its record
+    refuses a second block for that slot."""
+    cluster = cluster4()
+    leader = leader_key(cluster, 1)
+    cluster.advance(1_000)  # the leader builds X and broadcasts it
+    first = [m for _, m, o in cluster.pending if o == leader.address and isinstance(m, Proposal)]
+    assert first
+    for vid in sorted(cluster.nodes):
+        if vid != leader.address:
+            cluster.deliver_to(vid, first[0])
+    cluster.pending.clear()
+    cluster.stores[leader.address] = MemoryStore()  # wiped
+    cluster.next_op = b"leave:3"  # so a block it builds now differs from X
+    cluster.boot(leader, final=GENESIS)
+    record = SlashingProtection(cluster.stores[leader.address], leader.address).record_of(0, 1)
+    assert record.propose == first[0].seal_hash  # learned from the peers' status
+    core = cluster.nodes[leader.address]
+    cluster.advance(1_000)
+    cluster.flush()
+    cluster.check_no_honest_equivocation()
+    assert core.synced

@@ -134,3 +134,22 @@ def test_record_encoding_round_trip() -> None:
     rec = SignedRecord(A, B, True, A)
     assert SignedRecord.decode(rec.encode()) == rec
     assert SignedRecord.decode(SignedRecord().encode()) == SignedRecord()
+
+
+def test_votes_learned_from_peers_are_recorded_durably(tmp_path: Path) -> None:
+    """Review H2: a wiped validator takes back from peers the votes of its own they hold;
+    afterwards anything contradicting them is refused, across a restart too."""
+    path = tmp_path / "node-db"
+    with Database.open(path) as db:
+        s = signer(DatabaseStore(db))
+        assert s.protection.learn(VoteKind.FINALIZE, 2, 7, A) is None
+        assert s.protection.learn(VoteKind.PROPOSE, 2, 8, B) is None
+        assert s.protection.signed_mark == (2, 8)
+        assert s.protection.learn(VoteKind.FINALIZE, 2, 7, B) is not None  # a conflict: kept
+    with Database.open(path) as db:
+        s = signer(DatabaseStore(db))
+        with pytest.raises(SlashingRefused):
+            s.sign(VoteKind.NULLIFY, 2, 7, ZERO_HASH)
+        with pytest.raises(SlashingRefused):
+            s.sign(VoteKind.PROPOSE, 2, 8, A)
+        assert s.sign(VoteKind.FINALIZE, 2, 7, A).block_hash == A
