@@ -105,8 +105,19 @@ class SimplexCore(_Voting):
         return self._finish(self._progress(now_ms), now_ms)
 
     def votes_of(self, validator_id: bytes) -> list[SignedVote]:
-        """What this core holds of a validator's messages (for its status after a restart)."""
-        return self._book.votes_of(validator_id)
+        """What this core holds of a validator's messages, for its status after a restart:
+        the evidence book, and what waits in the next-epoch buffer (proposals, votes, and the
+        votes inside certificates)."""
+        held = self._book.votes_of(validator_id)
+        for message in self._next_epoch.values():
+            if isinstance(message, Proposal):
+                if message.proposer == validator_id:
+                    held.append(message.propose_vote(self.config.preset.epoch_length))
+            elif isinstance(message, Certificate):
+                held += [v for v in message.votes() if v.signer == validator_id]
+            elif message.signer == validator_id:
+                held.append(message)
+        return held
 
     @_guarded
     def enter_epoch(self, epoch: int, boundary: BlockRef, now_ms: int) -> list[Action]:

@@ -145,21 +145,17 @@ class ConsensusMachine(RuleBasedStateMachine):
     # --------------------------------------------------------- operators
 
     def _settle_outgoing(self, vid: bytes) -> None:
-        """Before a restore or a wipe, what the old process had already sent arrives (what
-        the partition lets through) or is lost: a restart takes far longer than a message's
-        trip, and a message still arriving after it is the stated residual risk
-        (docs/consensus.md, "Restarts")."""
+        """Before a restore or a wipe, what the old process had already sent arrives (a
+        partition only delays: a restart takes far longer than a message's trip); a message
+        still arriving after the restart is the stated residual risk (docs/consensus.md,
+        "Restarts"). What no honest node received is then forgotten by the oracle."""
         cluster = self.cluster
         for _ in range(len(cluster.pending)):
             mine = [i for i, p in enumerate(cluster.pending) if p[2] == vid]
             if not mine:
                 break
-            index = mine[0]
-            dest = cluster.pending[index][0]
-            if not cluster.sides or cluster.sides.get(dest) == cluster.sides.get(vid):
-                cluster.deliver(index)
-            else:
-                cluster.pending.pop(index)
+            cluster.deliver(mine[0])
+        cluster.lost_with_the_database(vid)
 
     def _forget(self, vid: bytes) -> None:
         cluster = self.cluster
