@@ -35,45 +35,8 @@ def register(groups: Any) -> None:
         "DIR/keys/validator-I.json with mode 0600) and optional prefunded accounts.",
     )
     new.add_argument("--validators", type=int, required=True, metavar="N")
-    new.add_argument("--chain-id", type=int, required=True, metavar="ID")
     new.add_argument("--out", required=True, metavar="DIR")
-    new.add_argument("--network-name", default="moderntensor-testnet")
-    new.add_argument(
-        "--genesis-time",
-        type=int,
-        default=None,
-        help="unix seconds (default: now + 60, rounded to the minute)",
-    )
-    new.add_argument("--slot-duration", type=float, default=2.0, help="seconds (default 2)")
-    new.add_argument(
-        "--epoch-length",
-        type=int,
-        default=900,
-        help="blocks per epoch (default 900: 30 minutes of 2 s slots)",
-    )
-    new.add_argument(
-        "--evidence-epochs",
-        type=int,
-        default=48,
-        help="epochs evidence of an offence stays includable (default 48: one day)",
-    )
-    new.add_argument(
-        "--unbonding-epochs",
-        type=int,
-        default=144,
-        help="epochs before unstaked stake can be withdrawn, at least 2 + evidence epochs + 1 "
-        "(default 144: three days)",
-    )
-    new.add_argument("--stake", type=int, default=100_000, help="tokens per validator")
-    new.add_argument("--min-stake", type=int, default=10_000, help="tokens")
-    new.add_argument("--supply", type=int, default=1_000_000_000, help="total supply in tokens")
-    new.add_argument(
-        "--alloc",
-        action="append",
-        default=[],
-        metavar="ADDR=TOKENS",
-        help="prefund an account (repeatable)",
-    )
+    add_genesis_options(new, slot=2.0, epoch=900)
     new.set_defaults(handler=_new)
 
     validate = sub.add_parser(
@@ -101,19 +64,19 @@ def register(groups: Any) -> None:
     alloc_root.set_defaults(handler=_alloc_root)
 
 
-def _new(args: argparse.Namespace) -> int:
-    if args.validators < 1:
-        raise CLIError("--validators must be at least 1")
-    out = Path(args.out)
-    if (out / "genesis.json").exists():
-        raise CLIError(f"{out / 'genesis.json'} already exists; refusing to overwrite it")
+def genesis_document(
+    args: argparse.Namespace, names: list[str]
+) -> tuple[dict[str, Any], list[ValidatorKeys]]:
+    """A genesis document with fresh validator keys, from ``genesis new``'s options (shared
+    with ``testnet init``).
+
+    Raises:
+        CLIError: an option out of range, or a genesis that does not validate.
+    """
     genesis_time = args.genesis_time
     if genesis_time is None:
         genesis_time = (int(time.time()) // 60 + 2) * 60
-    keys = [
-        ValidatorKeys(f"validator-{i}", PrivateKey.generate(), PrivateKey.generate())
-        for i in range(args.validators)
-    ]
+    keys = [ValidatorKeys(name, PrivateKey.generate(), PrivateKey.generate()) for name in names]
     alloc: dict[str, dict[str, str]] = {}
     for k in keys:  # owners need gas money to send staking transactions
         alloc[checksum_address(k.account.address)] = {"balance": hex(1_000 * TOKEN)}
@@ -152,22 +115,87 @@ def _new(args: argparse.Namespace) -> int:
         "alloc": alloc,
     }
     try:
-        genesis = parse_genesis(doc, "generated genesis")
+        parse_genesis(doc, "generated genesis")
     except GenesisError as exc:
         raise CLIError(str(exc)) from None
+    return doc, keys
+
+
+def write_genesis(out: Path, doc: dict[str, Any], keys: list[ValidatorKeys]) -> list[Path]:
+    """Write ``genesis.json`` and ``keys/validator-I.json`` (mode 0600); return the key paths.
+
+    Raises:
+        CLIError: a key file cannot be written.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "keys" / f"validator-{i}.json" for i in range(len(keys))]
     try:
-        for i, k in enumerate(keys):
-            write_key_file(out / "keys" / f"validator-{i}.json", k.to_json())
+        for path, k in zip(paths, keys, strict=True):
+            write_key_file(path, k.to_json())
     except KeyFileError as exc:
         raise CLIError(str(exc)) from None
     (out / "genesis.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    block, _ = build_genesis(genesis)
+    return paths
+
+
+def add_genesis_options(parser: argparse.ArgumentParser, *, slot: float, epoch: int) -> None:
+    """The genesis options ``genesis new`` and ``testnet init`` share."""
+    parser.add_argument("--chain-id", type=int, required=True, metavar="ID")
+    parser.add_argument("--network-name", default="moderntensor-testnet")
+    parser.add_argument(
+        "--genesis-time",
+        type=int,
+        default=None,
+        help="unix seconds (default: now + 60, rounded to the minute)",
+    )
+    parser.add_argument(
+        "--slot-duration", type=float, default=slot, help=f"seconds (default {slot:g})"
+    )
+    parser.add_argument(
+        "--epoch-length",
+        type=int,
+        default=epoch,
+        help=f"blocks per epoch (default {epoch}: 30 minutes of 2 s slots)",
+    )
+    parser.add_argument(
+        "--evidence-epochs",
+        type=int,
+        default=48,
+        help="epochs evidence of an offence stays includable (default 48: one day)",
+    )
+    parser.add_argument(
+        "--unbonding-epochs",
+        type=int,
+        default=144,
+        help="epochs before unstaked stake can be withdrawn, at least 2 + evidence epochs + 1 "
+        "(default 144: three days)",
+    )
+    parser.add_argument("--stake", type=int, default=100_000, help="tokens per validator")
+    parser.add_argument("--min-stake", type=int, default=10_000, help="tokens")
+    parser.add_argument("--supply", type=int, default=1_000_000_000, help="total supply in tokens")
+    parser.add_argument(
+        "--alloc",
+        action="append",
+        default=[],
+        metavar="ADDR=TOKENS",
+        help="prefund an account (repeatable)",
+    )
+
+
+def _new(args: argparse.Namespace) -> int:
+    if args.validators < 1:
+        raise CLIError("--validators must be at least 1")
+    out = Path(args.out)
+    if (out / "genesis.json").exists():
+        raise CLIError(f"{out / 'genesis.json'} already exists; refusing to overwrite it")
+    doc, keys = genesis_document(args, [f"validator-{i}" for i in range(args.validators)])
+    paths = write_genesis(out, doc, keys)
+    block, _ = build_genesis(parse_genesis(doc, "generated genesis"))
     print(
         json.dumps(
             {
                 "genesis": str(out / "genesis.json"),
-                "keys": [str(out / "keys" / f"validator-{i}.json") for i in range(len(keys))],
+                "keys": [str(p) for p in paths],
                 "hash": "0x" + block.hash.hex(),
                 "state_root": "0x" + block.header.state_root.hex(),
             },
