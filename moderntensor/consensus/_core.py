@@ -31,9 +31,8 @@ from ._messages import (
 from ._protection import Round
 from ._schedule import ValidatorSet
 from ._slot import CoreFailed, Phase, _guarded
-from ._voting import _Voting
+from ._voting import Message, _Voting
 
-Message = Proposal | SignedVote | Certificate
 MAX_NEXT_EPOCH_BUFFER = 4096
 """Verified messages of the next epoch held until the core enters it (oldest kept)."""
 
@@ -95,11 +94,14 @@ class SimplexCore(_Voting):
                 if vote.signer != signer.validator_id or not self._verifier.is_authentic(vote):
                     continue  # not ours, or not really signed: nothing to learn
                 record = signer.protection.record_of(vote.epoch, vote.slot)
-                if record.get(vote.kind) != vote.block_hash:
-                    signer.protection.learn(vote.kind, vote.epoch, vote.slot, vote.block_hash)
-                    state = self._slots.get(vote.slot)
-                    if vote.epoch == self.epoch and state is not None:
-                        state.remember_mine(vote)
+                if record.get(vote.kind) == vote.block_hash:
+                    continue  # already in the record
+                conflict = signer.protection.learn(
+                    vote.kind, vote.epoch, vote.slot, vote.block_hash
+                )
+                state = self._slots.get(vote.slot)
+                if conflict is None and vote.epoch == self.epoch and state is not None:
+                    state.remember_mine(vote)
         self._gate.on_status(certified)
         self._gate.reached(self.round)
         return self._finish(self._progress(now_ms), now_ms)
