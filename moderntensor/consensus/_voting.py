@@ -145,6 +145,9 @@ class _Voting:
         signer = self._signer
         if signer is None:
             return
+        mark = signer.protection.signed_mark
+        if mark is None or (self.epoch, slot) > mark:
+            return  # nothing is recorded above the highest round we ever signed in
         record = signer.protection.record_of(self.epoch, slot)
         for kind in (VoteKind.NOTARIZE, VoteKind.NULLIFY, VoteKind.FINALIZE):
             signed = record.get(kind)
