@@ -278,7 +278,6 @@ class Cluster:
         self.next_op: bytes = b""  # a staking operation the next honest block carries
         self.epoch_starts: dict[int, BlockRef] = {}  # epoch -> the boundary that opened it
         self.rejected: list[tuple[bytes, str, str]] = []  # (node, message type, reason)
-        self.seen_by_honest: set[tuple[int, int, int, bytes, bytes]] = set()
         for key in self.honest_keys:
             self.boot(key, synced=True)
 
@@ -351,27 +350,23 @@ class Cluster:
         dest, message, _ = self.pending.pop(index)
         self.deliver_to(dest, message)
 
-    def note_seen(self, message: Message) -> None:
-        """Record the signed votes an honest node received (what it could prove)."""
-        if isinstance(message, Proposal):
-            self.seen_by_honest.add(vote_key(message.propose_vote(EPOCH_LENGTH)))
-        elif isinstance(message, SignedVote):
-            self.seen_by_honest.add(vote_key(message))
-        else:
-            self.seen_by_honest.update(vote_key(v) for v in message.votes())
-
     def lost_with_the_database(self, vid: bytes) -> None:
         """A lossy restart of ``vid`` (restore, wipe) after its outgoing messages settled:
-        what it signed that no honest node ever received can no longer be shown by anyone
-        honest, so the oracle stops holding it against the key (the property is "signs
-        nothing an honest peer can turn into evidence"; a byzantine peer that withholds such
-        a message is the stated residual risk)."""
+        what no honest node still holds of it (in its evidence book or next-epoch buffer)
+        can no longer be shown by anyone honest, so the oracle stops holding it against the
+        key. The property is "signs nothing an honest peer can turn into evidence"; a
+        byzantine peer that withholds such a message is the stated residual risk."""
+        held = {
+            vote_key(v)
+            for other, core in self.nodes.items()
+            if other != vid
+            for v in core.votes_of(vid)
+        }
         for (signer, epoch, slot), items in self.oracle.honest_votes.items():
             if signer == vid:
-                kept = {
-                    (k, h) for k, h in items if (k, epoch, slot, h, signer) in self.seen_by_honest
-                }
-                items.intersection_update(kept)
+                items.intersection_update(
+                    {(k, h) for k, h in items if (k, epoch, slot, h, signer) in held}
+                )
 
     def in_evidence_window(self, core: SimplexCore, vote: SignedVote) -> bool:
         """The test's own statement of which votes a core must check for equivocation: its
@@ -388,7 +383,6 @@ class Cluster:
         core = self.nodes[dest]
         self.deliveries += 1
         try:
-            self.note_seen(message)
             if isinstance(message, Proposal):
                 self.have[dest].add(message.block_hash)
                 vote = message.propose_vote(EPOCH_LENGTH)
