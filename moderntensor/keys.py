@@ -25,6 +25,7 @@ __all__ = [
     "NodeKey",
     "ValidatorKeys",
     "load_node_key",
+    "load_or_create_node_key",
     "load_validator_keys",
     "peer_id_of",
     "write_key_file",
@@ -121,6 +122,22 @@ def _key(doc: dict[str, Any], field: str, path: str | Path) -> PrivateKey:
 def load_node_key(path: str | Path) -> NodeKey:
     """Raises: KeyFileError."""
     return NodeKey(_key(_read(path, "node"), "private_key", path))
+
+
+def load_or_create_node_key(path: str | Path) -> tuple[NodeKey, bool]:
+    """The node key at ``path``, or a new one written there (mode 0600) if none exists.
+
+    Returns:
+        The key, and whether it was created now.
+
+    Raises:
+        KeyFileError: the file exists but does not load, or cannot be written.
+    """
+    if Path(path).exists():
+        return load_node_key(path), False
+    key = NodeKey(PrivateKey.generate())
+    write_key_file(path, key.to_json())
+    return key, True
 
 
 def load_validator_keys(path: str | Path) -> ValidatorKeys:

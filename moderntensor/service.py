@@ -369,8 +369,12 @@ class ChainService:
         self._head_subscribers.append(send)
         return receive
 
-    def subscribe_pending_transactions(self) -> trio.MemoryReceiveChannel[bytes]:
-        send, receive = trio.open_memory_channel[bytes](_SUBSCRIPTION_BUFFER)
+    def subscribe_pending_transactions(
+        self, buffer: int = _SUBSCRIPTION_BUFFER
+    ) -> trio.MemoryReceiveChannel[bytes]:
+        """Hashes of admitted transactions; ``buffer`` of them may wait (then some are lost,
+        counted in ``dropped_events``)."""
+        send, receive = trio.open_memory_channel[bytes](buffer)
         self._tx_subscribers.append(send)
         return receive
 

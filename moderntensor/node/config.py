@@ -28,6 +28,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from moderntensor.keys import KeyFileError, load_node_key, load_validator_keys
 from moderntensor.mempool import MempoolConfig
+from moderntensor.network import MULTIADDR_FORM, Multiaddr, parse_multiaddr
 
 __all__ = [
     "LOG_FORMATS",
@@ -68,60 +69,6 @@ class ConfigError(ValueError):
             errors[0] if len(errors) == 1 else f"{len(errors)} problems:\n  " + "\n  ".join(errors)
         )
         super().__init__(f"{source}: {body}")
-
-
-@attrs.frozen(slots=True)
-class Multiaddr:
-    """A peer address, ``/ip4/127.0.0.1/tcp/30303/ws/p2p/<peer-id>`` (``ip6``, ``dns4``,
-    ``dns6`` and ``dns`` hosts too); the peer id is the hex of the compressed node public key
-    (:func:`moderntensor.keys.peer_id_of`)."""
-
-    protocol: str
-    host: str
-    port: int
-    peer_id: str
-
-    def __str__(self) -> str:
-        return f"/{self.protocol}/{self.host}/tcp/{self.port}/ws/p2p/{self.peer_id}"
-
-
-_MULTIADDR_FORM = "/ip4/<address>/tcp/<port>/ws/p2p/<peer-id>"
-
-
-def parse_multiaddr(text: str) -> Multiaddr:
-    """Parse a bootstrap peer address.
-
-    Raises:
-        ValueError: naming the part that is wrong.
-    """
-    parts = text.split("/")
-    if len(parts) != 8 or parts[0] or parts[3] != "tcp" or parts[5] != "ws" or parts[6] != "p2p":
-        raise ValueError(f"expected {_MULTIADDR_FORM}, got {text!r}")
-    _, protocol, host, _, port_text, _, _, peer_id = parts
-    if protocol in ("ip4", "ip6"):
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
-        if ip.version != int(protocol[-1]):
-            raise ValueError(f"{text!r}: {host!r} is not an IPv{protocol[-1]} address")
-    elif protocol in ("dns", "dns4", "dns6"):
-        if not host or len(host) > 253 or not all(c.isalnum() or c in "-." for c in host):
-            raise ValueError(f"{text!r}: {host!r} is not a host name")
-    else:
-        raise ValueError(f"{text!r}: unknown protocol {protocol!r} (ip4, ip6, dns4, dns6, dns)")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{text!r}: port {port_text!r} is not in 1-65535")
-    try:
-        key = bytes.fromhex(peer_id)
-    except ValueError:
-        key = b""
-    if len(key) != 33 or key[0] not in (2, 3):
-        raise ValueError(
-            f"{text!r}: peer id must be the 66 hex digits of a compressed public key, "
-            f"got {peer_id!r}"
-        )
-    return Multiaddr(protocol, host, int(port_text), peer_id.lower())
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -198,11 +145,12 @@ class NodeConfig:
 @attrs.frozen(slots=True, kw_only=True)
 class ConfigOverrides:
     """Command-line flags that win over the file: --data-dir, --rpc-addr, --rpc-port,
-    --log-level (None: not given)."""
+    --p2p-port, --log-level (None: not given)."""
 
     data_dir: Path | None = None
     rpc_addr: str | None = None
     rpc_port: int | None = None
+    p2p_port: int | None = None
     log_level: str | None = None
 
 
@@ -279,7 +227,7 @@ def _array(item: Callable[[Any], _T]) -> Callable[[Any, Any], tuple[_T, ...]]:
 
 
 def _multiaddr(value: Any) -> Multiaddr:
-    return parse_multiaddr(_expect(value, str, f"a string {_MULTIADDR_FORM}"))
+    return parse_multiaddr(_expect(value, str, f"a string {MULTIADDR_FORM}"))
 
 
 def _converter() -> cattrs.Converter:
@@ -373,7 +321,7 @@ def _check_files(config: NodeConfig) -> list[str]:
 
 
 def _apply_overrides(config: NodeConfig, overrides: ConfigOverrides) -> NodeConfig:
-    node, rpc = config.node, config.rpc
+    node, rpc, p2p = config.node, config.rpc, config.p2p
     try:
         if overrides.data_dir is not None:
             node = attrs.evolve(node, data_dir=Path(overrides.data_dir).expanduser().absolute())
@@ -393,9 +341,14 @@ def _apply_overrides(config: NodeConfig, overrides: ConfigOverrides) -> NodeConf
                 rpc = attrs.evolve(rpc, port=_port(overrides.rpc_port))
             except ValueError as exc:
                 raise ValueError(f"--rpc-port: {exc}") from None
+        if overrides.p2p_port is not None:
+            try:
+                p2p = attrs.evolve(p2p, port=_port(overrides.p2p_port))
+            except ValueError as exc:
+                raise ValueError(f"--p2p-port: {exc}") from None
     except ValueError as exc:
         raise ConfigError([str(exc)], "command line") from None
-    return attrs.evolve(config, node=node, rpc=rpc)
+    return attrs.evolve(config, node=node, rpc=rpc, p2p=p2p)
 
 
 def load_config(path: str | Path, overrides: ConfigOverrides | None = None) -> NodeConfig:

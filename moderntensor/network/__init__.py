@@ -1,0 +1,155 @@
+"""Peer-to-peer networking (DESIGN.md §7; layer 6: it talks to the chain service and the
+consensus types, never to the node supervisor).
+
+* ``_transport``: the seam -- connections carrying whole binary frames; trio-websocket in
+  production, Trio memory channels in tests and the simulator.
+* ``_wire``: RLP frames ``[type, field...]``, a total decoder with a size cap per type.
+* ``_handshake``: the sans-I/O authenticated handshake (node keys, domain-separated digest,
+  fresh nonces, reason codes).
+* ``_peers``: connected peers (one per peer id), requests with ids and timeouts, the block
+  fetcher over peers.
+* ``_gossip``: message ids, the seen-cache, vote dedupe keys.
+* ``_service``: :class:`NetworkService`, the long-running task that owns every connection.
+
+The node starts it in its nursery::
+
+    port = await nursery.start(network.run, outbound_receive)
+
+See docs/network.md for the protocol and what is not done yet.
+"""
+
+from __future__ import annotations
+
+from moderntensor.network._config import NetworkConfig
+from moderntensor.network._errors import (
+    ConnectionClosed,
+    DialError,
+    HandshakeFailed,
+    NetworkError,
+    NetworkLocalError,
+    NetworkRemoteError,
+    TransportError,
+)
+from moderntensor.network._gossip import (
+    BoundedSet,
+    SeenCache,
+    compute_message_id,
+    compute_vote_key,
+)
+from moderntensor.network._handshake import (
+    HANDSHAKE_DOMAIN,
+    ChainIdentity,
+    Handshake,
+    HandshakeState,
+    LocalStatus,
+    NonceBook,
+    compute_handshake_digest,
+)
+from moderntensor.network._multiaddr import (
+    MULTIADDR_FORM,
+    Multiaddr,
+    make_multiaddr,
+    parse_multiaddr,
+)
+from moderntensor.network._peers import Direction, Peer, PeerManager
+from moderntensor.network._service import ConsensusLink, ConsensusMessage, NetworkService
+from moderntensor.network._transport import (
+    Connection,
+    ConnectionHandler,
+    MemoryNetwork,
+    MemoryTransport,
+    Transport,
+    WebSocketTransport,
+)
+from moderntensor.network._wire import (
+    GOSSIP_TYPES,
+    MAX_FRAME_SIZE,
+    PROTOCOL_VERSION,
+    BlockReply,
+    Certificates,
+    Disconnect,
+    DisconnectReason,
+    GetBlock,
+    GetCertificates,
+    GetPeers,
+    GetStatus,
+    GetVotes,
+    Hello,
+    HelloAck,
+    MessageType,
+    NotFound,
+    Peers,
+    Request,
+    Response,
+    Status,
+    Transactions,
+    Votes,
+    WireMessage,
+    decode_message,
+    encode_message,
+    peek_type,
+)
+
+__all__ = [
+    "GOSSIP_TYPES",
+    "HANDSHAKE_DOMAIN",
+    "MAX_FRAME_SIZE",
+    "MULTIADDR_FORM",
+    "PROTOCOL_VERSION",
+    "BlockReply",
+    "BoundedSet",
+    "Certificates",
+    "ChainIdentity",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionHandler",
+    "ConsensusLink",
+    "ConsensusMessage",
+    "DialError",
+    "Direction",
+    "Disconnect",
+    "DisconnectReason",
+    "GetBlock",
+    "GetCertificates",
+    "GetPeers",
+    "GetStatus",
+    "GetVotes",
+    "Handshake",
+    "HandshakeFailed",
+    "HandshakeState",
+    "Hello",
+    "HelloAck",
+    "LocalStatus",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "MessageType",
+    "Multiaddr",
+    "NetworkConfig",
+    "NetworkError",
+    "NetworkLocalError",
+    "NetworkRemoteError",
+    "NetworkService",
+    "NonceBook",
+    "NotFound",
+    "Peer",
+    "PeerManager",
+    "Peers",
+    "Request",
+    "Response",
+    "SeenCache",
+    "Status",
+    "Transactions",
+    "Transport",
+    "TransportError",
+    "Votes",
+    "WebSocketTransport",
+    "WireMessage",
+    "compute_handshake_digest",
+    "compute_message_id",
+    "compute_vote_key",
+    "decode_message",
+    "encode_message",
+    "make_multiaddr",
+    "parse_multiaddr",
+    "peek_type",
+]

@@ -1,0 +1,40 @@
+"""The network's settings (node.toml's ``[p2p]`` resolved, plus timing knobs tests shorten)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from moderntensor.network._multiaddr import Multiaddr
+
+__all__ = ["NetworkConfig"]
+
+
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attr.name} must be positive, got {value!r}")
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class NetworkConfig:
+    listen_addr: str | None = "0.0.0.0"
+    """Where to accept connections; None: accept none (dial out only)."""
+    port: int = attrs.field(default=30303, validator=attrs.validators.in_(range(65536)))
+    """0: any free port (tests)."""
+    bootstrap: tuple[Multiaddr, ...] = ()
+    """Peers to dial at start and to keep dialing (with backoff) while not connected."""
+    max_peers: int = attrs.field(default=50, validator=_positive)
+    handshake_timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    request_timeout_s: float = attrs.field(default=2.0, validator=_positive)
+    """One request to one peer; then the next peer is asked."""
+    seen_ttl_s: float = attrs.field(default=1.0, validator=_positive)
+    """The gossip dedupe window (see ``_gossip``: about a slot; the node passes its slot)."""
+    peer_queue: int = attrs.field(default=1024, validator=_positive)
+    """Frames queued to one peer before further ones are dropped for it."""
+    dial_backoff_s: float = attrs.field(default=0.5, validator=_positive)
+    """The first wait before dialing an unreachable bootstrap peer again; doubled per
+    failure up to ``dial_backoff_max_s``, each wait jittered by +-20%."""
+    dial_backoff_max_s: float = attrs.field(default=30.0, validator=_positive)
+    max_discovery_dials: int = attrs.field(default=8, validator=_positive)
+    """Addresses learned by peer exchange dialed at once (while below ``max_peers``)."""

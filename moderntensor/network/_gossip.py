@@ -1,0 +1,94 @@
+"""Gossip bookkeeping, pure (time is an argument, STYLE rule 8).
+
+* :func:`compute_message_id`: ``keccak256`` of the frame. Frames are canonical RLP and the
+  objects in them have one encoding each, so one message has one id.
+* :class:`SeenCache`: ids seen in the last ``ttl`` seconds, at most ``capacity`` of them. A
+  frame whose id is in it is neither delivered to the node again nor relayed again.
+* Votes are also deduplicated by :func:`compute_vote_key` ``(signer, kind, epoch, slot,
+  hash)`` -- a vote re-signed with another nonce has another id but the same key -- after
+  its signature was checked, so a forged vote under a member's id cannot shadow the real one.
+
+Why the window is short (about a slot, not minutes): the consensus core re-sends its votes
+and certificates on every timeout, to recover from loss. Those re-sends are byte-identical,
+so a long window would swallow exactly the copies a node that missed (or could not yet use)
+the first one needs. A relay storm dies within milliseconds, so a slot-long window is enough
+to stop loops.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+
+from moderntensor.chain.votes import SignedVote
+from moderntensor.crypto import keccak256
+
+__all__ = ["BoundedSet", "SeenCache", "compute_message_id", "compute_vote_key"]
+
+
+def compute_message_id(frame: bytes) -> bytes:
+    """The gossip id of a frame."""
+    return keccak256(frame)
+
+
+def compute_vote_key(vote: SignedVote) -> tuple[bytes, int, int, int, bytes]:
+    """What makes two votes the same vote, whatever their signature bytes."""
+    return (vote.signer, int(vote.kind), vote.epoch, vote.slot, vote.block_hash)
+
+
+class SeenCache:
+    """Keys seen within the last ``ttl_s`` seconds (oldest dropped beyond ``capacity``)."""
+
+    def __init__(self, ttl_s: float, capacity: int = 65_536) -> None:
+        self.ttl_s = ttl_s
+        self.capacity = capacity
+        self._expiry: OrderedDict[Hashable, float] = OrderedDict()
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._expiry
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def is_fresh(self, key: Hashable, now: float) -> bool:
+        """Whether ``key`` is unseen (or its entry expired) at ``now``; records nothing."""
+        expiry = self._expiry.get(key)
+        return expiry is None or expiry <= now
+
+    def add(self, key: Hashable, now: float) -> bool:
+        """Record ``key`` as seen at ``now``; True if it was fresh (deliver and relay it)."""
+        self.expire(now)
+        if key in self._expiry:
+            return False
+        self._expiry[key] = now + self.ttl_s
+        if len(self._expiry) > self.capacity:
+            self._expiry.popitem(last=False)
+        return True
+
+    def expire(self, now: float) -> None:
+        """Drop entries whose window ended (they were added in time order)."""
+        while self._expiry:
+            key, expiry = next(iter(self._expiry.items()))
+            if expiry > now:
+                return
+            del self._expiry[key]
+
+
+class BoundedSet:
+    """The newest ``capacity`` keys added (e.g. transaction hashes a peer knows)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, key: Hashable) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        if len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)

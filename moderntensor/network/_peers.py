@@ -1,0 +1,231 @@
+"""Connected peers: one :class:`Peer` per peer id, requests with ids and timeouts, and the
+node's :class:`~moderntensor.node._fetch.BlockFetcher` over them (:class:`PeerManager`).
+
+One connection per peer id. When a second one completes its handshake (two nodes dialed each
+other at once, or a peer reconnected before we saw its old connection die), the rule is the
+same on both ends, so both keep the same one:
+
+* both connections in the same direction (a reconnect): the new one replaces the old;
+* opposite directions (simultaneous dials): the one dialed by the node with the smaller
+  peer id is kept; the other is closed with ``DUPLICATE_PEER``.
+
+Each peer has a bounded queue of frames to send, drained by its writer task. Nothing here
+waits on a peer: broadcasts and replies use ``send_nowait`` and a frame that finds a peer's
+queue full is dropped for that peer and counted (the peer is far behind; consensus re-sends
+on timeouts, a request times out and is asked elsewhere). Waiting instead would let one slow
+peer stall gossip to all the others, or two peers' readers wait on each other's writers.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from moderntensor.chain.blocks import Block
+from moderntensor.consensus import Certificate
+from moderntensor.network._config import NetworkConfig
+from moderntensor.network._gossip import BoundedSet
+from moderntensor.network._multiaddr import Multiaddr
+from moderntensor.network._transport import Connection
+from moderntensor.network._wire import (
+    BlockReply,
+    Certificates,
+    DisconnectReason,
+    GetBlock,
+    GetCertificates,
+    Hello,
+    Request,
+    Response,
+    encode_message,
+)
+
+__all__ = ["Direction", "Peer", "PeerManager"]
+
+KNOWN_TXS = 32_768
+"""Transaction hashes remembered per peer (sent to it or received from it): not sent again."""
+MAX_PENDING_REQUESTS = 64
+"""Requests in flight to one peer; more fail at once (the caller asks another peer)."""
+
+
+class Direction(enum.Enum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    event: trio.Event = attrs.field(factory=trio.Event)
+    value: Response | None = None
+
+
+@attrs.define(eq=False)
+class Peer:
+    """One connected, authenticated peer (its session task owns ``conn``)."""
+
+    peer_id: str
+    hello: Hello
+    direction: Direction
+    conn: Connection
+    addr: Multiaddr | None
+    """Where it can be dialed: the address we dialed, or its host and announced listen port."""
+    queue_size: int = 1024
+    connected_at: float = 0.0
+    known_txs: BoundedSet = attrs.field(factory=lambda: BoundedSet(KNOWN_TXS))
+    dropped: int = 0
+    """Frames dropped because its queue was full."""
+    kick_reason: DisconnectReason | None = None
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    closed: trio.Event = attrs.field(factory=trio.Event)
+    _pending: dict[int, _Waiter] = attrs.field(factory=dict)
+    queue: trio.MemorySendChannel[bytes] = attrs.field(init=False)
+    outgoing: trio.MemoryReceiveChannel[bytes] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.queue, self.outgoing = trio.open_memory_channel[bytes](self.queue_size)
+
+    @property
+    def label(self) -> str:
+        """The peer id's first 12 hex digits (for logs)."""
+        return self.peer_id[:12]
+
+    def send_nowait(self, frame: bytes) -> bool:
+        """Queue a frame for the writer; False (and counted) if the queue is full or closed."""
+        try:
+            self.queue.send_nowait(frame)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self.dropped += 1
+            return False
+        return True
+
+    def expect(self, request_id: int) -> _Waiter | None:
+        """Register a request in flight (None: too many already, or the peer is gone)."""
+        if len(self._pending) >= MAX_PENDING_REQUESTS or self.closed.is_set():
+            return None
+        waiter = self._pending[request_id] = _Waiter()
+        return waiter
+
+    def resolve(self, response: Response) -> bool:
+        """The answer to a request in flight; False if none waits for it (late or unasked)."""
+        waiter = self._pending.pop(response.request_id, None)
+        if waiter is None:
+            return False
+        waiter.value = response
+        waiter.event.set()
+        return True
+
+    def forget(self, request_id: int) -> None:
+        self._pending.pop(request_id, None)
+
+    def kick(self, reason: DisconnectReason) -> None:
+        """End this peer's session: it sends ``Disconnect(reason)`` and closes."""
+        self.kick_reason = reason
+        self.scope.cancel()
+
+    def close(self) -> None:
+        """The session ended: wake every request in flight (they get None)."""
+        self.closed.set()
+        self.queue.close()
+        for waiter in self._pending.values():
+            waiter.event.set()
+        self._pending.clear()
+
+
+def _dialer(peer: Peer, own_id: str) -> str:
+    return own_id if peer.direction is Direction.OUTBOUND else peer.peer_id
+
+
+class PeerManager:
+    """The set of connected peers; also the node's block fetcher (``fetch_block``,
+    ``fetch_certificates``), asking one peer after another."""
+
+    def __init__(self, own_id: str, config: NetworkConfig) -> None:
+        self.own_id = own_id
+        self.config = config
+        self.peers: dict[str, Peer] = {}
+        self._ids = itertools.count(1)
+        self._turn = 0
+        self.requests_failed = 0
+
+    def __len__(self) -> int:
+        return len(self.peers)
+
+    def get(self, peer_id: str) -> Peer | None:
+        return self.peers.get(peer_id)
+
+    def admit(self, peer: Peer) -> tuple[DisconnectReason | None, Peer | None]:
+        """Register a peer whose handshake completed.
+
+        Returns:
+            (a reason to refuse it, or None; a peer it replaces, to be kicked, or None).
+        """
+        existing = self.peers.get(peer.peer_id)
+        if existing is None:
+            if len(self.peers) >= self.config.max_peers:
+                return DisconnectReason.TOO_MANY_PEERS, None
+            self.peers[peer.peer_id] = peer
+            return None, None
+        if existing.direction is peer.direction:
+            keep_new = True  # the peer reconnected: its old connection is stale
+        else:
+            keep_new = _dialer(peer, self.own_id) < _dialer(existing, self.own_id)
+        if not keep_new:
+            return DisconnectReason.DUPLICATE_PEER, None
+        self.peers[peer.peer_id] = peer
+        return None, existing
+
+    def remove(self, peer: Peer) -> None:
+        if self.peers.get(peer.peer_id) is peer:
+            del self.peers[peer.peer_id]
+
+    def broadcast(self, frame: bytes, *, exclude: Peer | None = None) -> int:
+        """Queue ``frame`` to every peer but ``exclude``; returns how many took it."""
+        return sum(p.send_nowait(frame) for p in list(self.peers.values()) if p is not exclude)
+
+    def rotation(self) -> list[Peer]:
+        """The peers, starting at a different one each call (spreads requests)."""
+        peers = list(self.peers.values())
+        if not peers:
+            return []
+        self._turn = (self._turn + 1) % len(peers)
+        return peers[self._turn :] + peers[: self._turn]
+
+    async def request(
+        self, peer: Peer, make: Callable[[int], Request], *, timeout_s: float | None = None
+    ) -> Response | None:
+        """Send ``make(request_id)`` to ``peer``; its answer, or None on timeout or loss."""
+        request_id = next(self._ids)
+        waiter = peer.expect(request_id)
+        if waiter is None:
+            self.requests_failed += 1
+            return None
+        try:
+            if not peer.send_nowait(encode_message(make(request_id))):
+                self.requests_failed += 1
+                return None
+            with trio.move_on_after(timeout_s or self.config.request_timeout_s):
+                await waiter.event.wait()
+            if waiter.value is None:
+                self.requests_failed += 1
+            return waiter.value
+        finally:
+            peer.forget(request_id)
+
+    async def fetch_block(self, block_hash: bytes) -> Block | None:
+        """The block with this hash from the first peer that has it (None if none does)."""
+        for peer in self.rotation():
+            reply = await self.request(peer, lambda rid: GetBlock(rid, block_hash))
+            if isinstance(reply, BlockReply) and reply.block.hash == block_hash:
+                return reply.block
+        return None
+
+    async def fetch_certificates(self, epoch: int, slot: int) -> list[Certificate]:
+        """The certificates of round (``epoch``, ``slot``) from the first peer holding any."""
+        for peer in self.rotation():
+            reply = await self.request(peer, lambda rid: GetCertificates(rid, epoch, slot))
+            if isinstance(reply, Certificates) and reply.certificates:
+                return list(reply.certificates)
+        return []

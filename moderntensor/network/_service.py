@@ -1,0 +1,556 @@
+"""The network service: the one long-running Trio task that owns every peer connection.
+
+``await nursery.start(service.run, outbound)`` listens (``[p2p] listen_addr``:``port``),
+reports the bound port, then keeps dialing the bootstrap peers (exponential backoff with
+jitter, bounded), forwards everything the consensus driver sends on ``outbound`` to every
+peer, and gossips the transactions the chain service admits. Each connection runs in a task
+of its own (:meth:`NetworkService._session`): the handshake, then a reader, a writer and a
+greeter; whatever goes wrong with one peer ends that peer's session with one log line and
+never the node.
+
+What a reader does with a frame:
+
+* gossip (transactions, proposals, votes, certificates, evidence): dropped if its id is in
+  the seen-cache (no re-delivery, no re-relay); votes also by (signer, kind, epoch, slot,
+  hash) after their signature was checked (a bad one is the sender's fault: disconnect).
+  Otherwise *relayed* at once to every other peer and handed to the node: consensus messages
+  to the driver's inbox (awaited: back-pressure, never dropped), transaction batches to
+  ``ChainService.submit_raw_transactions`` (the admitted ones are then gossiped on by
+  :meth:`NetworkService._gossip_transactions`, to peers not known to have them).
+  This first version relays every new frame that decodes (and every vote whose signature
+  checks) to every peer, before the core judged it: simple and correct for small networks;
+  a bounded mesh with have/want and validation verdicts before relaying comes later.
+* requests (status, block by hash, certificates of a round, votes of a validator, peers):
+  answered from the chain (committed and executed blocks), the node's journal and core.
+* responses: handed to the request waiting for that id.
+
+On each new connection the greeter asks the peer for its status and for the votes of ours it
+holds, and gives the driver ``PeerStatus(certified, own_votes)``: that is how a validator
+whose stake alone is not a quorum learns where the network is and what it signed before a
+restart (sync before sign, docs/consensus.md "Restarts"). It then asks for the peer's peers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
+
+import trio
+
+from moderntensor.chain.blocks import Block
+from moderntensor.chain.votes import Evidence, SignedVote
+from moderntensor.codec import DecodeError
+from moderntensor.consensus import Certificate, Proposal, Round, SignatureVerifier
+from moderntensor.crypto import keccak256
+from moderntensor.network._config import NetworkConfig
+from moderntensor.network._errors import (
+    HandshakeFailed,
+    NetworkRemoteError,
+    TransportError,
+)
+from moderntensor.network._gossip import SeenCache, compute_message_id, compute_vote_key
+from moderntensor.network._handshake import (
+    ChainIdentity,
+    Handshake,
+    HandshakeState,
+    LocalStatus,
+    NonceBook,
+)
+from moderntensor.network._logging import event
+from moderntensor.network._multiaddr import Multiaddr, make_multiaddr
+from moderntensor.network._peers import Direction, Peer, PeerManager
+from moderntensor.network._transport import Connection, Transport, WebSocketTransport
+from moderntensor.network._wire import (
+    GOSSIP_TYPES,
+    MAX_CERTIFICATES_REPLY,
+    MAX_PEERS_REPLY,
+    MAX_TX_BATCH,
+    MAX_VOTES_REPLY,
+    BlockReply,
+    Certificates,
+    Disconnect,
+    DisconnectReason,
+    GetBlock,
+    GetCertificates,
+    GetPeers,
+    GetStatus,
+    GetVotes,
+    Hello,
+    HelloAck,
+    NotFound,
+    Peers,
+    Request,
+    Response,
+    Status,
+    Transactions,
+    Votes,
+    WireMessage,
+    decode_message,
+    encode_message,
+    peek_type,
+)
+from moderntensor.service import ChainService
+
+__all__ = ["ConsensusLink", "ConsensusMessage", "NetworkService"]
+
+log = logging.getLogger("moderntensor.network")
+
+ConsensusMessage = SignedVote | Certificate | Proposal | Evidence
+"""What the driver broadcasts and the network delivers to it."""
+
+THREAD_DECODE_BYTES = 64 * 1024
+"""Frames larger than this (blocks full of transactions, whose senders are recovered while
+decoding) are decoded in a worker thread, off the event loop."""
+TX_FRAME_BYTES = 1024 * 1024
+"""Raw transaction bytes per gossip frame (a batch is split beyond it)."""
+TX_SUBSCRIPTION = 4096
+"""Admitted transactions waiting to be gossiped (beyond it, the chain service drops some)."""
+GOODBYE_TIMEOUT_S = 1.0
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+class ConsensusLink(Protocol):
+    """What the network needs from the node's consensus side (the node implements it over
+    its driver's inbox, its core and its journal; tests use fakes)."""
+
+    @property
+    def validator_id(self) -> bytes | None:
+        """Our validator id (None on a node that does not validate)."""
+
+    def local_status(self) -> LocalStatus:
+        """Where this node stands now."""
+
+    def votes_of(self, validator_id: bytes) -> Sequence[SignedVote]:
+        """The messages of ``validator_id`` the core holds (``SimplexCore.votes_of``)."""
+
+    def certificates_of(self, epoch: int, slot: int) -> Sequence[Certificate]:
+        """The certificates of a round this node holds."""
+
+    async def deliver(self, message: ConsensusMessage) -> None:
+        """Hand a message to the driver (waits while its inbox is full)."""
+
+    async def peer_status(self, certified: Round | None, own_votes: tuple[SignedVote, ...]) -> None:
+        """Hand the driver a peer's status (``PeerStatus``)."""
+
+
+class NetworkService:
+    """One node's network (see the module docstring); ``run`` is a long-lived task.
+
+    Args:
+        config: addresses, limits and timings.
+        identity: the node key and the chain.
+        service: the chain service (blocks to serve, transactions to submit and gossip).
+        link: the consensus side.
+        peers: the peer set (the node builds it first, since it is also the block fetcher).
+        transport: trio-websocket unless given (tests: a memory transport).
+        verifier: a signature cache shared with the core (a vote checked here is then not
+            recovered twice).
+    """
+
+    def __init__(
+        self,
+        config: NetworkConfig,
+        identity: ChainIdentity,
+        service: ChainService,
+        link: ConsensusLink,
+        *,
+        peers: PeerManager | None = None,
+        transport: Transport | None = None,
+        verifier: SignatureVerifier | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.service = service
+        self.link = link
+        self.peers = peers or PeerManager(identity.peer_id, config)
+        self.transport: Transport = transport or WebSocketTransport()
+        self.verifier = verifier or SignatureVerifier(identity.chain_id, identity.genesis_hash)
+        self.rng = rng or random.Random()
+        self.nonces = NonceBook()
+        self.seen = SeenCache(config.seen_ttl_s)
+        self.vote_keys = SeenCache(config.seen_ttl_s)
+        self.port: int | None = None
+        self.known: dict[str, Multiaddr] = {a.peer_id: a for a in config.bootstrap}
+        self._dialing: set[str] = set()
+        self._nursery: trio.Nursery | None = None
+        self.delivered = self.relayed = self.duplicates = self.served = 0
+
+    # -- the task ---------------------------------------------------------------------------
+
+    async def run(
+        self,
+        outbound: trio.MemoryReceiveChannel[ConsensusMessage],
+        *,
+        task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen, then dial, gossip and serve until cancelled; reports the bound port."""
+        pending = self.service.subscribe_pending_transactions(TX_SUBSCRIPTION)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if self.config.listen_addr is not None:
+                self.port = await nursery.start(
+                    self.transport.serve, self.config.listen_addr, self.config.port,
+                    self._inbound,
+                )  # fmt: skip
+                event(log, logging.INFO, "p2p listening", addr=self.config.listen_addr,
+                      port=self.port, peer_id=self.identity.peer_id)  # fmt: skip
+            nursery.start_soon(self._broadcast_outbound, outbound)
+            nursery.start_soon(self._gossip_transactions, pending)
+            for addr in self.config.bootstrap:
+                if addr.peer_id != self.identity.peer_id:
+                    self._dialing.add(addr.peer_id)
+                    nursery.start_soon(self._keep_dialing, addr)
+            task_status.started(self.port)
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _inbound(self, conn: Connection) -> None:
+        await self._session(conn, Direction.INBOUND, None)
+
+    async def _keep_dialing(self, addr: Multiaddr) -> None:
+        """Stay connected to a bootstrap peer: dial, and after a failure or a disconnect
+        wait (doubling from ``dial_backoff_s`` to ``dial_backoff_max_s``, jittered)."""
+        delay = self.config.dial_backoff_s
+        while True:
+            peer = self.peers.get(addr.peer_id)
+            if peer is not None:  # connected (maybe it dialed us): wait until it is gone
+                await peer.closed.wait()
+                delay = self.config.dial_backoff_s
+            elif await self._dial(addr):
+                delay = self.config.dial_backoff_s
+            else:
+                delay = min(2 * delay, self.config.dial_backoff_max_s)
+            await trio.sleep(delay * self.rng.uniform(0.8, 1.2))
+
+    async def _dial_once(self, addr: Multiaddr) -> None:
+        try:
+            await self._dial(addr)
+        finally:
+            self._dialing.discard(addr.peer_id)
+
+    async def _dial(self, addr: Multiaddr) -> bool:
+        """One connection to ``addr``, run to its end; True if the handshake completed."""
+        try:
+            async with self.transport.connect(addr.host, addr.port) as conn:
+                return await self._session(conn, Direction.OUTBOUND, addr)
+        except TransportError as exc:
+            event(log, logging.DEBUG, "dial failed", peer=addr.peer_id[:12],
+                  addr=f"{addr.host}:{addr.port}", reason=str(exc))  # fmt: skip
+            return False
+
+    async def _session(
+        self, conn: Connection, direction: Direction, dialed: Multiaddr | None
+    ) -> bool:
+        """Handshake, register, serve the peer until either side ends it; never raises
+        (but for cancellation). Returns True if the handshake completed."""
+        where = f"{conn.remote_host}:{conn.remote_port}"
+        try:
+            hello = await self._handshake(conn, dialed)
+        except HandshakeFailed as exc:
+            event(log, logging.INFO, "peer handshake failed", addr=where,
+                  direction=direction.value, reason=exc.reason.name, detail=exc.detail,
+                  by="peer" if exc.remote_closed else "us")  # fmt: skip
+            if not exc.remote_closed:
+                await self._goodbye(conn, exc.reason)
+            return False
+        except TransportError as exc:
+            event(log, logging.DEBUG, "peer lost during handshake", addr=where,
+                  direction=direction.value, reason=str(exc))  # fmt: skip
+            return False
+        peer = Peer(hello.public_key.hex(), hello, direction, conn,
+                    dialed or self._listen_addr_of(conn, hello), self.config.peer_queue,
+                    trio.current_time())  # fmt: skip
+        refusal, replaced = self.peers.admit(peer)
+        if refusal is not None:
+            event(log, logging.INFO, "peer refused", peer=peer.label, addr=where,
+                  direction=direction.value, reason=refusal.name)  # fmt: skip
+            await self._goodbye(conn, refusal)
+            return True
+        if replaced is not None:
+            replaced.kick(DisconnectReason.DUPLICATE_PEER)
+        if peer.addr is not None:
+            self.known[peer.peer_id] = peer.addr
+        event(log, logging.INFO, "peer connected", peer=peer.label, addr=where,
+              direction=direction.value, peers=len(self.peers), head=hello.head_number,
+              finalized_slot=hello.finalized_slot, epoch=hello.epoch,
+              view=hello.view)  # fmt: skip
+        reason = "closed"
+        try:
+            with peer.scope:
+                reason = await self._serve_peer(peer)
+        finally:
+            self.peers.remove(peer)
+            peer.close()
+        if peer.kick_reason is not None:
+            reason = peer.kick_reason.name
+            await self._goodbye(conn, peer.kick_reason)
+        event(log, logging.INFO, "peer disconnected", peer=peer.label, addr=where,
+              direction=direction.value, reason=reason, peers=len(self.peers),
+              dropped=peer.dropped,
+              duration_s=round(trio.current_time() - peer.connected_at, 1))  # fmt: skip
+        return True
+
+    async def _serve_peer(self, peer: Peer) -> str:
+        """Run the peer's reader, writer and greeter; returns why the session ended."""
+        reason = "closed"
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, peer)
+                nursery.start_soon(self._greet, peer)
+                reason = await self._reader(peer)
+                nursery.cancel_scope.cancel()
+        except* NetworkRemoteError as group:
+            error = _first(group, NetworkRemoteError)
+            reason = f"{error.reason.name}: {error.detail}"
+            await self._goodbye(peer.conn, error.reason)
+        except* TransportError as group:
+            reason = f"connection lost: {_first(group, TransportError)}"
+        except* Exception as group:  # a bug: this peer's session ends, the node goes on
+            log.error("peer session failed", exc_info=group,
+                      extra={"fields": {"peer": peer.label}})  # fmt: skip
+            reason = "internal error"
+        return reason
+
+    async def _handshake(self, conn: Connection, dialed: Multiaddr | None) -> Hello:
+        hs = Handshake(self.identity, self.link.local_status(), secrets.token_bytes(32),
+                       self.nonces, listen_port=self.port or 0)  # fmt: skip
+        try:
+            with trio.fail_after(self.config.handshake_timeout_s):
+                await conn.send(encode_message(hs.start()))
+                while hs.state is not HandshakeState.DONE:
+                    frame = await conn.receive()
+                    try:
+                        message = decode_message(frame)
+                    except DecodeError as exc:
+                        raise HandshakeFailed(DisconnectReason.BAD_MESSAGE, str(exc)) from None
+                    for reply in hs.receive(message):
+                        await conn.send(encode_message(reply))
+        except trio.TooSlowError:
+            raise HandshakeFailed(DisconnectReason.TIMEOUT, "no handshake in time") from None
+        assert hs.peer is not None  # DONE is reached only after the peer's Hello
+        if dialed is not None and hs.peer.public_key.hex() != dialed.peer_id:
+            raise HandshakeFailed(DisconnectReason.WRONG_PEER_ID,
+                                  f"dialed {dialed.peer_id[:12]}, "
+                                  f"answered by {hs.peer.public_key.hex()[:12]}")  # fmt: skip
+        return hs.peer
+
+    async def _goodbye(self, conn: Connection, reason: DisconnectReason) -> None:
+        """Tell the peer why, then close (best effort, briefly)."""
+        with trio.move_on_after(GOODBYE_TIMEOUT_S):
+            with contextlib.suppress(TransportError):
+                await conn.send(encode_message(Disconnect(reason)))
+        await conn.aclose()
+
+    def _listen_addr_of(self, conn: Connection, hello: Hello) -> Multiaddr | None:
+        if hello.listen_port == 0:
+            return None
+        try:
+            return make_multiaddr(conn.remote_host, hello.listen_port, hello.public_key.hex())
+        except ValueError:
+            return None
+
+    # -- one peer's tasks -------------------------------------------------------------------
+
+    async def _writer(self, peer: Peer) -> None:
+        async for frame in peer.outgoing:
+            await peer.conn.send(frame)
+
+    async def _reader(self, peer: Peer) -> str:
+        """Read and handle frames until the connection ends; returns why it ended.
+
+        Raises:
+            NetworkRemoteError: the peer sent something it must not.
+            ConnectionClosed: the connection broke.
+        """
+        while True:
+            frame = await peer.conn.receive()
+            try:
+                kind = peek_type(frame)
+            except DecodeError as exc:
+                raise NetworkRemoteError(DisconnectReason.BAD_MESSAGE, str(exc)) from None
+            message_id = None
+            if kind in GOSSIP_TYPES:
+                message_id = compute_message_id(frame)
+                if not self.seen.is_fresh(message_id, trio.current_time()):
+                    self.duplicates += 1
+                    continue
+            message = await self._decode(frame)
+            if isinstance(message, Disconnect):
+                return f"peer said {message.reason.name}"
+            if isinstance(message, Hello | HelloAck):
+                raise NetworkRemoteError(DisconnectReason.PROTOCOL_ERROR, "handshake repeated")
+            if message_id is not None:
+                await self._on_gossip(peer, message, frame, message_id)
+            elif isinstance(message, GetStatus | GetBlock | GetCertificates | GetVotes | GetPeers):
+                self._serve(peer, message)
+            else:
+                assert isinstance(message, Response)
+                peer.resolve(message)
+
+    async def _decode(self, frame: bytes) -> WireMessage:
+        try:
+            if len(frame) > THREAD_DECODE_BYTES:
+                return await trio.to_thread.run_sync(decode_message, frame)
+            return decode_message(frame)
+        except DecodeError as exc:
+            raise NetworkRemoteError(DisconnectReason.BAD_MESSAGE, str(exc)) from None
+
+    async def _on_gossip(
+        self, peer: Peer, message: WireMessage, frame: bytes, message_id: bytes
+    ) -> None:
+        now = trio.current_time()
+        if isinstance(message, SignedVote):
+            key = compute_vote_key(message)
+            if not self.vote_keys.is_fresh(key, now):
+                self.duplicates += 1
+                return
+            if not self.verifier.is_authentic(message):
+                raise NetworkRemoteError(DisconnectReason.BAD_SIGNATURE,
+                                         f"a {message.kind.name} vote not signed by "
+                                         f"0x{message.signer.hex()}")  # fmt: skip
+            self.vote_keys.add(key, now)
+        if not self.seen.add(message_id, now):  # another peer's copy came first
+            self.duplicates += 1
+            return
+        if isinstance(message, Transactions):
+            for raw in message.txs:
+                peer.known_txs.add(keccak256(raw))
+            await self.service.submit_raw_transactions(list(message.txs))
+            return
+        assert isinstance(message, SignedVote | Certificate | Proposal | Evidence)
+        self.relayed += self.peers.broadcast(frame, exclude=peer)
+        self.delivered += 1
+        await self.link.deliver(message)
+
+    def _serve(self, peer: Peer, request: Request) -> None:
+        """Answer a request from what this node holds (never waits: see ``_peers``)."""
+        rid = request.request_id
+        reply: Response
+        if isinstance(request, GetStatus):
+            s = self.link.local_status()
+            reply = Status(rid, s.head_number, s.head_hash, s.finalized_slot, s.epoch, s.view,
+                           s.certified)  # fmt: skip
+        elif isinstance(request, GetBlock):
+            block = self._block(request.block_hash)
+            reply = NotFound(rid) if block is None else BlockReply(rid, block)
+        elif isinstance(request, GetCertificates):
+            certs = self.link.certificates_of(request.epoch, request.slot)
+            reply = Certificates(rid, tuple(certs[:MAX_CERTIFICATES_REPLY]))
+        elif isinstance(request, GetVotes):
+            votes = self.link.votes_of(request.validator_id)
+            reply = Votes(rid, tuple(votes[-MAX_VOTES_REPLY:]))
+        else:
+            addrs = [a for pid, a in self.known.items() if pid != peer.peer_id]
+            reply = Peers(rid, tuple(self.rng.sample(addrs, min(len(addrs), MAX_PEERS_REPLY))))
+        self.served += 1
+        peer.send_nowait(encode_message(reply))
+
+    def _block(self, block_hash: bytes) -> Block | None:
+        chain = self.service.chain
+        executed = chain.get_pending(block_hash)
+        return executed.block if executed is not None else chain.chaindb.get_block(block_hash)
+
+    async def _greet(self, peer: Peer) -> None:
+        """Ask a new peer where it stands and what it holds of our votes (the driver gets a
+        ``PeerStatus``), then for its peers."""
+        status = await self.peers.request(peer, GetStatus)
+        if not isinstance(status, Status):
+            event(log, logging.WARNING, "peer status not received", peer=peer.label)
+            return
+        own: tuple[SignedVote, ...] = ()
+        me = self.link.validator_id
+        if me is not None:
+            reply = await self.peers.request(peer, lambda rid: GetVotes(rid, me))
+            if not isinstance(reply, Votes):  # without them no status: we may not sign yet
+                event(log, logging.WARNING, "peer votes not received", peer=peer.label)
+                return
+            own = tuple(v for v in reply.votes if v.signer == me)
+        await self.link.peer_status(status.certified, own)
+        event(log, logging.DEBUG, "peer status", peer=peer.label, head=status.head_number,
+              certified=status.certified, own_votes=len(own))  # fmt: skip
+        peers = await self.peers.request(peer, GetPeers)
+        if isinstance(peers, Peers):
+            self._learn(peers.addrs)
+
+    def _learn(self, addrs: Sequence[Multiaddr]) -> None:
+        """Remember addresses from peer exchange; dial some while below ``max_peers``."""
+        for addr in addrs:
+            pid = addr.peer_id
+            if pid == self.identity.peer_id:
+                continue
+            self.known.setdefault(pid, addr)
+            busy = len(self.peers) + len(self._dialing) >= self.config.max_peers
+            if busy or pid in self._dialing or self.peers.get(pid) is not None:
+                continue
+            if len(self._dialing) >= self.config.max_discovery_dials or self._nursery is None:
+                continue
+            self._dialing.add(pid)
+            self._nursery.start_soon(self._dial_once, addr)
+
+    # -- what the node sends ----------------------------------------------------------------
+
+    async def _broadcast_outbound(
+        self, outbound: trio.MemoryReceiveChannel[ConsensusMessage]
+    ) -> None:
+        """Forward the driver's broadcasts to every peer (marked seen, so peers' echoes are
+        not delivered back to it)."""
+        async for message in outbound:
+            frame = encode_message(message)
+            now = trio.current_time()
+            self.seen.add(compute_message_id(frame), now)
+            if isinstance(message, SignedVote):
+                self.vote_keys.add(compute_vote_key(message), now)
+            self.peers.broadcast(frame)
+
+    async def _gossip_transactions(self, pending: trio.MemoryReceiveChannel[bytes]) -> None:
+        """Gossip admitted transactions in batches, to each peer the ones it lacks."""
+        async for first in pending:
+            hashes = [first]
+            while len(hashes) < MAX_TX_BATCH:
+                try:
+                    hashes.append(pending.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            txs = []
+            for tx_hash in hashes:
+                tx = self.service.pool.get(tx_hash)
+                if tx is not None:
+                    txs.append((tx_hash, tx.raw))
+            for peer in list(self.peers.peers.values()):
+                batch = [(h, raw) for h, raw in txs if h not in peer.known_txs]
+                for tx_hash, _ in batch:
+                    peer.known_txs.add(tx_hash)
+                for frame in _tx_frames([raw for _, raw in batch]):
+                    peer.send_nowait(frame)
+
+
+def _tx_frames(raws: list[bytes]) -> list[bytes]:
+    """Transactions frames of at most TX_FRAME_BYTES of transactions each."""
+    frames: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for raw in raws:
+        if batch and size + len(raw) > TX_FRAME_BYTES:
+            frames.append(encode_message(Transactions(tuple(batch))))
+            batch, size = [], 0
+        batch.append(raw)
+        size += len(raw)
+    if batch:
+        frames.append(encode_message(Transactions(tuple(batch))))
+    return frames
+
+
+def _first(group: BaseExceptionGroup[BaseException], kind: type[_E]) -> _E:
+    """The first leaf of ``kind`` in a (nested) exception group."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first(exc, kind)
+        if isinstance(exc, kind):
+            return exc
+    raise LookupError(kind)
