@@ -36,5 +36,7 @@ class NetworkConfig:
     """The first wait before dialing an unreachable bootstrap peer again; doubled per
     failure up to ``dial_backoff_max_s``, each wait jittered by +-20%."""
     dial_backoff_max_s: float = attrs.field(default=30.0, validator=_positive)
+    discover: bool = True
+    """Dial addresses learned by peer exchange (else only the bootstrap peers and inbound)."""
     max_discovery_dials: int = attrs.field(default=8, validator=_positive)
     """Addresses learned by peer exchange dialed at once (while below ``max_peers``)."""

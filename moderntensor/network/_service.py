@@ -168,7 +168,7 @@ class NetworkService:
         self.identity = identity
         self.service = service
         self.link = link
-        self.peers = peers or PeerManager(identity.peer_id, config)
+        self.peers = peers if peers is not None else PeerManager(identity.peer_id, config)
         self.transport: Transport = transport or WebSocketTransport()
         self.verifier = verifier or SignatureVerifier(identity.chain_id, identity.genesis_hash)
         self.rng = rng or random.Random()
@@ -485,6 +485,8 @@ class NetworkService:
             if pid == self.identity.peer_id:
                 continue
             self.known.setdefault(pid, addr)
+            if not self.config.discover:
+                continue
             busy = len(self.peers) + len(self._dialing) >= self.config.max_peers
             if busy or pid in self._dialing or self.peers.get(pid) is not None:
                 continue

@@ -19,8 +19,9 @@ import trio
 
 from moderntensor import __version__
 from moderntensor.chain.genesis import GenesisError, load_genesis, parse_genesis
-from moderntensor.keys import KeyFileError, load_validator_keys
+from moderntensor.keys import KeyFileError, load_node_key, load_validator_keys
 from moderntensor.node._logging import setup_logging
+from moderntensor.node._network import network_config
 from moderntensor.node._supervisor import NodeSettings, run_node
 from moderntensor.node.config import ConfigError, ConfigOverrides, load_config
 from moderntensor.node.devnet import dev_genesis_doc, dev_keys, format_dev_banner
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, help="override node.data_dir (dev: persist)")
     parser.add_argument("--rpc-addr", help="override rpc.addr (default 127.0.0.1)")
     parser.add_argument("--rpc-port", type=int, help="override rpc.port (default 8545)")
+    parser.add_argument(
+        "--p2p-port",
+        type=int,
+        help="override p2p.port; with --dev, listen for peers on 127.0.0.1 at this port "
+        "(the dev chain has no network otherwise)",
+    )
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error", "critical"), default=None
     )
@@ -73,7 +80,10 @@ def dev_settings(args: argparse.Namespace) -> tuple[NodeSettings, str]:
     rpc = RpcConfig(
         addr=args.rpc_addr or "127.0.0.1", port=8545 if args.rpc_port is None else args.rpc_port
     )
-    settings = NodeSettings(data_dir, genesis, keys.validator.consensus, rpc)
+    p2p = None
+    if args.p2p_port is not None:  # a dev chain needs no peers; listen only when asked
+        p2p = network_config(genesis, listen_addr="127.0.0.1", port=args.p2p_port)
+    settings = NodeSettings(data_dir, genesis, keys.validator.consensus, rpc, p2p=p2p)
     return settings, format_dev_banner(keys)
 
 
@@ -82,6 +92,7 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
         data_dir=args.data_dir,
         rpc_addr=args.rpc_addr,
         rpc_port=args.rpc_port,
+        p2p_port=args.p2p_port,
         log_level=args.log_level,
     )
     config = load_config(args.config, overrides)
@@ -103,9 +114,18 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
     metrics = None
     if config.metrics.enabled:
         metrics = MetricsConfig(str(config.metrics.addr), int(config.metrics.port))
+    p2p = node_key = None
+    if config.p2p.enabled:
+        p2p = network_config(
+            genesis, listen_addr=str(config.p2p.listen_addr), port=int(config.p2p.port),
+            bootstrap=config.p2p.bootstrap, max_peers=int(config.p2p.max_peers),
+        )  # fmt: skip
+        if config.p2p.node_key_file is not None:
+            node_key = load_node_key(config.p2p.node_key_file).key
     settings = NodeSettings(
-        config.node.data_dir, genesis, key, rpc, config.mempool.to_pool_config(), metrics
-    )
+        config.node.data_dir, genesis, key, rpc, config.mempool.to_pool_config(), metrics,
+        p2p, node_key,
+    )  # fmt: skip
     return settings, str(config.node.log_level), str(config.node.log_format)
 
 

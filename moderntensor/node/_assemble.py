@@ -30,6 +30,7 @@ from moderntensor.consensus import (
     DatabaseStore,
     Preset,
     ProtectedSigner,
+    SignatureVerifier,
     SimplexCore,
     SlashingProtection,
     is_quorum,
@@ -98,6 +99,9 @@ class NodeParts:
     heads_receive: trio.MemoryReceiveChannel[Header]
     fetch_receive: trio.MemoryReceiveChannel[FetchRequest | CertificateRequest]
     fetched_send: trio.MemorySendChannel[BlocksFetched | FetchFailed | CertificatesFetched]
+    verifier: SignatureVerifier
+    """The core's signature cache; the network checks gossiped votes through it, so the
+    core finds them recovered already."""
 
 
 def assemble_node(
@@ -125,8 +129,9 @@ def assemble_node(
         signer = ProtectedSigner(consensus_key, protection, config.chain_id, config.genesis_hash)
     service = ChainService(chain, pool, client_version=f"moderntensor/v{__version__}")
     journal = ConsensusJournal(db)
+    verifier = SignatureVerifier(config.chain_id, config.genesis_hash)
     core = SimplexCore(
-        config, [], BlockRef(head.slot, head.hash), signer,
+        config, [], BlockRef(head.slot, head.hash), signer, verifier,
         finalized_height=head.number, synced=_own_quorum(service, head.number, signer),
         finalization=journal.finalization(head.number),
     )  # fmt: skip
@@ -155,7 +160,7 @@ def assemble_node(
     return NodeParts(
         chain, config, pool, service, core, protection, journal, chain_lock, ticker, pool_service,
         producer, driver, fetch_service, inbox_send, inbox, build_receive,
-        inbox_send.clone(), heads_receive, fetch_receive, inbox_send.clone(),
+        inbox_send.clone(), heads_receive, fetch_receive, inbox_send.clone(), verifier,
     )  # fmt: skip
 
 

@@ -3,8 +3,9 @@
 Order of life: open the database, the chain and the pool; start the components, each a task
 reporting readiness through ``nursery.start`` -- the loop monitor, the mempool service, the
 block producer, the block fetcher (when there is a block source), the slot ticker, the
-consensus driver (which first restores what its journal holds), then the RPC and metrics
-servers; serve
+consensus driver (which first restores what its journal holds), the network (with
+``[p2p]``: it is the block source and carries the driver's broadcasts), then the RPC and
+metrics servers; serve
 until SIGINT or SIGTERM cancels the root scope or a component fails; close the database last,
 after every writer has stopped. A failed component takes the node down with its reason logged
 and a non-zero exit code.
@@ -38,12 +39,14 @@ from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import Genesis
 from moderntensor.crypto import PrivateKey
 from moderntensor.mempool import Mempool, MempoolConfig
+from moderntensor.network import ChainIdentity, NetworkConfig, NetworkService, PeerManager
 from moderntensor.node._assemble import assemble_node
 from moderntensor.node._driver import ConsensusDriver
 from moderntensor.node._events import DriverEvent, NetworkMessage, wall_clock_ms
 from moderntensor.node._fetch import BlockFetcher, BlockFetchService
 from moderntensor.node._logging import event
 from moderntensor.node._loop_monitor import LoopMonitor
+from moderntensor.node._network import NodeLink, node_key_for
 from moderntensor.node._pool_service import MempoolService
 from moderntensor.node._producer import BlockProducer
 from moderntensor.node._status import ConsensusStatus
@@ -57,6 +60,10 @@ __all__ = ["NodeHandle", "NodeSettings", "freeze_startup_objects", "open_node", 
 log = logging.getLogger("moderntensor.node")
 
 SWITCH_INTERVAL_S = 0.0005
+OUTBOUND_SIZE = 1024
+"""The driver's broadcasts waiting for the network task (which only copies each into the
+peers' queues, so it keeps up unless the loop is starved); the driver drops one that finds
+the channel full, with a warning, and consensus re-sends on its timeouts."""
 GC_THRESHOLDS = (2_000, 10, 10)
 """Young-generation collections every 2,000 allocations instead of 700, middle-generation ones
 every 10 of those. Each collection holds the event loop for as long as it takes, so the aim is
@@ -76,6 +83,10 @@ class NodeSettings:
     mempool: MempoolConfig = attrs.field(factory=MempoolConfig)
     metrics: MetricsConfig | None = None
     """A listener for Prometheus alone (``[metrics]``); the RPC port serves ``/metrics`` too."""
+    p2p: NetworkConfig | None = None
+    """The peer-to-peer network (``[p2p]``); None: no network (a dev chain, tests)."""
+    node_key: PrivateKey | None = None
+    """The network identity; None: ``<data_dir>/node.key``, created on first start."""
 
 
 @attrs.define
@@ -97,6 +108,8 @@ class NodeHandle:
     is full (back-pressure: the driver is executing or committing a block), never drops."""
     metrics_port: int | None = None
     fetch_service: BlockFetchService | None = None
+    network: NetworkService | None = None
+    p2p_port: int | None = None
 
 
 @attrs.define
@@ -137,15 +150,23 @@ async def open_node(
 ) -> None:
     """Run a node until cancelled; reports a :class:`NodeHandle` once it serves.
 
-    ``fetcher`` is where missing blocks come from and ``outbound`` where broadcasts go (the
-    network, once it exists; tests pass their own). Without a fetcher a node cannot get a
-    block it missed: it logs what it wants and waits.
+    ``fetcher`` is where missing blocks come from and ``outbound`` where broadcasts go: the
+    network when ``settings.p2p`` is set, else whatever the caller passes (tests). Without a
+    fetcher a node cannot get a block it missed: it logs what it wants and waits.
 
     Raises:
         moderntensor.state.store.DatabaseError: the data directory cannot be opened.
         moderntensor.chain.chain.ChainMismatch: it holds another chain.
+        moderntensor.keys.KeyFileError: the node key does not load or cannot be created.
+        OSError: the p2p address cannot be bound.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    peers = outbound_receive = node_key = None
+    if settings.p2p is not None:
+        node_key = settings.node_key or node_key_for(settings.data_dir, None)
+        peers = PeerManager(node_key.public_key_bytes.hex(), settings.p2p)
+        outbound, outbound_receive = trio.open_memory_channel[NetworkMessage](OUTBOUND_SIZE)
+        fetcher = peers
     # Block building runs in a worker thread; C calls that release the GIL (signature
     # recovery, RocksDB reads) would otherwise wait up to 5 ms each to get it back.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -174,6 +195,16 @@ async def open_node(
                 )
             await nursery.start(parts.ticker.run, parts.inbox_send.clone())
             await nursery.start(driver.run, parts.inbox)
+            network = p2p_port = None
+            if settings.p2p is not None:
+                assert node_key is not None and peers is not None and outbound_receive
+                identity = ChainIdentity(node_key, parts.config.chain_id, chain.genesis_hash)
+                network = NetworkService(
+                    settings.p2p, identity, service, NodeLink(parts, parts.inbox_send.clone()),
+                    peers=peers, verifier=parts.verifier,
+                )  # fmt: skip
+                service.peer_count = peers.__len__
+                p2p_port = await nursery.start(network.run, outbound_receive)
             rpc_port = metrics_port = None
             app = None
             if settings.rpc is not None:
@@ -202,6 +233,8 @@ async def open_node(
                     parts.inbox_send,
                     metrics_port,
                     parts.fetch_service,
+                    network,
+                    p2p_port,
                 )
             )
     finally:
