@@ -11,8 +11,18 @@ from moderntensor.chain.blocks import decode_block, decode_header
 from moderntensor.chain.receipts import decode_receipt
 from moderntensor.chain.transactions import decode_transaction
 from moderntensor.chain.votes import decode_evidence, decode_vote
-from moderntensor.codec import DecodeError, decode_rlp
+from moderntensor.codec import DecodeError, RLPItem, decode_rlp, encode_rlp, encode_uint
 from moderntensor.consensus import InvalidCertificate, decode_certificate
+from moderntensor.crypto import PrivateKey, keccak256
+from moderntensor.network import (
+    ChainIdentity,
+    Handshake,
+    HandshakeFailed,
+    LocalStatus,
+    MessageType,
+    NonceBook,
+    decode_message,
+)
 from moderntensor.state.account import decode_account
 from moderntensor.state.proof import InvalidProof, verify_proof
 
@@ -26,6 +36,7 @@ DECODERS = {
     "vote": decode_vote,
     "evidence": decode_evidence,
     "certificate": decode_certificate,
+    "wire": decode_message,
 }
 
 # Bytes that look like RLP lists and typed transactions reach deeper than uniform noise.
@@ -47,4 +58,47 @@ def fuzz_verify_proof(root: bytes, key: bytes, proof: list[bytes]) -> None:
         verify_proof(root, key, proof)
 
 
-TARGETS = {"decoders": fuzz_decoders, "proof": fuzz_verify_proof}
+def _frame(kind: int, fields: list[RLPItem]) -> bytes:
+    return encode_rlp([encode_uint(kind), *fields])
+
+
+# Frames with a real type byte and fields of plausible shapes reach the per-type decoders.
+wire_frames = st.one_of(
+    rlp_like,
+    st.builds(
+        _frame,
+        st.sampled_from([int(t) for t in MessageType]),
+        st.lists(st.one_of(st.binary(max_size=80), st.lists(rlp_like, max_size=3)), max_size=12),
+    ),
+)
+
+
+@given(wire_frames)
+def fuzz_wire(frame: bytes) -> None:
+    """Any frame gives a wire message or DecodeError."""
+    with contextlib.suppress(DecodeError):
+        decode_message(frame)
+
+
+_NODE_KEY = PrivateKey(keccak256(b"fuzz node key"))
+_STATUS = LocalStatus(0, bytes(32), 0, 0, 1)
+
+
+@given(st.lists(wire_frames, max_size=4))
+def fuzz_handshake(frames: list[bytes]) -> None:
+    """Whatever a peer sends, the handshake either goes on or fails with a reason code."""
+    hs = Handshake(ChainIdentity(_NODE_KEY, 1, bytes(32)), _STATUS, b"\x01" * 32, NonceBook())
+    hs.start()
+    for frame in frames:
+        try:
+            hs.receive(decode_message(frame))
+        except (DecodeError, HandshakeFailed):
+            return
+
+
+TARGETS = {
+    "decoders": fuzz_decoders,
+    "proof": fuzz_verify_proof,
+    "wire": fuzz_wire,
+    "handshake": fuzz_handshake,
+}

@@ -8,7 +8,13 @@ from collections import Counter
 
 import pytest
 
-PACKAGES = ["moderntensor.state", "moderntensor.chain", "moderntensor.crypto", "moderntensor.codec"]
+PACKAGES = [
+    "moderntensor.state",
+    "moderntensor.chain",
+    "moderntensor.crypto",
+    "moderntensor.codec",
+    "moderntensor.network",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

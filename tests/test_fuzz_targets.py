@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fuzz.targets import fuzz_decoders, fuzz_verify_proof
+from fuzz.targets import fuzz_decoders, fuzz_handshake, fuzz_verify_proof, fuzz_wire
 
 
 def test_decoders_target() -> None:
@@ -11,3 +11,11 @@ def test_decoders_target() -> None:
 
 def test_proof_target() -> None:
     fuzz_verify_proof()
+
+
+def test_wire_target() -> None:
+    fuzz_wire()
+
+
+def test_handshake_target() -> None:
+    fuzz_handshake()

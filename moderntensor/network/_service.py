@@ -263,6 +263,11 @@ class NetworkService:
             event(log, logging.DEBUG, "peer lost during handshake", addr=where,
                   direction=direction.value, reason=str(exc))  # fmt: skip
             return False
+        except Exception:  # a bug: this connection ends, the listener and the node go on
+            log.error("handshake failed unexpectedly", exc_info=True,
+                      extra={"fields": {"addr": where}})  # fmt: skip
+            await conn.aclose()
+            return False
         peer = Peer(hello.public_key.hex(), hello, direction, conn,
                     dialed or self._listen_addr_of(conn, hello), self.config.peer_queue,
                     trio.current_time())  # fmt: skip

@@ -16,7 +16,6 @@ channels, for tests and the simulator: the same peer, gossip and request code ru
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -36,8 +35,6 @@ __all__ = [
     "Transport",
     "WebSocketTransport",
 ]
-
-log = logging.getLogger("moderntensor.network")
 
 CONNECT_TIMEOUT_S = 5.0
 DISCONNECT_TIMEOUT_S = 2.0
