@@ -286,12 +286,17 @@ class NetworkService:
               finalized_slot=hello.finalized_slot, epoch=hello.epoch,
               view=hello.view)  # fmt: skip
         reason = "closed"
+        ended = False
         try:
             with peer.scope:
                 reason = await self._serve_peer(peer)
+            ended = True
         finally:
             self.peers.remove(peer)
             peer.close()
+            if not ended:  # the node is stopping (cancelled): say so, briefly
+                with trio.CancelScope(shield=True):
+                    await self._goodbye(conn, DisconnectReason.SHUTDOWN, timeout_s=0.25)
         if peer.kick_reason is not None:
             reason = peer.kick_reason.name
             await self._goodbye(conn, peer.kick_reason)
@@ -345,9 +350,11 @@ class NetworkService:
                                   f"answered by {hs.peer.public_key.hex()[:12]}")  # fmt: skip
         return hs.peer
 
-    async def _goodbye(self, conn: Connection, reason: DisconnectReason) -> None:
+    async def _goodbye(
+        self, conn: Connection, reason: DisconnectReason, *, timeout_s: float = GOODBYE_TIMEOUT_S
+    ) -> None:
         """Tell the peer why, then close (best effort, briefly)."""
-        with trio.move_on_after(GOODBYE_TIMEOUT_S):
+        with trio.move_on_after(timeout_s):
             with contextlib.suppress(TransportError):
                 await conn.send(encode_message(Disconnect(reason)))
         await conn.aclose()
