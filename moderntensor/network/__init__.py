@@ -45,23 +45,8 @@ from moderntensor.network._handshake import (
     NonceBook,
     compute_handshake_digest,
 )
-from moderntensor.network._multiaddr import (
-    MULTIADDR_FORM,
-    Multiaddr,
-    make_multiaddr,
-    parse_multiaddr,
-)
-from moderntensor.network._peers import Direction, Peer, PeerManager
-from moderntensor.network._service import ConsensusLink, ConsensusMessage, NetworkService
-from moderntensor.network._transport import (
-    Connection,
-    ConnectionHandler,
-    MemoryNetwork,
-    MemoryTransport,
-    Transport,
-    WebSocketTransport,
-)
-from moderntensor.network._wire import (
+from moderntensor.network._link import ConsensusLink, ConsensusMessage
+from moderntensor.network._messages import (
     GOSSIP_TYPES,
     MAX_FRAME_SIZE,
     PROTOCOL_VERSION,
@@ -85,6 +70,24 @@ from moderntensor.network._wire import (
     Transactions,
     Votes,
     WireMessage,
+)
+from moderntensor.network._multiaddr import (
+    MULTIADDR_FORM,
+    Multiaddr,
+    make_multiaddr,
+    parse_multiaddr,
+)
+from moderntensor.network._peers import Direction, Peer, PeerManager
+from moderntensor.network._service import NetworkService
+from moderntensor.network._transport import (
+    Connection,
+    ConnectionHandler,
+    MemoryNetwork,
+    MemoryTransport,
+    Transport,
+    WebSocketTransport,
+)
+from moderntensor.network._wire import (
     decode_message,
     encode_message,
     peek_type,

@@ -8,7 +8,9 @@ the connection could not be made, or it is gone.
 
 from __future__ import annotations
 
-from moderntensor.network._wire import DisconnectReason
+from moderntensor.network._messages import (
+    DisconnectReason,
+)
 
 __all__ = [
     "ConnectionClosed",

@@ -22,8 +22,20 @@ from collections.abc import Hashable
 
 from moderntensor.chain.votes import SignedVote
 from moderntensor.crypto import keccak256
+from moderntensor.network._messages import MAX_TX_BATCH, Transactions
+from moderntensor.network._wire import encode_message
 
-__all__ = ["BoundedSet", "SeenCache", "compute_message_id", "compute_vote_key"]
+__all__ = [
+    "TX_FRAME_BYTES",
+    "BoundedSet",
+    "SeenCache",
+    "build_tx_frames",
+    "compute_message_id",
+    "compute_vote_key",
+]
+
+TX_FRAME_BYTES = 1024 * 1024
+"""Raw transaction bytes per gossip frame (a batch is split beyond it)."""
 
 
 def compute_message_id(frame: bytes) -> bytes:
@@ -92,3 +104,19 @@ class BoundedSet:
         self._keys.move_to_end(key)
         if len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
+
+
+def build_tx_frames(raws: list[bytes]) -> list[bytes]:
+    """Transactions frames of at most TX_FRAME_BYTES and MAX_TX_BATCH transactions each."""
+    frames: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for raw in raws:
+        if batch and (size + len(raw) > TX_FRAME_BYTES or len(batch) == MAX_TX_BATCH):
+            frames.append(encode_message(Transactions(tuple(batch))))
+            batch, size = [], 0
+        batch.append(raw)
+        size += len(raw)
+    if batch:
+        frames.append(encode_message(Transactions(tuple(batch))))
+    return frames

@@ -31,7 +31,7 @@ import coincurve
 from moderntensor.codec import encode_rlp, encode_uint
 from moderntensor.crypto import InvalidSignature, PrivateKey, keccak256, recover_public_key
 from moderntensor.network._errors import HandshakeFailed, NetworkLocalError
-from moderntensor.network._wire import (
+from moderntensor.network._messages import (
     PROTOCOL_VERSION,
     Disconnect,
     DisconnectReason,

@@ -29,9 +29,7 @@ from moderntensor.chain.blocks import Block
 from moderntensor.consensus import Certificate
 from moderntensor.network._config import NetworkConfig
 from moderntensor.network._gossip import BoundedSet
-from moderntensor.network._multiaddr import Multiaddr
-from moderntensor.network._transport import Connection
-from moderntensor.network._wire import (
+from moderntensor.network._messages import (
     BlockReply,
     Certificates,
     DisconnectReason,
@@ -40,6 +38,10 @@ from moderntensor.network._wire import (
     Hello,
     Request,
     Response,
+)
+from moderntensor.network._multiaddr import Multiaddr
+from moderntensor.network._transport import Connection
+from moderntensor.network._wire import (
     encode_message,
 )
 

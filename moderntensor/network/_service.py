@@ -37,14 +37,13 @@ import logging
 import random
 import secrets
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import trio
 
-from moderntensor.chain.blocks import Block
 from moderntensor.chain.votes import Evidence, SignedVote
 from moderntensor.codec import DecodeError
-from moderntensor.consensus import Certificate, Proposal, Round, SignatureVerifier
+from moderntensor.consensus import Certificate, Proposal, SignatureVerifier
 from moderntensor.crypto import keccak256
 from moderntensor.network._config import NetworkConfig
 from moderntensor.network._errors import (
@@ -52,26 +51,23 @@ from moderntensor.network._errors import (
     NetworkRemoteError,
     TransportError,
 )
-from moderntensor.network._gossip import SeenCache, compute_message_id, compute_vote_key
+from moderntensor.network._gossip import (
+    SeenCache,
+    build_tx_frames,
+    compute_message_id,
+    compute_vote_key,
+)
 from moderntensor.network._handshake import (
     ChainIdentity,
     Handshake,
     HandshakeState,
-    LocalStatus,
     NonceBook,
 )
+from moderntensor.network._link import ConsensusLink, ConsensusMessage
 from moderntensor.network._logging import event
-from moderntensor.network._multiaddr import Multiaddr, make_multiaddr
-from moderntensor.network._peers import Direction, Peer, PeerManager
-from moderntensor.network._transport import Connection, Transport, WebSocketTransport
-from moderntensor.network._wire import (
+from moderntensor.network._messages import (
     GOSSIP_TYPES,
-    MAX_CERTIFICATES_REPLY,
-    MAX_PEERS_REPLY,
     MAX_TX_BATCH,
-    MAX_VOTES_REPLY,
-    BlockReply,
-    Certificates,
     Disconnect,
     DisconnectReason,
     GetBlock,
@@ -81,7 +77,6 @@ from moderntensor.network._wire import (
     GetVotes,
     Hello,
     HelloAck,
-    NotFound,
     Peers,
     Request,
     Response,
@@ -89,53 +84,30 @@ from moderntensor.network._wire import (
     Transactions,
     Votes,
     WireMessage,
+)
+from moderntensor.network._multiaddr import Multiaddr, make_multiaddr
+from moderntensor.network._peers import Direction, Peer, PeerManager
+from moderntensor.network._serving import answer_request
+from moderntensor.network._transport import Connection, Transport, WebSocketTransport
+from moderntensor.network._wire import (
     decode_message,
     encode_message,
     peek_type,
 )
 from moderntensor.service import ChainService
 
-__all__ = ["ConsensusLink", "ConsensusMessage", "NetworkService"]
+__all__ = ["NetworkService"]
 
 log = logging.getLogger("moderntensor.network")
-
-ConsensusMessage = SignedVote | Certificate | Proposal | Evidence
-"""What the driver broadcasts and the network delivers to it."""
 
 THREAD_DECODE_BYTES = 64 * 1024
 """Frames larger than this (blocks full of transactions, whose senders are recovered while
 decoding) are decoded in a worker thread, off the event loop."""
-TX_FRAME_BYTES = 1024 * 1024
-"""Raw transaction bytes per gossip frame (a batch is split beyond it)."""
 TX_SUBSCRIPTION = 4096
 """Admitted transactions waiting to be gossiped (beyond it, the chain service drops some)."""
 GOODBYE_TIMEOUT_S = 1.0
 
 _E = TypeVar("_E", bound=BaseException)
-
-
-class ConsensusLink(Protocol):
-    """What the network needs from the node's consensus side (the node implements it over
-    its driver's inbox, its core and its journal; tests use fakes)."""
-
-    @property
-    def validator_id(self) -> bytes | None:
-        """Our validator id (None on a node that does not validate)."""
-
-    def local_status(self) -> LocalStatus:
-        """Where this node stands now."""
-
-    def votes_of(self, validator_id: bytes) -> Sequence[SignedVote]:
-        """The messages of ``validator_id`` the core holds (``SimplexCore.votes_of``)."""
-
-    def certificates_of(self, epoch: int, slot: int) -> Sequence[Certificate]:
-        """The certificates of a round this node holds."""
-
-    async def deliver(self, message: ConsensusMessage) -> None:
-        """Hand a message to the driver (waits while its inbox is full)."""
-
-    async def peer_status(self, certified: Round | None, own_votes: tuple[SignedVote, ...]) -> None:
-        """Hand the driver a peer's status (``PeerStatus``)."""
 
 
 class NetworkService:
@@ -442,31 +414,10 @@ class NetworkService:
 
     def _serve(self, peer: Peer, request: Request) -> None:
         """Answer a request from what this node holds (never waits: see ``_peers``)."""
-        rid = request.request_id
-        reply: Response
-        if isinstance(request, GetStatus):
-            s = self.link.local_status()
-            reply = Status(rid, s.head_number, s.head_hash, s.finalized_slot, s.epoch, s.view,
-                           s.certified)  # fmt: skip
-        elif isinstance(request, GetBlock):
-            block = self._block(request.block_hash)
-            reply = NotFound(rid) if block is None else BlockReply(rid, block)
-        elif isinstance(request, GetCertificates):
-            certs = self.link.certificates_of(request.epoch, request.slot)
-            reply = Certificates(rid, tuple(certs[:MAX_CERTIFICATES_REPLY]))
-        elif isinstance(request, GetVotes):
-            votes = self.link.votes_of(request.validator_id)
-            reply = Votes(rid, tuple(votes[-MAX_VOTES_REPLY:]))
-        else:
-            addrs = [a for pid, a in self.known.items() if pid != peer.peer_id]
-            reply = Peers(rid, tuple(self.rng.sample(addrs, min(len(addrs), MAX_PEERS_REPLY))))
+        others = [a for pid, a in self.known.items() if pid != peer.peer_id]
+        reply = answer_request(request, self.link, self.service.chain, others, self.rng)
         self.served += 1
         peer.send_nowait(encode_message(reply))
-
-    def _block(self, block_hash: bytes) -> Block | None:
-        chain = self.service.chain
-        executed = chain.get_pending(block_hash)
-        return executed.block if executed is not None else chain.chaindb.get_block(block_hash)
 
     async def _greet(self, peer: Peer) -> None:
         """Ask a new peer where it stands and what it holds of our votes (the driver gets a
@@ -540,24 +491,8 @@ class NetworkService:
                 batch = [(h, raw) for h, raw in txs if h not in peer.known_txs]
                 for tx_hash, _ in batch:
                     peer.known_txs.add(tx_hash)
-                for frame in _tx_frames([raw for _, raw in batch]):
+                for frame in build_tx_frames([raw for _, raw in batch]):
                     peer.send_nowait(frame)
-
-
-def _tx_frames(raws: list[bytes]) -> list[bytes]:
-    """Transactions frames of at most TX_FRAME_BYTES of transactions each."""
-    frames: list[bytes] = []
-    batch: list[bytes] = []
-    size = 0
-    for raw in raws:
-        if batch and size + len(raw) > TX_FRAME_BYTES:
-            frames.append(encode_message(Transactions(tuple(batch))))
-            batch, size = [], 0
-        batch.append(raw)
-        size += len(raw)
-    if batch:
-        frames.append(encode_message(Transactions(tuple(batch))))
-    return frames
 
 
 def _first(group: BaseExceptionGroup[BaseException], kind: type[_E]) -> _E:

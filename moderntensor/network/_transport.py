@@ -25,7 +25,9 @@ import trio
 import trio_websocket
 
 from moderntensor.network._errors import ConnectionClosed, DialError
-from moderntensor.network._wire import MAX_FRAME_SIZE
+from moderntensor.network._messages import (
+    MAX_FRAME_SIZE,
+)
 
 __all__ = [
     "Connection",

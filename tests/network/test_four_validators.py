@@ -56,10 +56,31 @@ async def start_node(
     p2p = network_config(genesis, listen_addr="127.0.0.1", port=0, bootstrap=bootstrap)
     settings = NodeSettings(root / f"node{i}", genesis, VALIDATOR_KEYS[i], rpc=None, p2p=p2p,
                             node_key=NODE_KEYS[i])  # fmt: skip
-    handle: NodeHandle = await nursery.start(open_node, settings)
+    handle: NodeHandle = await nursery.start(run_node, settings)
     assert handle.p2p_port
     addr = make_multiaddr("127.0.0.1", handle.p2p_port, NODE_KEYS[i].public_key_bytes.hex())
     return handle, addr
+
+
+STOPPED: dict[int, trio.Event] = {}
+"""Set when a node's task has ended (its database is closed), by its handle's id."""
+
+
+async def run_node(
+    settings: NodeSettings, *, task_status: trio.TaskStatus[NodeHandle] = trio.TASK_STATUS_IGNORED
+) -> None:
+    stopped = trio.Event()
+
+    async def serve(*, task_status: trio.TaskStatus[NodeHandle]) -> None:
+        await open_node(settings, task_status=task_status)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            handle: NodeHandle = await nursery.start(serve)
+            STOPPED[id(handle)] = stopped
+            task_status.started(handle)
+    finally:
+        stopped.set()
 
 
 async def start_four(nursery: trio.Nursery, root: Path, genesis: Genesis) -> list[NodeHandle]:
@@ -136,7 +157,8 @@ async def test_a_validator_stopped_and_started_again_catches_up_and_follows(
             handles = await start_four(nursery, tmp_path, genesis)
             await poll(lambda: min(h.chain.head.number for h in handles) >= 3, 90, "height 3")
             stopped = handles[3]
-            stopped.cancel_scope.cancel()  # its nursery ends; its database closes
+            stopped.cancel_scope.cancel()
+            await STOPPED[id(stopped)].wait()  # its task ended: its database is closed
             others = handles[:3]
             down_at = stopped.chain.head.number
             await poll(lambda: min(h.chain.head.number for h in others) >= down_at + 4, 90,

@@ -21,7 +21,9 @@ from moderntensor.network import (
     NonceBook,
     compute_handshake_digest,
 )
-from moderntensor.network._wire import WireMessage
+from moderntensor.network._messages import (
+    WireMessage,
+)
 from tests.network.helpers import CHAIN_ID, GENESIS, NODE_KEYS, STATUS, identity
 
 

@@ -40,7 +40,8 @@ from moderntensor.network import (
     make_multiaddr,
     peek_type,
 )
-from moderntensor.network._wire import MAX_SIZES
+from moderntensor.network._gossip import build_tx_frames
+from moderntensor.network._messages import MAX_SIZES, MAX_TX_BATCH
 from tests.factories import USERS, transfer
 from tests.network.helpers import CONSENSUS_KEY, GENESIS, NODE_KEYS, signed_block, vote
 
@@ -190,3 +191,13 @@ def test_hello_is_pinned() -> None:
 def test_certificate_type_equality() -> None:
     decoded = decode_message(encode_message(CERT))
     assert isinstance(decoded, Certificate) and decoded == CERT
+
+
+def test_transaction_batches_are_split_by_count_and_bytes() -> None:
+    small = [TX] * (MAX_TX_BATCH + 5)
+    frames = build_tx_frames(small)
+    assert [len(decode_message(f).txs) for f in frames] == [MAX_TX_BATCH, 5]  # type: ignore[union-attr]
+    big = [b"\x02" + b"\x00" * (100 * 1024)] * 25  # 2.5 MiB of (fake) transactions
+    sizes = [len(decode_message(f).txs) for f in build_tx_frames(big)]  # type: ignore[union-attr]
+    assert sizes == [10, 10, 5] and sum(sizes) == 25
+    assert build_tx_frames([]) == []

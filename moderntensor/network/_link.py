@@ -1,0 +1,41 @@
+"""What the network needs from the node's consensus side, as a protocol: the network never
+imports the node (DESIGN.md §2); the node implements this over its driver's inbox, its core
+and its journal (``moderntensor.node._network.NodeLink``); tests use fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from moderntensor.chain.votes import Evidence, SignedVote
+from moderntensor.consensus import Certificate, Proposal, Round
+from moderntensor.network._handshake import LocalStatus
+
+__all__ = ["ConsensusLink", "ConsensusMessage"]
+
+ConsensusMessage = SignedVote | Certificate | Proposal | Evidence
+"""What the driver broadcasts and the network delivers to it."""
+
+
+class ConsensusLink(Protocol):
+    """What the network needs from the node's consensus side (the node implements it over
+    its driver's inbox, its core and its journal; tests use fakes)."""
+
+    @property
+    def validator_id(self) -> bytes | None:
+        """Our validator id (None on a node that does not validate)."""
+
+    def local_status(self) -> LocalStatus:
+        """Where this node stands now."""
+
+    def votes_of(self, validator_id: bytes) -> Sequence[SignedVote]:
+        """The messages of ``validator_id`` the core holds (``SimplexCore.votes_of``)."""
+
+    def certificates_of(self, epoch: int, slot: int) -> Sequence[Certificate]:
+        """The certificates of a round this node holds."""
+
+    async def deliver(self, message: ConsensusMessage) -> None:
+        """Hand a message to the driver (waits while its inbox is full)."""
+
+    async def peer_status(self, certified: Round | None, own_votes: tuple[SignedVote, ...]) -> None:
+        """Hand the driver a peer's status (``PeerStatus``)."""
