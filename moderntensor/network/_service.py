@@ -106,6 +106,8 @@ decoding) are decoded in a worker thread, off the event loop."""
 TX_SUBSCRIPTION = 4096
 """Admitted transactions waiting to be gossiped (beyond it, the chain service drops some)."""
 GOODBYE_TIMEOUT_S = 1.0
+MAX_KNOWN_ADDRS = 1024
+"""Addresses remembered from bootstrap, inbound peers and peer exchange (no more are added)."""
 
 _E = TypeVar("_E", bound=BaseException)
 
@@ -447,7 +449,8 @@ class NetworkService:
             pid = addr.peer_id
             if pid == self.identity.peer_id:
                 continue
-            self.known.setdefault(pid, addr)
+            if pid not in self.known and len(self.known) < MAX_KNOWN_ADDRS:
+                self.known[pid] = addr
             if not self.config.discover:
                 continue
             busy = len(self.peers) + len(self._dialing) >= self.config.max_peers
