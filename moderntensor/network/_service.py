@@ -106,6 +106,8 @@ decoding) are decoded in a worker thread, off the event loop."""
 TX_SUBSCRIPTION = 4096
 """Admitted transactions waiting to be gossiped (beyond it, the chain service drops some)."""
 GOODBYE_TIMEOUT_S = 1.0
+GREET_ATTEMPTS = 3
+"""Tries at a new peer's status and our votes it holds (a busy peer may time out once)."""
 MAX_KNOWN_ADDRS = 1024
 """Addresses remembered from bootstrap, inbound peers and peer exchange (no more are added)."""
 
@@ -423,25 +425,33 @@ class NetworkService:
 
     async def _greet(self, peer: Peer) -> None:
         """Ask a new peer where it stands and what it holds of our votes (the driver gets a
-        ``PeerStatus``), then for its peers."""
+        ``PeerStatus``; up to GREET_ATTEMPTS tries, the peer may be busy), then its peers."""
+        for attempt in range(1, GREET_ATTEMPTS + 1):
+            if await self._exchange_status(peer):
+                break
+            event(log, logging.WARNING, "peer status not received", peer=peer.label,
+                  attempt=attempt)  # fmt: skip
+            await trio.sleep(attempt * self.config.request_timeout_s)
+        peers = await self.peers.request(peer, GetPeers)
+        if isinstance(peers, Peers):
+            self._learn(peers.addrs)
+
+    async def _exchange_status(self, peer: Peer) -> bool:
+        """One status and votes round with ``peer``; True if the driver got its status."""
         status = await self.peers.request(peer, GetStatus)
         if not isinstance(status, Status):
-            event(log, logging.WARNING, "peer status not received", peer=peer.label)
-            return
+            return False
         own: tuple[SignedVote, ...] = ()
         me = self.link.validator_id
         if me is not None:
             reply = await self.peers.request(peer, lambda rid: GetVotes(rid, me))
             if not isinstance(reply, Votes):  # without them no status: we may not sign yet
-                event(log, logging.WARNING, "peer votes not received", peer=peer.label)
-                return
+                return False
             own = tuple(v for v in reply.votes if v.signer == me)
         await self.link.peer_status(status.certified, own)
         event(log, logging.DEBUG, "peer status", peer=peer.label, head=status.head_number,
               certified=status.certified, own_votes=len(own))  # fmt: skip
-        peers = await self.peers.request(peer, GetPeers)
-        if isinstance(peers, Peers):
-            self._learn(peers.addrs)
+        return True
 
     def _learn(self, addrs: Sequence[Multiaddr]) -> None:
         """Remember addresses from peer exchange; dial some while below ``max_peers``."""

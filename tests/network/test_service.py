@@ -22,11 +22,17 @@ from moderntensor.network import (
     Disconnect,
     DisconnectReason,
     GetBlock,
+    GetPeers,
+    GetStatus,
+    GetVotes,
     Handshake,
     HandshakeState,
     MemoryNetwork,
     NonceBook,
+    Peers,
+    Status,
     Transactions,
+    Votes,
     decode_message,
     encode_message,
     make_multiaddr,
@@ -265,3 +271,28 @@ async def test_a_peer_failure_never_takes_the_service_down(autojump_clock: MockC
                 await conn.send(b"junk")
         await nodes[0].outbound.send(vote())
         await wait_until(lambda: len(nodes[1].link.delivered) == 1)
+
+
+async def test_a_peer_busy_at_first_still_gives_its_status(autojump_clock: MockClock) -> None:
+    net = MemoryNetwork()
+    me = CONSENSUS_KEY.address
+    link = FakeLink(validator_id=me)
+    held = vote(VoteKind.NOTARIZE, slot=3)
+    async with running_mesh(1, lambda i: [], net=net, links=[link]), raw_peer(net, 0) as conn:
+        await handshake(conn)
+        asked = 0
+        while not link.statuses:
+            message = decode_message(await conn.receive())
+            if isinstance(message, GetStatus):
+                asked += 1
+                if asked == 1:
+                    continue  # too busy to answer the first time
+                reply = Status(message.request_id, 9, b"\x22" * 32, 12, 1, 13, (1, 12))
+                await conn.send(encode_message(reply))
+            elif isinstance(message, GetVotes):
+                assert message.validator_id == me
+                await conn.send(encode_message(Votes(message.request_id, (held,))))
+            elif isinstance(message, GetPeers):
+                await conn.send(encode_message(Peers(message.request_id, ())))
+        assert asked == 2
+        assert link.statuses == [((1, 12), (held,))]
