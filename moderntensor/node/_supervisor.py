@@ -197,7 +197,8 @@ async def open_node(
             await nursery.start(driver.run, parts.inbox)
             network = p2p_port = None
             if settings.p2p is not None:
-                assert node_key is not None and peers is not None and outbound_receive
+                assert node_key is not None and peers is not None
+                assert outbound_receive is not None
                 identity = ChainIdentity(node_key, parts.config.chain_id, chain.genesis_hash)
                 network = NetworkService(
                     settings.p2p, identity, service, NodeLink(parts, parts.inbox_send.clone()),
