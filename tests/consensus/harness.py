@@ -288,10 +288,16 @@ class Cluster:
         refs = [refs[-1] for refs in self.finalized.values()] or [GENESIS]
         return max(refs, key=lambda r: self.oracle.height[r.hash])
 
-    def frontier(self) -> Round | None:
-        """The highest round of any certificate an honest node formed or accepted."""
-        rounds = [(e, s) for _, e, s, _ in self.certificates]
-        return max(rounds) if rounds else None
+    def frontier(self, asking: bytes) -> Round | None:
+        """The highest certified round the *live* peers of ``asking`` report in their status
+        (each peer's ``certified`` high-water mark; a wiped peer knows none)."""
+        marks = [
+            core._signer.protection.certified_mark
+            for vid, core in self.nodes.items()
+            if vid != asking and core._signer is not None
+        ]
+        known = [m for m in marks if m is not None]
+        return max(known) if known else None
 
     def boot(self, key: PrivateKey, synced: bool = False, final: BlockRef | None = None) -> None:
         """(Re)start a node from its slashing-protection store and its finalized block; it
@@ -323,7 +329,7 @@ class Cluster:
         self.handle(vid, core.start(self.now))
         if not synced:  # the handshake: peers' highest certificate, and our votes they hold
             held = [v for other, c in self.nodes.items() if other != vid for v in c.votes_of(vid)]
-            self.handle(vid, core.on_status(self.frontier(), held, self.now))
+            self.handle(vid, core.on_status(self.frontier(vid), held, self.now))
 
     # ------------------------------------------------------------- delivery
 
