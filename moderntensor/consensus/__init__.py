@@ -106,6 +106,7 @@ from moderntensor.chain.votes import (
 )
 
 from ._certificates import (
+    MAX_CERTIFICATE_SIZE,
     Certificate,
     SignatureVerifier,
     build_certificate,
@@ -168,6 +169,7 @@ __all__ = [
     "ALLOWED_AFTER",
     "GENESIS_SLOT",
     "MAINNET",
+    "MAX_CERTIFICATE_SIZE",
     "MINIMAL",
     "Action",
     "BlockRef",

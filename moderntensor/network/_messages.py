@@ -11,8 +11,7 @@ import attrs
 
 from moderntensor.chain.blocks import MAX_BLOCK_SIZE, Block
 from moderntensor.chain.votes import MAX_EVIDENCE_SIZE, MAX_VOTE_SIZE, Evidence, SignedVote
-from moderntensor.consensus import Certificate, Proposal, Round
-from moderntensor.consensus._certificates import MAX_CERTIFICATE_SIZE  # not exported (yet)
+from moderntensor.consensus import MAX_CERTIFICATE_SIZE, Certificate, Proposal, Round
 from moderntensor.crypto import Signature
 from moderntensor.network._multiaddr import Multiaddr
 
