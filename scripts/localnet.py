@@ -59,16 +59,17 @@ def rpc_status(url: str) -> dict[str, Any]:
 
 def render(nodes: list[dict[str, Any]], status: list[dict[str, Any]], started: float) -> Table:
     table = Table(title=f"localnet — {time.monotonic() - started:,.0f} s — Ctrl-C stops all")
-    for column in ("node", "rpc", "head", "finalized", "view", "peers", "signing", "process"):
-        table.add_column(column)
+    for column in ("node", "rpc port", "head", "final", "view", "peers", "signing", "process"):
+        table.add_column(column, no_wrap=True)
     for node, row in zip(nodes, status, strict=True):
         alive = row.get("process", "running")
+        port = node["rpc"].rsplit(":", 1)[-1]
         if not row.get("rpc_ok"):
-            table.add_row(node["name"], node["rpc"], "-", "-", "-", "-", "-", alive)
+            table.add_row(node["name"], port, "-", "-", "-", "-", "-", alive)
             continue
         table.add_row(
             node["name"],
-            node["rpc"],
+            port,
             str(row["head"]),
             str(row["finalized"]),
             str(row["view"]) if row["view"] is not None else "-",
