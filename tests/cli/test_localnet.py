@@ -4,37 +4,14 @@ table, and a clean stop (real processes, real ports on 127.0.0.1)."""
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from moderntensor.cli import main
+from tests.ports import free_port_run
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port_run(count: int) -> int:
-    """A base port with ``count`` consecutive free ports after it (bounded search)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count >= 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise AssertionError("no run of free ports found")
 
 
 def test_localnet_runs_each_node_as_a_process_and_stops_them(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import pytest
 from eth_account import Account
 
 from moderntensor.cli import main
+from tests.ports import free_port_run
 
 pytestmark = pytest.mark.slow
 
@@ -38,29 +38,6 @@ CHAIN_ID = 7777
 GWEI = 10**9
 RPC_TIMEOUT_S = 1.0
 POLL_S = 0.2
-
-
-def free_port_run(count: int) -> int:
-    """A base port with ``count`` consecutive free ports after it (bounded search)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count >= 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise AssertionError("no run of free ports found")
 
 
 def rpc(url: str, method: str, *params: Any) -> Any:
