@@ -130,6 +130,7 @@ class ConsensusDriver:
         self.evidence = EvidencePool(journal, self.config.chain_id, self.config.genesis_hash)
         self.last_finality_ms: int | None = None
         self.rejected_messages = 0
+        self._last_unsynced_log = -(10**18)
         self.missing_verdicts = 0  # proposals whose parent was not here (fetched, then run)
         # proposals that got MISSING, by the parent they wait for, then by block hash
         self._waiting: dict[bytes, dict[bytes, Proposal]] = {}
@@ -195,6 +196,7 @@ class ConsensusDriver:
             if isinstance(item, Tick):
                 actions = self.core.on_tick(now)
                 self.fetches.retry(lambda h: self.chain.get_header(h) is not None)
+                self._say_why_not_signing(now)
             elif isinstance(item, BlockBuilt):
                 actions = await self._on_built(item)
             elif isinstance(item, BlocksFetched):
@@ -403,6 +405,19 @@ class ConsensusDriver:
                   height=header.number, txs=len(executed.block.transactions),
                   gas=header.gas_used, root="0x" + header.state_root.hex()[:12],
                   finality_ms=finality_ms, pool=len(self.service.pool))  # fmt: skip
+
+    def _say_why_not_signing(self, now: int) -> None:
+        """A validator that may not sign yet says why, every 10 s: an operator whose node
+        never makes a block should not have to guess (no peers, or peers ahead)."""
+        core = self.core
+        if core.validator_id is None or core.synced or now - self._last_unsynced_log < 10_000:
+            return
+        self._last_unsynced_log = now
+        peers = self.service.peer_count()
+        event(log, logging.WARNING, "not signing yet: waiting for peers' status",
+              peers=peers, view=core.view, epoch=core.epoch,
+              hint="no peer connected: check [p2p] bootstrap and that the other validators "
+              "are up" if peers == 0 else "catching up with the peers' certificates")  # fmt: skip
 
     def _maybe_enter_epoch(self) -> list[Action]:
         """The committed head is the boundary block of the core's epoch, and the core did
