@@ -40,3 +40,13 @@ class NetworkConfig:
     """Dial addresses learned by peer exchange (else only the bootstrap peers and inbound)."""
     max_discovery_dials: int = attrs.field(default=8, validator=_positive)
     """Addresses learned by peer exchange dialed at once (while below ``max_peers``)."""
+    max_frames_per_s: float = attrs.field(default=2000.0, validator=_positive)
+    """Frames one peer may send per second on average (``frame_burst`` at once); beyond it
+    the peer is disconnected with ``RATE_LIMITED`` (``_score.RateLimit``)."""
+    frame_burst: float = attrs.field(default=4000.0, validator=_positive)
+    score_half_life_s: float = attrs.field(default=300.0, validator=_positive)
+    """Peer scores decay toward 0, halved in this time (``_score.PeerScores``)."""
+    ban_s: float = attrs.field(default=600.0, validator=_positive)
+    """How long a peer whose score fell to the threshold is refused."""
+    max_future_slots: int = attrs.field(default=64, validator=_positive)
+    """Votes for slots further ahead of our view are ignored (never recovered or relayed)."""

@@ -135,6 +135,8 @@ class DisconnectReason(enum.IntEnum):
     PROTOCOL_ERROR = 11
     TIMEOUT = 12
     WRONG_PEER_ID = 13
+    RATE_LIMITED = 14
+    BANNED = 15
 
 
 def _check_len(length: int) -> Callable[[object, attrs.Attribute[bytes], bytes], None]:

@@ -87,6 +87,7 @@ from moderntensor.network._messages import (
 )
 from moderntensor.network._multiaddr import Multiaddr, make_multiaddr
 from moderntensor.network._peers import Direction, Peer, PeerManager
+from moderntensor.network._score import FUTURE_VOTE_COST, REPEAT_COST, PeerScores, RateLimit
 from moderntensor.network._serving import answer_request
 from moderntensor.network._transport import Connection, Transport, WebSocketTransport
 from moderntensor.network._wire import (
@@ -110,6 +111,8 @@ GREET_ATTEMPTS = 3
 """Tries at a new peer's status and our votes it holds (a busy peer may time out once)."""
 MAX_KNOWN_ADDRS = 1024
 """Addresses remembered from bootstrap, inbound peers and peer exchange (no more are added)."""
+REPEATS_TRACKED = 4096
+"""Gossip ids remembered per peer, to charge a peer that sends the same frame twice."""
 
 _E = TypeVar("_E", bound=BaseException)
 
@@ -156,6 +159,8 @@ class NetworkService:
         self._dialing: set[str] = set()
         self._nursery: trio.Nursery | None = None
         self.delivered = self.relayed = self.duplicates = self.served = 0
+        self.scores = PeerScores(half_life_s=config.score_half_life_s, ban_s=config.ban_s)
+        self.ignored = 0
 
     # -- the task ---------------------------------------------------------------------------
 
@@ -247,7 +252,10 @@ class NetworkService:
         peer = Peer(hello.public_key.hex(), hello, direction, conn,
                     dialed or self._listen_addr_of(conn, hello), self.config.peer_queue,
                     trio.current_time())  # fmt: skip
-        refusal, replaced = self.peers.admit(peer)
+        refusal: DisconnectReason | None = DisconnectReason.BANNED
+        replaced: Peer | None = None
+        if not self.scores.is_banned(peer.peer_id, trio.current_time()):
+            refusal, replaced = self.peers.admit(peer)
         if refusal is not None:
             event(log, logging.INFO, "peer refused", peer=peer.label, addr=where,
                   direction=direction.value, reason=refusal.name)  # fmt: skip
@@ -294,6 +302,7 @@ class NetworkService:
         except* NetworkRemoteError as group:
             error = _first(group, NetworkRemoteError)
             reason = f"{error.reason.name}: {error.detail}"
+            self._charge(peer, error.reason)
             await self._goodbye(peer.conn, error.reason)
         except* TransportError as group:
             reason = f"connection lost: {_first(group, TransportError)}"
@@ -356,8 +365,14 @@ class NetworkService:
             NetworkRemoteError: the peer sent something it must not.
             ConnectionClosed: the connection broke.
         """
+        limit = RateLimit(self.config.max_frames_per_s, self.config.frame_burst,
+                          trio.current_time())  # fmt: skip
+        repeated = SeenCache(self.config.seen_ttl_s, capacity=REPEATS_TRACKED)  # its own frames
         while True:
             frame = await peer.conn.receive()
+            if not limit.take(trio.current_time()):
+                rate = self.config.max_frames_per_s
+                raise NetworkRemoteError(DisconnectReason.RATE_LIMITED, f"over {rate:g} frames/s")
             try:
                 kind = peek_type(frame)
             except DecodeError as exc:
@@ -365,7 +380,10 @@ class NetworkService:
             message_id = None
             if kind in GOSSIP_TYPES:
                 message_id = compute_message_id(frame)
-                if not self.seen.is_fresh(message_id, trio.current_time()):
+                now = trio.current_time()
+                if not repeated.add(message_id, now):  # the same frame again from this peer
+                    self._charge_repeat(peer, now)
+                if not self.seen.is_fresh(message_id, now):
                     self.duplicates += 1
                     continue
             message = await self._decode(frame)
@@ -398,6 +416,11 @@ class NetworkService:
             if not self.vote_keys.is_fresh(key, now):
                 self.duplicates += 1
                 return
+            if self._too_far_ahead(message):  # ignored: never recovered, never relayed
+                self.ignored += 1
+                if self.scores.charge(peer.peer_id, FUTURE_VOTE_COST, now):
+                    peer.kick(DisconnectReason.BANNED)
+                return
             if not self.verifier.is_authentic(message):
                 raise NetworkRemoteError(DisconnectReason.BAD_SIGNATURE,
                                          f"a {message.kind.name} vote not signed by "
@@ -415,6 +438,20 @@ class NetworkService:
         self.relayed += self.peers.broadcast(frame, exclude=peer)
         self.delivered += 1
         await self.link.deliver(message)
+
+    def _too_far_ahead(self, vote: SignedVote) -> bool:
+        return vote.slot > self.link.local_status().view + self.config.max_future_slots
+
+    def _charge_repeat(self, peer: Peer, now: float) -> None:
+        """A peer sent a frame twice within the window (an honest one relays each once)."""
+        if self.scores.charge(peer.peer_id, REPEAT_COST, now):
+            peer.kick(DisconnectReason.BANNED)
+
+    def _charge(self, peer: Peer, reason: DisconnectReason) -> None:
+        """Score a remote error against the peer (maybe banning it; see ``_score``)."""
+        if self.scores.charge_for(peer.peer_id, reason, trio.current_time()):
+            event(log, logging.WARNING, "peer banned", peer=peer.label, reason=reason.name,
+                  ban_s=self.config.ban_s)  # fmt: skip
 
     def _serve(self, peer: Peer, request: Request) -> None:
         """Answer a request from what this node holds (never waits: see ``_peers``)."""
