@@ -34,6 +34,9 @@ class ConsensusLink(Protocol):
     def certificates_of(self, epoch: int, slot: int) -> Sequence[Certificate]:
         """The certificates of a round this node holds."""
 
+    def finalization(self, number: int) -> Certificate | None:
+        """The finalization certificate committed with block ``number``, if any."""
+
     async def deliver(self, message: ConsensusMessage) -> None:
         """Hand a message to the driver (waits while its inbox is full)."""
 

@@ -20,16 +20,20 @@ __all__ = [
     "MAX_CERTIFICATES_REPLY",
     "MAX_FRAME_SIZE",
     "MAX_PEERS_REPLY",
+    "MAX_RANGE_BLOCKS",
+    "MAX_RANGE_BYTES",
     "MAX_SIZES",
     "MAX_TX_BATCH",
     "MAX_TX_BATCH_BYTES",
     "MAX_VOTES_REPLY",
     "PROTOCOL_VERSION",
+    "BlockRange",
     "BlockReply",
     "Certificates",
     "Disconnect",
     "DisconnectReason",
     "GetBlock",
+    "GetBlockRange",
     "GetCertificates",
     "GetPeers",
     "GetStatus",
@@ -55,6 +59,11 @@ MAX_TX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_CERTIFICATES_REPLY = 8
 MAX_VOTES_REPLY = 1024
 MAX_PEERS_REPLY = 64
+MAX_RANGE_BLOCKS = 128
+"""Blocks asked for, and answered, in one range request."""
+MAX_RANGE_BYTES = MAX_BLOCK_SIZE + 4 * 1024 * 1024
+"""Encoded blocks in one range answer; the server stops adding blocks before this (one block
+is always sent, and a block is at most ``MAX_BLOCK_SIZE``)."""
 _ENVELOPE = 64
 """Room for the list header, the type and the request id around a payload."""
 
@@ -79,6 +88,8 @@ class MessageType(enum.IntEnum):
     VOTES = 38
     GET_PEERS = 39
     PEERS = 40
+    GET_BLOCK_RANGE = 41
+    BLOCK_RANGE = 42
 
 
 GOSSIP_TYPES = frozenset(
@@ -112,6 +123,10 @@ MAX_SIZES: dict[MessageType, int] = {
     MessageType.VOTES: MAX_VOTES_REPLY * (MAX_VOTE_SIZE + 8) + _ENVELOPE,
     MessageType.GET_PEERS: 32,
     MessageType.PEERS: MAX_PEERS_REPLY * 400 + _ENVELOPE,
+    MessageType.GET_BLOCK_RANGE: 64,
+    MessageType.BLOCK_RANGE: MAX_RANGE_BYTES
+    + MAX_RANGE_BLOCKS * (MAX_CERTIFICATE_SIZE + 16)
+    + _ENVELOPE,
 }
 """The largest frame of each type, in bytes (checked before the frame is parsed)."""
 
@@ -257,7 +272,26 @@ class Peers:
     addrs: tuple[Multiaddr, ...]
 
 
-Request: TypeAlias = GetStatus | GetBlock | GetCertificates | GetVotes | GetPeers
-Response: TypeAlias = Status | BlockReply | NotFound | Certificates | Votes | Peers
+@attrs.frozen(slots=True)
+class GetBlockRange:
+    """The committed canonical blocks ``start`` .. ``start + count - 1`` (range sync)."""
+
+    request_id: int
+    start: int
+    count: int
+
+
+@attrs.frozen(slots=True)
+class BlockRange:
+    """Committed canonical blocks from the asked ``start`` on, consecutive, each with its
+    finalization certificate if the sender holds one (None otherwise): maybe fewer than asked
+    (the sender's head, or the byte cap), none if it has not the start."""
+
+    request_id: int
+    blocks: tuple[tuple[Block, Certificate | None], ...]
+
+
+Request: TypeAlias = GetStatus | GetBlock | GetCertificates | GetVotes | GetPeers | GetBlockRange
+Response: TypeAlias = Status | BlockReply | NotFound | Certificates | Votes | Peers | BlockRange
 Gossip: TypeAlias = Transactions | Proposal | SignedVote | Certificate | Evidence
 WireMessage: TypeAlias = Hello | HelloAck | Disconnect | Gossip | Request | Response

@@ -30,14 +30,18 @@ from moderntensor.consensus import Certificate
 from moderntensor.network._config import NetworkConfig
 from moderntensor.network._gossip import BoundedSet
 from moderntensor.network._messages import (
+    BlockRange,
     BlockReply,
     Certificates,
     DisconnectReason,
     GetBlock,
+    GetBlockRange,
     GetCertificates,
+    GetStatus,
     Hello,
     Request,
     Response,
+    Status,
 )
 from moderntensor.network._multiaddr import Multiaddr
 from moderntensor.network._transport import Connection
@@ -231,3 +235,27 @@ class PeerManager:
             if isinstance(reply, Certificates) and reply.certificates:
                 return list(reply.certificates)
         return []
+
+    async def heads(self) -> list[tuple[Peer, int]]:
+        """Each connected peer's committed head height (the peers that answered in time)."""
+        heads: list[tuple[Peer, int]] = []
+
+        async def ask(peer: Peer) -> None:
+            status = await self.request(peer, GetStatus)
+            if isinstance(status, Status):
+                heads.append((peer, status.head_number))
+
+        async with trio.open_nursery() as nursery:
+            for peer in list(self.peers.values()):
+                nursery.start_soon(ask, peer)
+        return heads
+
+    async def fetch_range(self, peer: Peer, start: int, count: int) -> BlockRange | None:
+        """Blocks ``start`` .. ``start + count - 1`` with their certificates from ``peer``."""
+        reply = await self.request(peer, lambda rid: GetBlockRange(rid, start, count))
+        return reply if isinstance(reply, BlockRange) else None
+
+    def punish(self, peer: Peer, reason: str) -> None:
+        """``peer`` sent something provably wrong (a bad certificate or block): disconnect."""
+        del reason  # logged by the caller and by the session's end
+        peer.kick(DisconnectReason.BAD_MESSAGE)

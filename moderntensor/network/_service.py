@@ -71,6 +71,7 @@ from moderntensor.network._messages import (
     Disconnect,
     DisconnectReason,
     GetBlock,
+    GetBlockRange,
     GetCertificates,
     GetPeers,
     GetStatus,
@@ -115,6 +116,7 @@ REPEATS_TRACKED = 4096
 """Gossip ids remembered per peer, to charge a peer that sends the same frame twice."""
 
 _E = TypeVar("_E", bound=BaseException)
+_REQUESTS = (GetStatus, GetBlock, GetCertificates, GetVotes, GetPeers, GetBlockRange)
 
 
 class NetworkService:
@@ -393,7 +395,7 @@ class NetworkService:
                 raise NetworkRemoteError(DisconnectReason.PROTOCOL_ERROR, "handshake repeated")
             if message_id is not None:
                 await self._on_gossip(peer, message, frame, message_id)
-            elif isinstance(message, GetStatus | GetBlock | GetCertificates | GetVotes | GetPeers):
+            elif isinstance(message, _REQUESTS):
                 self._serve(peer, message)
             else:
                 assert isinstance(message, Response)

@@ -5,6 +5,8 @@
 * ``GetCertificates``: the journal's certificates of that round (at most 8);
 * ``GetVotes``: the votes of that validator the core holds (the newest 1,024);
 * ``GetPeers``: up to 64 known addresses, a random sample.
+* ``GetBlockRange``: committed canonical blocks from ``start`` on, each with the finalization
+  certificate committed with it (if any), up to the count asked and ``MAX_RANGE_BYTES``.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from moderntensor.chain.blocks import Block
+from moderntensor.chain.blocks import Block, encode_block
+from moderntensor.consensus import Certificate
 from moderntensor.network._link import ConsensusLink
 from moderntensor.network._messages import (
     MAX_CERTIFICATES_REPLY,
     MAX_PEERS_REPLY,
+    MAX_RANGE_BYTES,
     MAX_VOTES_REPLY,
+    BlockRange,
     BlockReply,
     Certificates,
     GetBlock,
+    GetBlockRange,
     GetCertificates,
     GetStatus,
     GetVotes,
@@ -58,6 +64,22 @@ def get_block(chain: BlockSource, block_hash: bytes) -> Block | None:
     return committed
 
 
+def block_range(chain: BlockSource, link: ConsensusLink, request: GetBlockRange) -> BlockRange:
+    """The committed canonical blocks asked for (see the module docstring)."""
+    blocks: list[tuple[Block, Certificate | None]] = []
+    size = 0
+    for number in range(request.start, request.start + request.count):
+        block_hash = chain.chaindb.get_canonical_hash(number)
+        block: Block | None = None if block_hash is None else chain.chaindb.get_block(block_hash)
+        if block is None:
+            break
+        size += len(encode_block(block))
+        if blocks and size > MAX_RANGE_BYTES:
+            break
+        blocks.append((block, link.finalization(number)))
+    return BlockRange(request.request_id, tuple(blocks))
+
+
 def answer_request(
     request: Request,
     link: ConsensusLink,
@@ -77,6 +99,8 @@ def answer_request(
     if isinstance(request, GetCertificates):
         certs = link.certificates_of(request.epoch, request.slot)
         return Certificates(rid, tuple(certs[:MAX_CERTIFICATES_REPLY]))
+    if isinstance(request, GetBlockRange):
+        return block_range(chain, link, request)
     if isinstance(request, GetVotes):
         votes = link.votes_of(request.validator_id)
         return Votes(rid, tuple(votes[-MAX_VOTES_REPLY:]))

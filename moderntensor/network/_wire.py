@@ -31,6 +31,8 @@ GetVotes              37  request_id, validator_id
 Votes                 38  request_id, ``[vote, ...]``
 GetPeers              39  request_id
 Peers                 40  request_id, ``[multiaddr, ...]`` (strings)
+GetBlockRange         41  request_id, start, count (1 .. ``MAX_RANGE_BLOCKS``)
+BlockRange            42  request_id, ``[[block, certificate or empty], ...]``
 ==================  ====  =====================================================================
 
 A received proposal is always built by :class:`~moderntensor.consensus.Proposal` from the
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from moderntensor.chain.blocks import decode_block, encode_block
+from moderntensor.chain.blocks import Block, decode_block, encode_block
 from moderntensor.chain.transactions import MAX_TX_SIZE
 from moderntensor.chain.votes import (
     Evidence,
@@ -77,14 +79,17 @@ from moderntensor.crypto import InvalidSignature, Signature
 from moderntensor.network._messages import (
     MAX_CERTIFICATES_REPLY,
     MAX_PEERS_REPLY,
+    MAX_RANGE_BLOCKS,
     MAX_SIZES,
     MAX_TX_BATCH,
     MAX_VOTES_REPLY,
+    BlockRange,
     BlockReply,
     Certificates,
     Disconnect,
     DisconnectReason,
     GetBlock,
+    GetBlockRange,
     GetCertificates,
     GetPeers,
     GetStatus,
@@ -165,6 +170,13 @@ def _fields(msg: WireMessage) -> tuple[MessageType, list[RLPItem]]:
         return MessageType.VOTES, [rid, [encode_vote(v) for v in msg.votes]]
     if isinstance(msg, GetPeers):
         return MessageType.GET_PEERS, [rid]
+    if isinstance(msg, GetBlockRange):
+        return MessageType.GET_BLOCK_RANGE, [rid, _u(msg.start), _u(msg.count)]
+    if isinstance(msg, BlockRange):
+        entries: list[RLPItem] = [
+            [encode_block(b), b"" if c is None else encode_certificate(c)] for b, c in msg.blocks
+        ]
+        return MessageType.BLOCK_RANGE, [rid, entries]
     return MessageType.PEERS, [rid, [str(a).encode("ascii") for a in msg.addrs]]
 
 
@@ -173,6 +185,7 @@ _COUNT_LIMITS: dict[type, tuple[str, int]] = {
     Certificates: ("certificates", MAX_CERTIFICATES_REPLY),
     Votes: ("votes", MAX_VOTES_REPLY),
     Peers: ("addrs", MAX_PEERS_REPLY),
+    BlockRange: ("blocks", MAX_RANGE_BLOCKS),
 }
 
 
@@ -399,6 +412,30 @@ def _peers(f: list[RLPItem], what: str) -> Peers:
     return Peers(_rid(f[0], what), tuple(addrs))
 
 
+def _get_block_range(f: list[RLPItem], what: str) -> GetBlockRange:
+    f = _n(f, what, 3)
+    count = _int(f[2], what, "count", 16)
+    if not 1 <= count <= MAX_RANGE_BLOCKS:
+        raise DecodeError(f"{what}.count", f"{count} not in 1..{MAX_RANGE_BLOCKS}")
+    return GetBlockRange(_rid(f[0], what), _int(f[1], what, "start"), count)
+
+
+def _block_range(f: list[RLPItem], what: str) -> BlockRange:
+    f = _n(f, what, 2)
+    entries = expect_list(f[1], f"{what}.blocks")
+    if len(entries) > MAX_RANGE_BLOCKS:
+        raise DecodeError(f"{what}.blocks", f"{len(entries)} entries > limit {MAX_RANGE_BLOCKS}")
+    blocks: list[tuple[Block, Certificate | None]] = []
+    for entry in entries:
+        pair = expect_list(entry, f"{what}.blocks[]")
+        if len(pair) != 2:
+            raise DecodeError(f"{what}.blocks[]", "expected [block, certificate]")
+        block = decode_block(expect_bytes(pair[0], f"{what}.blocks[].block"))
+        raw = expect_bytes(pair[1], f"{what}.blocks[].certificate")
+        blocks.append((block, decode_certificate(raw) if raw else None))
+    return BlockRange(_rid(f[0], what), tuple(blocks))
+
+
 _DECODERS: dict[MessageType, Callable[[list[RLPItem], str], WireMessage]] = {
     MessageType.HELLO: _hello,
     MessageType.HELLO_ACK: _hello_ack,
@@ -419,4 +456,6 @@ _DECODERS: dict[MessageType, Callable[[list[RLPItem], str], WireMessage]] = {
     MessageType.VOTES: _votes,
     MessageType.GET_PEERS: _get_peers,
     MessageType.PEERS: _peers,
+    MessageType.GET_BLOCK_RANGE: _get_block_range,
+    MessageType.BLOCK_RANGE: _block_range,
 }

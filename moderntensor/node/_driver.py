@@ -82,6 +82,7 @@ from moderntensor.node._journal import ConsensusJournal
 from moderntensor.node._logging import event
 from moderntensor.node._producer import BlockBuilt, BuildRequest
 from moderntensor.node._status import ConsensusStatus
+from moderntensor.node._sync import RangeSynced
 from moderntensor.node._ticker import Tick, Ticker
 from moderntensor.service import ChainService
 
@@ -215,6 +216,10 @@ class ConsensusDriver:
             elif isinstance(item, CertificatesFetched):
                 self.fetches.answered_round((item.epoch, item.slot))
                 actions = await self._feed_certificates(item.certificates)
+            elif isinstance(item, RangeSynced):  # proven final by sync: commit them
+                for ref, certificate in item.certificates:
+                    self.finality.add(ref, certificate)
+                actions = await self._commit_final()
             elif isinstance(item, PeerStatus):
                 actions = self.core.on_status(item.certified, item.own_votes, now)
             elif isinstance(item, Proposal):

@@ -16,6 +16,7 @@ from moderntensor.chain.votes import Evidence, SignedVote
 from moderntensor.consensus import Certificate, Proposal, Round
 from moderntensor.node._fetch import BlocksFetched, CertificatesFetched, FetchFailed
 from moderntensor.node._producer import BlockBuilt
+from moderntensor.node._sync import RangeSynced
 from moderntensor.node._ticker import Tick
 
 __all__ = ["DriverEvent", "NetworkMessage", "PeerStatus", "wall_clock_ms"]
@@ -43,6 +44,7 @@ DriverEvent = (
     | FetchFailed
     | CertificatesFetched
     | PeerStatus
+    | RangeSynced
     | NetworkMessage
 )
 """What the driver's inbox carries."""

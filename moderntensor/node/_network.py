@@ -58,6 +58,9 @@ class NodeLink:
     def certificates_of(self, epoch: int, slot: int) -> Sequence[Certificate]:
         return self.parts.journal.certificates_of((epoch, slot))
 
+    def finalization(self, number: int) -> Certificate | None:
+        return self.parts.journal.finalization(number)
+
     async def deliver(self, message: ConsensusMessage) -> None:
         await self.inbox.send(message)
 

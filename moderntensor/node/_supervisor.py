@@ -50,6 +50,7 @@ from moderntensor.node._network import NodeLink, node_key_for
 from moderntensor.node._pool_service import MempoolService
 from moderntensor.node._producer import BlockProducer
 from moderntensor.node._status import ConsensusStatus
+from moderntensor.node._sync import RangeSync
 from moderntensor.node._ticker import Ticker
 from moderntensor.rpc import MetricsConfig, RpcApp, RpcConfig, RpcMetrics, serve_metrics, serve_rpc
 from moderntensor.service import ChainService
@@ -110,6 +111,7 @@ class NodeHandle:
     fetch_service: BlockFetchService | None = None
     network: NetworkService | None = None
     p2p_port: int | None = None
+    range_sync: RangeSync | None = None
 
 
 @attrs.define
@@ -195,7 +197,7 @@ async def open_node(
                 )
             await nursery.start(parts.ticker.run, parts.inbox_send.clone())
             await nursery.start(driver.run, parts.inbox)
-            network = p2p_port = None
+            network = p2p_port = range_sync = None
             if settings.p2p is not None:
                 assert node_key is not None and peers is not None
                 assert outbound_receive is not None
@@ -206,6 +208,9 @@ async def open_node(
                 )  # fmt: skip
                 service.peer_count = peers.__len__
                 p2p_port = await nursery.start(network.run, outbound_receive)
+                range_sync = RangeSync(chain, service, parts.chain_lock, parts.verifier, peers,
+                                       parts.inbox_send.clone())  # fmt: skip
+                await nursery.start(range_sync.run)
             rpc_port = metrics_port = None
             app = None
             if settings.rpc is not None:
@@ -236,6 +241,7 @@ async def open_node(
                     parts.fetch_service,
                     network,
                     p2p_port,
+                    range_sync,
                 )
             )
     finally:

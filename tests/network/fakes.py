@@ -37,6 +37,7 @@ class FakeLink:
         self.statuses: list[tuple[Round | None, tuple[SignedVote, ...]]] = []
         self.votes: dict[bytes, list[SignedVote]] = {}
         self.certificates: dict[Round, list[Certificate]] = {}
+        self.finalizations: dict[int, Certificate] = {}
         self.gate: trio.Event | None = None  # when set: deliver waits for it (a busy driver)
 
     def local_status(self) -> LocalStatus:
@@ -47,6 +48,9 @@ class FakeLink:
 
     def certificates_of(self, epoch: int, slot: int) -> Sequence[Certificate]:
         return self.certificates.get((epoch, slot), [])
+
+    def finalization(self, number: int) -> Certificate | None:
+        return self.finalizations.get(number)
 
     async def deliver(self, message: ConsensusMessage) -> None:
         if self.gate is not None:
@@ -82,6 +86,12 @@ class FakeService:
 
     def get_block(self, block_hash: bytes) -> Block | None:
         return self.blocks.get(block_hash)
+
+    def get_canonical_hash(self, number: int) -> bytes | None:
+        for block in self.blocks.values():
+            if block.number == number:
+                return block.hash
+        return None
 
     def get(self, tx_hash: bytes) -> Transaction | None:
         return self.txs.get(tx_hash)

@@ -17,11 +17,14 @@ from moderntensor.consensus import Certificate, Proposal, build_certificate
 from moderntensor.crypto import keccak256
 from moderntensor.network import (
     MAX_FRAME_SIZE,
+    MAX_RANGE_BLOCKS,
+    BlockRange,
     BlockReply,
     Certificates,
     Disconnect,
     DisconnectReason,
     GetBlock,
+    GetBlockRange,
     GetCertificates,
     GetPeers,
     GetStatus,
@@ -89,6 +92,12 @@ messages: st.SearchStrategy[WireMessage] = st.one_of(
     st.builds(Votes, rids, st.lists(st.sampled_from(VOTES), max_size=4).map(tuple)),
     st.builds(GetPeers, rids),
     st.builds(Peers, rids, st.lists(st.just(ADDR), max_size=3).map(tuple)),
+    st.builds(GetBlockRange, rids, u64, st.integers(1, MAX_RANGE_BLOCKS)),
+    st.builds(
+        BlockRange,
+        rids,
+        st.lists(st.tuples(st.just(BLOCK), st.sampled_from([None, CERT])), max_size=3).map(tuple),
+    ),
 )
 
 
@@ -201,3 +210,13 @@ def test_transaction_batches_are_split_by_count_and_bytes() -> None:
     sizes = [len(decode_message(f).txs) for f in build_tx_frames(big)]  # type: ignore[union-attr]
     assert sizes == [10, 10, 5] and sum(sizes) == 25
     assert build_tx_frames([]) == []
+
+
+@pytest.mark.parametrize("count", [0, MAX_RANGE_BLOCKS + 1])
+def test_a_range_request_over_the_cap_is_refused(count: int) -> None:
+    frame = encode_rlp([encode_uint(int(MessageType.GET_BLOCK_RANGE)), encode_uint(1),
+                        encode_uint(5), encode_uint(count)])  # fmt: skip
+    with pytest.raises(DecodeError):
+        decode_message(frame)
+    with pytest.raises(ValueError):
+        encode_message(BlockRange(1, ((BLOCK, None),) * (MAX_RANGE_BLOCKS + 1)))
