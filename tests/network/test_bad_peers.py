@@ -69,10 +69,9 @@ async def network(tmp_path: Path) -> AsyncIterator[list[NodeHandle]]:
 
 
 def bad_identity(handle: NodeHandle, key: int, **changes: object) -> ChainIdentity:
-    chain_id = handle.chain.config.chain_id if hasattr(handle.chain, "config") else None
     assert handle.network is not None
     base = handle.network.identity
-    ident = ChainIdentity(BAD_KEYS[key], chain_id or base.chain_id, base.genesis_hash)
+    ident = ChainIdentity(BAD_KEYS[key], base.chain_id, base.genesis_hash)
     return attrs.evolve(ident, **changes)
 
 
