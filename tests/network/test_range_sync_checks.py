@@ -14,9 +14,12 @@ from moderntensor.chain.blocks import Block
 from moderntensor.chain.votes import VoteKind, sign_vote
 from moderntensor.consensus import Certificate, SignatureVerifier, build_certificate
 from moderntensor.crypto import PrivateKey
-from moderntensor.network import BlockRange
+from moderntensor.network import BlockRange, GetBlockRange
+from moderntensor.network._serving import block_range
 from moderntensor.node._sync import RangeSync, RangeSynced
 from tests.consensus.harness import CHAIN_ID, GENESIS_HASH, KEYS, OUTSIDERS, to_set
+from tests.network.fakes import FakeLink
+from tests.network.fakes import FakeService as FakeNetService
 from tests.network.helpers import signed_block
 
 SET = to_set({k.address: 10 for k in KEYS[:4]}, 0, KEYS)
@@ -122,3 +125,16 @@ async def test_an_unchained_range_is_refused() -> None:
     assert await sync.sync_once() == 0
     assert [p for p, _ in peers.punished] == ["liar"]
     assert chain.executed == []
+
+
+def test_a_range_is_served_from_committed_blocks_with_their_certificates() -> None:
+
+    blocks = chained(4)
+    service, link = FakeNetService(), FakeLink()
+    for block in blocks[:3]:  # block 4 is not committed there
+        service.blocks[block.hash] = block
+    link.finalizations[3] = finalization(blocks[2], KEYS[:3])
+    reply = block_range(service, link, GetBlockRange(9, 2, 5))
+    assert reply.request_id == 9
+    assert reply.blocks == ((blocks[1], None), (blocks[2], link.finalizations[3]))
+    assert block_range(service, link, GetBlockRange(1, 7, 3)).blocks == ()
