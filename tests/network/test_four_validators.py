@@ -7,7 +7,7 @@ transfer sent to one node is finalized and visible at all four.
 A second test stops one validator, lets the other three (a quorum) go on, and starts it
 again on the same data directory: it reconnects, gets the status and its own votes back from
 its peers, fetches the blocks it missed, and follows the chain again (within one epoch: a
-node more than an epoch behind needs range sync, which is not built yet).
+node further behind syncs by range, tests/network/test_range_sync.py).
 
 Real clock (0.5 s slots), so the tests are bounded by ``fail_after`` and poll with short
 sleeps; nothing here waits on a fixed delay.
