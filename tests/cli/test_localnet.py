@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_localnet_runs_each_node_as_a_process_and_stops_them(tmp_path: Path) -> None:
     out = tmp_path / "net"
-    rpc, p2p = free_port_run(2), free_port_run(2)
+    rpc = free_port_run(4)  # one run: two RPC ports, then two p2p ports
+    p2p = rpc + 2
     args = ["testnet", "init", "--validators", "1", "--out", str(out), "--start-in", "1"]
     assert main([*args, "--rpc-port", str(rpc), "--p2p-port", str(p2p)]) == 0
     done = subprocess.run(

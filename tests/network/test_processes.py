@@ -170,7 +170,8 @@ class LocalTestnet:
 def init_testnet(out: Path, *extra: str) -> None:
     """``testnet init``: a bootnode and four validators, 0.5 s slots, free ports."""
     count = VALIDATORS + 1
-    rpc_port, p2p_port = free_port_run(count), free_port_run(count)
+    rpc_port = free_port_run(2 * count)  # one run: RPC ports, then p2p ports
+    p2p_port = rpc_port + count
     args = ["testnet", "init", "--validators", str(VALIDATORS), "--out", str(out)]
     args += ["--rpc-port", str(rpc_port), "--p2p-port", str(p2p_port), "--start-in", "3"]
     args += ["--slot-duration", str(SLOT_S), *extra]
