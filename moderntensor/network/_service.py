@@ -41,10 +41,9 @@ from typing import TypeVar
 
 import trio
 
-from moderntensor.chain.votes import Evidence, SignedVote
+from moderntensor.chain.votes import SignedVote
 from moderntensor.codec import DecodeError
-from moderntensor.consensus import Certificate, Proposal, SignatureVerifier
-from moderntensor.crypto import keccak256
+from moderntensor.consensus import SignatureVerifier
 from moderntensor.network._config import NetworkConfig
 from moderntensor.network._errors import (
     HandshakeFailed,
@@ -53,9 +52,7 @@ from moderntensor.network._errors import (
 )
 from moderntensor.network._gossip import (
     SeenCache,
-    build_tx_frames,
     compute_message_id,
-    compute_vote_key,
 )
 from moderntensor.network._handshake import (
     ChainIdentity,
@@ -67,7 +64,6 @@ from moderntensor.network._link import ConsensusLink, ConsensusMessage
 from moderntensor.network._logging import event
 from moderntensor.network._messages import (
     GOSSIP_TYPES,
-    MAX_TX_BATCH,
     Disconnect,
     DisconnectReason,
     GetBlock,
@@ -82,13 +78,13 @@ from moderntensor.network._messages import (
     Request,
     Response,
     Status,
-    Transactions,
     Votes,
     WireMessage,
 )
 from moderntensor.network._multiaddr import Multiaddr, make_multiaddr
 from moderntensor.network._peers import Direction, Peer, PeerManager
-from moderntensor.network._score import FUTURE_VOTE_COST, REPEAT_COST, PeerScores, RateLimit
+from moderntensor.network._relay import GossipRelay
+from moderntensor.network._score import REPEAT_COST, PeerScores, RateLimit
 from moderntensor.network._serving import answer_request
 from moderntensor.network._transport import Connection, Transport, WebSocketTransport
 from moderntensor.network._wire import (
@@ -119,7 +115,7 @@ _E = TypeVar("_E", bound=BaseException)
 _REQUESTS = (GetStatus, GetBlock, GetCertificates, GetVotes, GetPeers, GetBlockRange)
 
 
-class NetworkService:
+class NetworkService(GossipRelay):
     """One node's network (see the module docstring); ``run`` is a long-lived task.
 
     Args:
@@ -409,41 +405,6 @@ class NetworkService:
         except DecodeError as exc:
             raise NetworkRemoteError(DisconnectReason.BAD_MESSAGE, str(exc)) from None
 
-    async def _on_gossip(
-        self, peer: Peer, message: WireMessage, frame: bytes, message_id: bytes
-    ) -> None:
-        now = trio.current_time()
-        if isinstance(message, SignedVote):
-            key = compute_vote_key(message)
-            if not self.vote_keys.is_fresh(key, now):
-                self.duplicates += 1
-                return
-            if self._too_far_ahead(message):  # ignored: never recovered, never relayed
-                self.ignored += 1
-                if self.scores.charge(peer.peer_id, FUTURE_VOTE_COST, now):
-                    peer.kick(DisconnectReason.BANNED)
-                return
-            if not self.verifier.is_authentic(message):
-                raise NetworkRemoteError(DisconnectReason.BAD_SIGNATURE,
-                                         f"a {message.kind.name} vote not signed by "
-                                         f"0x{message.signer.hex()}")  # fmt: skip
-            self.vote_keys.add(key, now)
-        if not self.seen.add(message_id, now):  # another peer's copy came first
-            self.duplicates += 1
-            return
-        if isinstance(message, Transactions):
-            for raw in message.txs:
-                peer.known_txs.add(keccak256(raw))
-            await self.service.submit_raw_transactions(list(message.txs))
-            return
-        assert isinstance(message, SignedVote | Certificate | Proposal | Evidence)
-        self.relayed += self.peers.broadcast(frame, exclude=peer)
-        self.delivered += 1
-        await self.link.deliver(message)
-
-    def _too_far_ahead(self, vote: SignedVote) -> bool:
-        return vote.slot > self.link.local_status().view + self.config.max_future_slots
-
     def _charge_repeat(self, peer: Peer, now: float) -> None:
         """A peer sent a frame twice within the window (an honest one relays each once)."""
         if self.scores.charge(peer.peer_id, REPEAT_COST, now):
@@ -509,42 +470,6 @@ class NetworkService:
                 continue
             self._dialing.add(pid)
             self._nursery.start_soon(self._dial_once, addr)
-
-    # -- what the node sends ----------------------------------------------------------------
-
-    async def _broadcast_outbound(
-        self, outbound: trio.MemoryReceiveChannel[ConsensusMessage]
-    ) -> None:
-        """Forward the driver's broadcasts to every peer (marked seen, so peers' echoes are
-        not delivered back to it)."""
-        async for message in outbound:
-            frame = encode_message(message)
-            now = trio.current_time()
-            self.seen.add(compute_message_id(frame), now)
-            if isinstance(message, SignedVote):
-                self.vote_keys.add(compute_vote_key(message), now)
-            self.peers.broadcast(frame)
-
-    async def _gossip_transactions(self, pending: trio.MemoryReceiveChannel[bytes]) -> None:
-        """Gossip admitted transactions in batches, to each peer the ones it lacks."""
-        async for first in pending:
-            hashes = [first]
-            while len(hashes) < MAX_TX_BATCH:
-                try:
-                    hashes.append(pending.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            txs = []
-            for tx_hash in hashes:
-                tx = self.service.pool.get(tx_hash)
-                if tx is not None:
-                    txs.append((tx_hash, tx.raw))
-            for peer in list(self.peers.peers.values()):
-                batch = [(h, raw) for h, raw in txs if h not in peer.known_txs]
-                for tx_hash, _ in batch:
-                    peer.known_txs.add(tx_hash)
-                for frame in build_tx_frames([raw for _, raw in batch]):
-                    peer.send_nowait(frame)
 
 
 def _first(group: BaseExceptionGroup[BaseException], kind: type[_E]) -> _E:
