@@ -14,6 +14,12 @@ from typing import Protocol
 
 import attrs
 
+from moderntensor.chain._evidence_rules import (
+    EvidenceRules,
+    UnusableEvidence,
+    apply_evidence,
+    select_evidence,
+)
 from moderntensor.chain.blocks import (
     Block,
     Header,
@@ -21,7 +27,6 @@ from moderntensor.chain.blocks import (
     compute_transactions_root,
 )
 from moderntensor.chain.chaindb import ChainDB
-from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
 from moderntensor.chain.execution import (
     BlockEnv,
     ChainParams,
@@ -34,23 +39,13 @@ from moderntensor.chain.genesis import Genesis, build_genesis
 from moderntensor.chain.receipts import Receipt
 from moderntensor.chain.staking import (
     get_validator_by_id,
-    is_evidence_used,
-    mark_evidence_used,
-    slash_validator,
 )
 from moderntensor.chain.timing import compute_block_epoch, compute_slot_start_ms
 from moderntensor.chain.transactions import Transaction
-from moderntensor.chain.validators import ValidatorRecord
 from moderntensor.chain.votes import (
-    Evidence,
-    InvalidEvidence,
     VoteKind,
-    decode_evidence,
-    evidence_id,
-    verify_evidence,
     vote_digest,
 )
-from moderntensor.codec import DecodeError
 from moderntensor.crypto import InvalidSignature, PrivateKey, Signature, recover_address
 from moderntensor.state.statedb import StateCommit, StateDB
 from moderntensor.state.store import Column, Database
@@ -100,10 +95,6 @@ class MissingParent(InvalidBlock):
 
 class ChainMismatch(Exception):
     """The data directory holds another chain than the genesis given."""
-
-
-class _UnusableEvidence(Exception):
-    """One evidence item a block cannot include; the message names why."""
 
 
 @attrs.frozen(slots=True)
@@ -413,95 +404,29 @@ class Chain:
         Raises:
             ValueError: ``limit`` is not in 0..MAX_BLOCK_EVIDENCE.
         """
-        if not 0 <= limit <= MAX_BLOCK_EVIDENCE:
-            raise ValueError(f"limit {limit} is not in 0..{MAX_BLOCK_EVIDENCE}")
         state = StateDB(self, parent.state_root)  # a private view: the live state is untouched
         block_epoch = compute_block_epoch(parent.number + 1, self.params.epoch_length)
-        usable: list[bytes] = []
-        dropped: list[bytes] = []
-        chosen: set[bytes] = set()
-        for raw in items:
-            if len(usable) == limit:
-                break
-            if raw in usable:
-                continue
-            try:
-                item, eid = _decode_evidence_item(raw)
-                if eid in chosen:
-                    raise _UnusableEvidence("proves an offence already selected")
-                self._check_evidence_item(state, item, eid, block_epoch)
-            except _UnusableEvidence:
-                dropped.append(raw)
-                continue
-            chosen.add(eid)
-            usable.append(raw)
-        return tuple(usable), tuple(dropped)
+        return select_evidence(state, items, limit, self._evidence_rules(block_epoch))
 
-    def _evidence_too_old(self, item: Evidence, block_epoch: int) -> bool:
-        """Whether ``item`` is past the evidence age limit for a block of ``block_epoch``: the
-        offence's epoch must be at least ``block_epoch - evidence_epochs`` (a block including
-        older evidence is invalid). Genesis keeps ``unbonding_epochs`` above the age limit
-        plus the set delay, so an offender's stake is still bonded while evidence against it
-        is accepted, and a lost database is a bounded liability (review H2, M5)."""
-        return item.first.epoch < block_epoch - self.params.evidence_epochs
-
-    def _check_evidence_item(
-        self, state: StateDB, item: Evidence, eid: bytes, block_epoch: int
-    ) -> ValidatorRecord:
-        """The offender's record, if a block of ``block_epoch`` on ``state`` may include
-        ``item`` (decoded, with its id ``eid``).
-
-        Raises:
-            _UnusableEvidence: naming the rule it breaks.
-        """
-        if is_evidence_used(state, eid):
-            raise _UnusableEvidence("this offence was already slashed on this fork")
-        try:
-            offender = verify_evidence(item, self.params.chain_id, self.genesis_hash)
-        except InvalidEvidence as exc:
-            raise _UnusableEvidence(str(exc)) from None
-        record = get_validator_by_id(state, offender)
-        if record is None:
-            raise _UnusableEvidence("offender is not a registered validator")
-        if self._evidence_too_old(item, block_epoch):
-            raise _UnusableEvidence(
-                f"older than evidence_epochs {self.params.evidence_epochs} allow in epoch "
-                f"{block_epoch}"
-            )
-        return record
+    def _evidence_rules(self, block_epoch: int) -> EvidenceRules:
+        return EvidenceRules(
+            self.params.chain_id,
+            self.genesis_hash,
+            block_epoch,
+            self.params.evidence_epochs,
+            self.params.slash_fraction_bps,
+        )
 
     def _apply_evidence(self, state: StateDB, evidence: Sequence[bytes], block_epoch: int) -> None:
         """Record each offence as used and slash its offender, once per jail.
 
-        A validator already jailed is not slashed again: the offence is only recorded (its
-        id marked used), so a doppelganger's burst of offences, or several proofs arriving
-        in one block, costs one slash fraction, not one per offence (Cosmos' tombstone).
-
         Raises:
             InvalidBlock: too many items, or an item :meth:`select_evidence` would drop.
         """
-        if len(evidence) > MAX_BLOCK_EVIDENCE:
-            raise InvalidBlock(f"more than {MAX_BLOCK_EVIDENCE} evidence items")
-        for i, raw in enumerate(evidence):
-            try:
-                item, eid = _decode_evidence_item(raw)
-                record = self._check_evidence_item(state, item, eid, block_epoch)
-            except _UnusableEvidence as exc:
-                raise InvalidBlock(f"evidence[{i}]: {exc}") from None
-            mark_evidence_used(state, eid)
-            offender = item.first.signer
-            if record.jailed:
-                log.info(
-                    "evidence against a jailed validator recorded, not slashed again "
-                    "validator=0x%s evidence=0x%s",
-                    offender.hex(), eid.hex()[:16],
-                )  # fmt: skip
-                continue
-            amount = slash_validator(state, record, self.params.slash_fraction_bps)
-            log.warning(
-                "slashed validator=0x%s amount=%d evidence=0x%s",
-                offender.hex(), amount, eid.hex()[:16],
-            )  # fmt: skip
+        try:
+            apply_evidence(state, evidence, self._evidence_rules(block_epoch))
+        except UnusableEvidence as exc:
+            raise InvalidBlock(str(exc)) from None
 
     def _stash(self, state: StateDB, root: bytes) -> None:
         self._live, self._live_root = state, root
@@ -551,16 +476,3 @@ class Chain:
         executed = self.execute_block(block)
         self.commit(executed, finalized=finalized)
         return executed
-
-
-def _decode_evidence_item(raw: bytes) -> tuple[Evidence, bytes]:
-    """The evidence in ``raw`` and the id of the offence it claims (signatures unchecked).
-
-    Raises:
-        _UnusableEvidence: malformed, or the two messages do not conflict.
-    """
-    try:
-        item = decode_evidence(raw)
-        return item, evidence_id(item)
-    except (DecodeError, InvalidEvidence) as exc:
-        raise _UnusableEvidence(str(exc)) from None
