@@ -18,7 +18,7 @@ from moderntensor.chain.votes import SignedVote, VoteKind
 from moderntensor.crypto import InvalidSignature
 
 from ._certificates import Certificate, verify_certificate
-from ._errors import ConsensusLocalError, ConsensusRemoteError, InvalidMessage
+from ._errors import ConsensusLocalError, ConsensusRemoteError, InvalidMessage, SlashingRefused
 from ._messages import (
     Action,
     BlockRef,
@@ -26,6 +26,7 @@ from ._messages import (
     EpochEntered,
     FetchBlock,
     Proposal,
+    SigningRefused,
     Verdict,
 )
 from ._protection import Round
@@ -371,3 +372,37 @@ class SimplexCore(_Voting):
             return self.on_vote(message, now_ms)
         except ConsensusRemoteError:
             return []
+
+    def _repropose(self, view: int, block_hash: bytes, now_ms: int) -> list[Action]:
+        signer = self._signer
+        original = self._boundary_blocks.get(block_hash)
+        if signer is None or original is None:
+            return []
+        state = self._slot(view)
+        state.build_requested = True
+        try:
+            vote = signer.sign(VoteKind.PROPOSE, self.epoch, view, original.header.seal_hash)
+        except SlashingRefused as exc:
+            return [SigningRefused(VoteKind.PROPOSE, self.epoch, view, exc.reason)]
+        self._verifier.remember(vote)
+        again = Proposal.repropose(original, view, vote.signer, vote.signature)
+        return [Broadcast(again), *self._record(vote), *self._accept(again, now_ms)]
+
+    def _accept(self, proposal: Proposal, now_ms: int) -> list[Action]:
+        """The first authentic proposal of a live slot from its leader becomes the slot's."""
+        state = self._slot(proposal.slot)
+        if state.proposal is not None:
+            return []
+        state.proposal = proposal
+        state.move(Phase.PROPOSED)
+        header = proposal.block.header
+        self._blocks.setdefault(proposal.block_hash, (header.slot, header.parent_hash))
+        self._heights[proposal.block_hash] = proposal.height
+        if proposal.height == compute_boundary_height(self.epoch, self.config.preset.epoch_length):
+            self._boundary_blocks[proposal.block_hash] = proposal.block
+        return self._try_notarize(now_ms)
+
+    def _check_member(self, vset: ValidatorSet, vote: SignedVote) -> None:
+        """Raises InvalidMessage unless the vote's signer is in its epoch's set."""
+        if vset.stake_of(vote.signer) == 0:
+            raise InvalidMessage(f"vote signer 0x{vote.signer.hex()} is not in the set", vote)

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from ._messages import BlockRef
+from ._messages import BlockRef, Proposal
 from ._slot import _Slot
 
-__all__ = ["choose_parent", "extends_notarized", "missing_slots", "newest_notarized_after"]
+__all__ = [
+    "choose_parent",
+    "extends_notarized",
+    "lacking_for",
+    "missing_slots",
+    "newest_notarized_after",
+]
 
 
 def choose_parent(slots: Mapping[int, _Slot], finalized: BlockRef, slot: int) -> BlockRef | None:
@@ -64,3 +70,24 @@ def newest_notarized_after(slots: Mapping[int, _Slot], finalized: BlockRef, slot
         if state is not None and state.notarizations:
             return t + 1
     return finalized.slot + 1
+
+
+def lacking_for(
+    slots: Mapping[int, _Slot],
+    notarized: Mapping[bytes, int],
+    blocks: Mapping[bytes, tuple[int, bytes]],
+    proposal: Proposal,
+) -> bytes | tuple[list[int], str]:
+    """What a proposal lacks to check out: its parent's hash, if we never saw the parent;
+    else the slots whose certificates are missing (the parent's notarization, or the
+    nullifications between), with what they are for."""
+    if proposal.parent_hash not in notarized:
+        parent = blocks.get(proposal.parent_hash)
+        if parent is None:
+            return proposal.parent_hash
+        return missing_slots(
+            slots, parent[0], parent[0] + 1, lambda st: not st.notarizations
+        ), "parent"
+    parent_slot = notarized[proposal.parent_hash]
+    gaps = missing_slots(slots, parent_slot + 1, proposal.slot, lambda st: st.nullification is None)
+    return gaps, "proposal"

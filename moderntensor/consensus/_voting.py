@@ -5,14 +5,14 @@ adds the inputs, the epoch changes and restarts (split only to keep each module 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from moderntensor.chain.blocks import Block
 from moderntensor.chain.timing import compute_boundary_height
 from moderntensor.chain.votes import ZERO_HASH, SignedVote, VoteKind
 
 from ._certificates import Certificate, SignatureVerifier, build_certificate
-from ._errors import ConsensusLocalError, InvalidMessage, SlashingRefused
+from ._errors import ConsensusLocalError, SlashingRefused
 from ._evidence import EvidenceBook
 from ._messages import (
     Action,
@@ -29,7 +29,13 @@ from ._messages import (
     SigningRefused,
 )
 from ._params import ConsensusConfig
-from ._parents import choose_parent, extends_notarized, missing_slots, newest_notarized_after
+from ._parents import (
+    choose_parent,
+    extends_notarized,
+    lacking_for,
+    missing_slots,
+    newest_notarized_after,
+)
 from ._protection import ProtectedSigner, Round
 from ._quorum import is_quorum
 from ._schedule import ValidatorSet, compute_leader, compute_slot_start_ms
@@ -127,11 +133,6 @@ class _Voting:
         """The newest finalization certificate this core applied."""
         return self._last_finalization
 
-    def _check_member(self, vset: ValidatorSet, vote: SignedVote) -> None:
-        """Raises InvalidMessage unless the vote's signer is in its epoch's set."""
-        if vset.stake_of(vote.signer) == 0:
-            raise InvalidMessage(f"vote signer 0x{vote.signer.hex()} is not in the set", vote)
-
     def _slot(self, slot: int) -> _Slot:
         state = self._slots.get(slot)
         if state is None:
@@ -164,9 +165,6 @@ class _Voting:
 
     def _check_synced(self) -> None:
         self._gate.reached(self.round)
-
-    def _may_sign(self, kind: VoteKind, slot: int) -> bool:
-        return self._gate.synced
 
     def _has(self, cert: Certificate) -> bool:
         state = self._slots.get(cert.slot)
@@ -202,7 +200,7 @@ class _Voting:
         vset = self.epoch_set(self.epoch)
         if self._signer is None or vset is None or not self._is_member():
             return []
-        if not self._may_sign(kind, slot):
+        if not self._gate.synced:
             return []  # sync before sign (review H2)
         state = self._slot(slot)
         try:
@@ -336,7 +334,7 @@ class _Voting:
 
     def _maybe_build(self, now_ms: int) -> list[Action]:
         view = self.view
-        if self._signer is None or not self._may_sign(VoteKind.PROPOSE, view):
+        if self._signer is None or not self._gate.synced:
             return []
         if self.leader(view) != self._signer.validator_id:
             return []
@@ -348,7 +346,8 @@ class _Voting:
         parent = self._choose_parent(view)
         if parent is None:
             first = newest_notarized_after(self._slots, self.finalized, view)
-            return self._fetch_gaps(first, view, "our block", lambda st: st.nullification is None)
+            gaps = missing_slots(self._slots, first, view, lambda st: st.nullification is None)
+            return self._fetch_gaps(gaps, "our block", view)
         height = self._heights.get(parent.hash)
         if height is None:  # notarized, but we never saw it: get it before building on it
             if state.fetch_requested:
@@ -363,35 +362,6 @@ class _Voting:
         state.build_requested = True
         return [BuildBlock(self.epoch, view, parent)]
 
-    def _repropose(self, view: int, block_hash: bytes, now_ms: int) -> list[Action]:
-        signer = self._signer
-        original = self._boundary_blocks.get(block_hash)
-        if signer is None or original is None:
-            return []
-        state = self._slot(view)
-        state.build_requested = True
-        try:
-            vote = signer.sign(VoteKind.PROPOSE, self.epoch, view, original.header.seal_hash)
-        except SlashingRefused as exc:
-            return [SigningRefused(VoteKind.PROPOSE, self.epoch, view, exc.reason)]
-        self._verifier.remember(vote)
-        again = Proposal.repropose(original, view, vote.signer, vote.signature)
-        return [Broadcast(again), *self._record(vote), *self._accept(again, now_ms)]
-
-    def _accept(self, proposal: Proposal, now_ms: int) -> list[Action]:
-        """The first authentic proposal of a live slot from its leader becomes the slot's."""
-        state = self._slot(proposal.slot)
-        if state.proposal is not None:
-            return []
-        state.proposal = proposal
-        state.move(Phase.PROPOSED)
-        header = proposal.block.header
-        self._blocks.setdefault(proposal.block_hash, (header.slot, header.parent_hash))
-        self._heights[proposal.block_hash] = proposal.height
-        if proposal.height == compute_boundary_height(self.epoch, self.config.preset.epoch_length):
-            self._boundary_blocks[proposal.block_hash] = proposal.block
-        return self._try_notarize(now_ms)
-
     def _choose_parent(self, slot: int) -> BlockRef | None:
         return choose_parent(self._slots, self.finalized, slot)
 
@@ -401,36 +371,26 @@ class _Voting:
             self._slots, self._notarized, self.finalized, proposal.parent_hash, proposal.slot
         )
 
-    def _fetch_gaps(
-        self, first: int, slot: int, why: str, need: Callable[[_Slot], bool]
-    ) -> list[Action]:
-        """Ask peers for the certificates missing in ``[first, slot)`` (a node that restarted,
-        or jumped views, lacks them; Commonware's resolver does the same): each round once
-        per view, at most 16, newest first."""
+    def _fetch_gaps(self, slots: list[int], why: str, slot: int) -> list[Action]:
+        """Ask peers for the certificates of ``slots`` (a node that restarted, or jumped
+        views, lacks them; Commonware's resolver does the same): each round once per view,
+        at most 16, newest first."""
         wanted: list[Action] = []
-        for t in missing_slots(self._slots, first, slot, need)[:16]:
+        for t in slots[:16]:
             if (self.epoch, t) not in self._asked:
                 self._asked.add((self.epoch, t))
                 wanted.append(FetchCertificates(self.epoch, t, f"{why} in slot {slot}"))
         return wanted
 
     def _fetch_for(self, proposal: Proposal) -> list[Action]:
-        """What the view's proposal lacks to check out: its parent (if we never saw it), the
-        parent's notarization, or the nullifications between."""
-        if proposal.parent_hash not in self._notarized:
-            parent = self._blocks.get(proposal.parent_hash)
-            if parent is not None:
-                return self._fetch_gaps(
-                    parent[0], parent[0] + 1, "parent", lambda st: not st.notarizations
-                )
-            if proposal.parent_hash in self._asked_blocks:
+        """What the view's proposal lacks to check out (:func:`lacking_for`), asked once."""
+        lacking = lacking_for(self._slots, self._notarized, self._blocks, proposal)
+        if isinstance(lacking, bytes):
+            if lacking in self._asked_blocks:
                 return []
-            self._asked_blocks.add(proposal.parent_hash)
-            return [FetchBlock(proposal.parent_hash, f"parent of slot {proposal.slot}")]
-        parent_slot = self._notarized[proposal.parent_hash]
-        return self._fetch_gaps(
-            parent_slot + 1, proposal.slot, "proposal", lambda st: st.nullification is None
-        )
+            self._asked_blocks.add(lacking)
+            return [FetchBlock(lacking, f"parent of slot {proposal.slot}")]
+        return self._fetch_gaps(*lacking, proposal.slot)
 
     def _try_notarize(self, now_ms: int) -> list[Action]:
         """Ask to execute the view's proposal once its parent checks out; vote once valid."""
@@ -531,4 +491,8 @@ class _Voting:
 
     def _enter_epoch(self, epoch: int, boundary: BlockRef, now_ms: int) -> list[Action]:
         """Start ``epoch`` after its boundary block (:class:`SimplexCore` implements it)."""
+        raise NotImplementedError
+
+    def _repropose(self, view: int, block_hash: bytes, now_ms: int) -> list[Action]:
+        """Propose the epoch's last block again (:class:`SimplexCore` implements it)."""
         raise NotImplementedError
