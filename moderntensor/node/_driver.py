@@ -81,7 +81,11 @@ from moderntensor.node._finality import FinalityCommitter
 from moderntensor.node._journal import ConsensusJournal
 from moderntensor.node._logging import event
 from moderntensor.node._producer import BlockBuilt, BuildRequest
-from moderntensor.node._status import ConsensusStatus
+from moderntensor.node._status import (
+    WHY_NOT_SIGNING_EVERY_MS,
+    ConsensusStatus,
+    say_why_not_signing,
+)
 from moderntensor.node._sync import RangeSynced
 from moderntensor.node._ticker import Tick, Ticker
 from moderntensor.service import ChainService
@@ -197,7 +201,9 @@ class ConsensusDriver:
             if isinstance(item, Tick):
                 actions = self.core.on_tick(now)
                 self.fetches.retry(lambda h: self.chain.get_header(h) is not None)
-                self._say_why_not_signing(now)
+                quiet = now - self._last_unsynced_log < WHY_NOT_SIGNING_EVERY_MS
+                if not quiet and say_why_not_signing(self.core, self.service.peer_count()):
+                    self._last_unsynced_log = now
             elif isinstance(item, BlockBuilt):
                 actions = await self._on_built(item)
             elif isinstance(item, BlocksFetched):
@@ -411,19 +417,6 @@ class ConsensusDriver:
                   gas=header.gas_used, root="0x" + header.state_root.hex()[:12],
                   finality_ms=finality_ms, pool=len(self.service.pool))  # fmt: skip
 
-    def _say_why_not_signing(self, now: int) -> None:
-        """A validator that may not sign yet says why, every 10 s: an operator whose node
-        never makes a block should not have to guess (no peers, or peers ahead)."""
-        core = self.core
-        if core.validator_id is None or core.synced or now - self._last_unsynced_log < 10_000:
-            return
-        self._last_unsynced_log = now
-        peers = self.service.peer_count()
-        event(log, logging.WARNING, "not signing yet: waiting for peers' status",
-              peers=peers, view=core.view, epoch=core.epoch,
-              hint="no peer connected: check [p2p] bootstrap and that the other validators "
-              "are up" if peers == 0 else "catching up with the peers' certificates")  # fmt: skip
-
     def _maybe_enter_epoch(self) -> list[Action]:
         """The committed head is the boundary block of the core's epoch, and the core did
         not enter the next epoch itself (it finalized the block without having seen it, or
@@ -500,16 +493,7 @@ class ConsensusDriver:
                   head=head.number)  # fmt: skip
         return restored
 
-    # -- facts ----------------------------------------------------------------------------
-
     def status(self) -> ConsensusStatus:
         """Facts for the ``mt_*`` RPC methods and the metrics."""
-        return ConsensusStatus(
-            slot=compute_slot_at(self.config, self.clock()),
-            epoch=self.core.epoch,
-            view=self.core.view,
-            synced=self.core.synced,
-            finalized_slot=self.core.finalized.slot,
-            last_finality_ms=self.last_finality_ms,
-            evidence_pending=len(self.evidence),
-        )
+        slot = compute_slot_at(self.config, self.clock())
+        return ConsensusStatus.of(self.core, slot, self.last_finality_ms, len(self.evidence))

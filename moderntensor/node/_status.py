@@ -6,9 +6,21 @@ The ``mt_*`` methods and ``/metrics`` read it through the service layer's
 
 from __future__ import annotations
 
+import logging
+
 import attrs
 
-__all__ = ["ConsensusStatus"]
+from moderntensor.consensus import SimplexCore
+from moderntensor.node._logging import event
+
+__all__ = [
+    "WHY_NOT_SIGNING_EVERY_MS",
+    "ConsensusStatus",
+    "say_why_not_signing",
+]
+
+
+log = logging.getLogger("moderntensor.node")
 
 
 @attrs.frozen(slots=True)
@@ -41,3 +53,33 @@ class ConsensusStatus:
     evidence_pending: int
     event_loop_lag_s: float | None = None
     blocks_built: int = 0
+
+    @classmethod
+    def of(
+        cls, core: SimplexCore, slot: int, last_finality_ms: int | None, evidence_pending: int
+    ) -> ConsensusStatus:
+        """The driver's facts: what the core says, plus the wall-clock slot."""
+        return cls(
+            slot=slot,
+            epoch=core.epoch,
+            view=core.view,
+            synced=core.synced,
+            finalized_slot=core.finalized.slot,
+            last_finality_ms=last_finality_ms,
+            evidence_pending=evidence_pending,
+        )
+
+
+WHY_NOT_SIGNING_EVERY_MS = 10_000
+
+
+def say_why_not_signing(core: SimplexCore, peers: int) -> bool:
+    """A validator that may not sign yet says why (an operator whose node never makes a block
+    should not have to guess: no peers, or peers ahead). Returns whether it said anything."""
+    if core.validator_id is None or core.synced:
+        return False
+    event(log, logging.WARNING, "not signing yet: waiting for peers' status",
+          peers=peers, view=core.view, epoch=core.epoch,
+          hint="no peer connected: check [p2p] bootstrap and that the other validators "
+          "are up" if peers == 0 else "catching up with the peers' certificates")  # fmt: skip
+    return True
