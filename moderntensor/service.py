@@ -35,6 +35,7 @@ __all__ = [
     "ChainService",
     "ConsensusFacts",
     "ConsensusView",
+    "SyncProgress",
     "TxPool",
     "TxRef",
 ]
@@ -134,6 +135,20 @@ _SUBSCRIPTION_BUFFER = 256  # heads/txs a slow subscriber may lag behind before 
 _SET_CACHE = 8  # validator sets kept (a node asks for the epochs around its own)
 
 
+@attrs.frozen(slots=True)
+class SyncProgress:
+    """Where a catching-up node is: the figures of ``eth_syncing`` and ``/health``."""
+
+    starting: int
+    """The head when this sync began."""
+    current: int
+    highest: int
+    """The highest head a peer reported."""
+    blocks_per_s: float
+    eta_s: float | None
+    """Seconds to reach ``highest`` at the current rate (None: no rate yet)."""
+
+
 class ChainService:
     """Reads over a :class:`Chain`, submission to a pool, and event fan-out."""
 
@@ -155,9 +170,14 @@ class ChainService:
         self._head_subscribers: list[trio.MemorySendChannel[Header]] = []
         self._tx_subscribers: list[trio.MemorySendChannel[bytes]] = []
         self.dropped_events = 0
-        self.syncing = False
+        self.sync_progress: SyncProgress | None = None
+        """Set by range sync while the node catches up (``eth_syncing``, ``/health``)."""
         self._predecoded: dict[bytes, Transaction] = {}
         self._sets: dict[int, ValidatorSet] = {}
+
+    @property
+    def syncing(self) -> bool:
+        return self.sync_progress is not None
 
     # -- identity -------------------------------------------------------------------------
 

@@ -9,35 +9,39 @@ cannot catch up through it. Here the sets come from the chain being synced: the 
 ``e`` is fixed once the boundary block of ``e - 2`` is committed
 (``ChainService.validator_set``), so syncing epoch by epoch always has the set it needs.
 
-One range at a time, never past the boundary block of the epoch of its first block:
+Downloads run ahead of execution, from several peers at once (``_sync_download``); execution
+is in height order, one chunk (at most ``MAX_RANGE`` blocks, never past an epoch's boundary
+block) at a time:
 
-1. ask a peer that is ahead for ``start = head + 1`` .. the boundary (at most
-   ``MAX_RANGE_BLOCKS``);
+1. take the next chunk's blocks (downloaded already, or fetched now if a short reply or the
+   driver's own commits left a gap);
 2. check the blocks are consecutive and chained to the committed head; take the prefix that
-   ends at the last block carrying a certificate; each certificate must finalize its own
-   block and verify against the set of its epoch (a block without one is final because a
-   later block of the prefix is);
+   ends at the last block carrying a certificate (the rest is carried into the next chunk);
+   each certificate must finalize its own block and verify against the set of its epoch (a
+   block without one is final because a later block of the prefix is);
 3. execute the prefix in a worker thread under the chain lock (``Chain.execute_block``);
 4. hand the driver :class:`RangeSynced` (the certificates): it commits through its one commit
    path (``FinalityCommitter``) and, at a boundary block, enters the next epoch
-   (``ConsensusDriver._maybe_enter_epoch``); wait for the commit, then the next range.
+   (``ConsensusDriver._maybe_enter_epoch``); wait for the commit, then the next chunk.
 
-A peer whose range does not chain, whose certificate does not verify or whose block does not
-execute is disconnected, and the range asked of another peer. A peer that has nothing, or
-does not answer in time, is just skipped.
+A peer whose blocks do not chain, whose certificate does not verify or whose block does not
+execute is disconnected, and its chunk asked of another peer. A peer that has nothing, or does
+not answer in time, is just skipped. While it syncs, the node's ``ChainService.sync_progress``
+says how far it is (``eth_syncing``, ``/health`` not ready) and a progress line (blocks/s,
+ETA) is logged every few seconds.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from collections import deque
+from typing import Any
 
 import attrs
 import trio
 
 from moderntensor.chain.blocks import Block
 from moderntensor.chain.chain import Chain, InvalidBlock, MissingParent
-from moderntensor.chain.timing import compute_block_epoch, compute_boundary_height
 from moderntensor.chain.votes import VoteKind
 from moderntensor.consensus import (
     BlockRef,
@@ -47,31 +51,30 @@ from moderntensor.consensus import (
     verify_certificate,
 )
 from moderntensor.node._logging import event
-from moderntensor.service import ChainService
+from moderntensor.node._sync_download import (
+    MAX_RANGE,
+    Downloads,
+    Entry,
+    RangeSource,
+    fetch_chunk,
+    plan_chunks,
+)
+from moderntensor.service import ChainService, SyncProgress
 
 __all__ = ["RangeSource", "RangeSync", "RangeSynced"]
 
 log = logging.getLogger("moderntensor.node")
 
-MAX_RANGE = 128
-"""Blocks asked for in one request (the wire cap, ``MAX_RANGE_BLOCKS``)."""
 CHECK_INTERVAL_S = 2.0
 """How often peers' heads are compared with ours."""
 COMMIT_TIMEOUT_S = 30.0
 """How long the driver may take to commit a range before sync gives up this round."""
-
-
-class RangeSource(Protocol):
-    """Peers to sync from (``moderntensor.network.PeerManager``; fakes in tests)."""
-
-    async def heads(self) -> list[tuple[Any, int]]:
-        """(peer, committed head height) of the peers that answered."""
-
-    async def fetch_range(self, peer: Any, start: int, count: int) -> Any:
-        """A ``BlockRange`` (``.blocks``: (block, certificate or None) pairs), or None."""
-
-    def punish(self, peer: Any, reason: str) -> None:
-        """Disconnect ``peer``: it sent something provably wrong."""
+WINDOW = 8
+"""Chunks downloaded or held ahead of execution (memory: a few MB each at most)."""
+LOG_INTERVAL_S = 2.0
+"""Trio seconds between two progress lines."""
+MAX_CARRY = 4 * MAX_RANGE
+"""Blocks held without a certificate proving them before the sync gives up this round."""
 
 
 @attrs.frozen(slots=True)
@@ -83,7 +86,11 @@ class RangeSynced:
 
 
 class _Refused(Exception):
-    """The peer's range is provably wrong (it is disconnected)."""
+    """The entries are provably wrong from ``index`` on."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
 
 
 class RangeSync:
@@ -100,6 +107,7 @@ class RangeSync:
         *,
         threshold: int | None = None,
         interval_s: float = CHECK_INTERVAL_S,
+        window: int = WINDOW,
     ) -> None:
         self.chain = chain
         self.service = service
@@ -110,9 +118,19 @@ class RangeSync:
         self.epoch_length = chain.params.epoch_length
         self.threshold = 2 * self.epoch_length if threshold is None else threshold
         self.interval_s = interval_s
-        self.syncing = False
+        self.window = window
         self.synced_blocks = 0
         self.refused = 0
+        self.peers_used: set[int] = set()
+        """Ids of the peers chunks came from (how parallel the last syncs were)."""
+        self._began = 0.0
+        self._starting = 0
+        self._synced = 0
+        self._logged = 0.0
+
+    @property
+    def syncing(self) -> bool:
+        return self.service.sync_progress is not None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -124,90 +142,132 @@ class RangeSync:
         """Sync if a peer is ahead by more than the threshold; returns the blocks synced."""
         heads = await self.source.heads()
         best = max((h for _, h in heads), default=0)
-        start_height = self.chain.head.number
-        if best - start_height <= self.threshold:
+        self._starting = self.chain.head.number
+        if best - self._starting <= self.threshold:
             return 0
-        self.syncing = True
-        started = trio.current_time()
-        synced = 0
-        event(log, logging.INFO, "sync started", head=start_height, target=best,
+        self._began = self._logged = trio.current_time()
+        self._synced = 0
+        self._publish(best)
+        event(log, logging.INFO, "sync started", head=self._starting, target=best,
               peers=len(heads))  # fmt: skip
         bad: set[int] = set()
         try:
             while True:
                 head = self.chain.head.number
-                if head >= best:  # reached: are peers further on now?
-                    heads = await self.source.heads()
-                    best = max((h for _, h in heads), default=0)
-                    if best - head <= 1:
-                        break
-                ahead = [p for p, h in heads if h > head and id(p) not in bad]
-                if not ahead:
+                ahead = [(p, h) for p, h in heads if h > head and id(p) not in bad]
+                if not ahead or not await self._sync_to(ahead, best, bad):
                     break
-                done = 0
-                for peer in ahead:
-                    try:
-                        done = await self._sync_range(peer, best)
-                    except _Refused as exc:
-                        self.refused += 1
-                        bad.add(id(peer))
-                        event(log, logging.WARNING, "sync peer refused", reason=str(exc),
-                              height=head + 1)  # fmt: skip
-                        self.source.punish(peer, str(exc))
-                        continue
-                    if done:
-                        break
-                if not done:
+                heads = await self.source.heads()  # the chain went on meanwhile
+                best = max((h for _, h in heads), default=0)
+                if best - self.chain.head.number <= 1:
                     break
-                synced += done
-                self.synced_blocks += done
-                elapsed = max(trio.current_time() - started, 1e-6)
-                rate = synced / elapsed
-                remaining = max(0, best - self.chain.head.number)
-                event(log, logging.INFO, "sync progress", height=self.chain.head.number,
-                      target=best, remaining=remaining, blocks_per_s=round(rate, 1),
-                      eta_s=round(remaining / rate, 1) if rate else None)  # fmt: skip
         finally:
-            self.syncing = False
-        event(log, logging.INFO, "sync finished", head=self.chain.head.number, blocks=synced,
-              seconds=round(trio.current_time() - started, 2))  # fmt: skip
+            self.service.sync_progress = None
+        event(log, logging.INFO, "sync finished", head=self.chain.head.number,
+              blocks=self._synced, peers=len(self.peers_used),
+              seconds=round(trio.current_time() - self._began, 2))  # fmt: skip
+        return self._synced
+
+    async def _sync_to(self, peers: list[tuple[Any, int]], best: int, bad: set[int]) -> int:
+        """Sync up to ``best`` from ``peers``; the blocks committed."""
+        pending = deque(plan_chunks(self.chain.head.number + 1, best, self.epoch_length))
+        downloads = Downloads(self.source, peers, list(pending), window=self.window, bad=bad)
+        synced = failures = 0
+        carry: list[Entry] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(downloads.run)
+            while self.chain.head.number < best and failures <= 2 * len(peers):
+                head = self.chain.head
+                want = head.number + 1 + len(carry)
+                while pending and pending[0].end < want:
+                    downloads.release(pending.popleft().start)
+                peer, got = None, []
+                if pending and pending[0].start <= want:
+                    chunk = pending.popleft()
+                    fetched = await downloads.get(chunk.start)
+                    downloads.release(chunk.start)
+                    if id(fetched.peer) not in bad:  # else refused meanwhile: ask again
+                        peer, got = fetched.peer, fetched.entries[want - chunk.start :]
+                if not got:  # a gap: a short reply, a refused peer, the driver's own commits
+                    gap = plan_chunks(want, best, self.epoch_length)[0]
+                    peer, got = await fetch_chunk(self.source, peers, gap, failures, bad)
+                if not got:
+                    break  # no peer has the next blocks
+                entries, carried = carry + got, len(carry)
+                try:
+                    done = await self._apply(head.hash, head.number + 1, entries)
+                except _Refused as exc:
+                    failures += 1
+                    carry = []
+                    if exc.index >= carried and peer is not None:  # else: whose fault is unclear
+                        self._refuse(peer, bad, str(exc), head.number + 1)
+                    continue
+                if done is None:  # no certificate yet: carry them into the next chunk
+                    carry = entries
+                    if len(carry) > MAX_CARRY:
+                        break
+                    continue
+                committed, carry = done
+                if not committed:
+                    break  # the driver did not commit in time: try again later
+                if peer is not None:
+                    self.peers_used.add(id(peer))
+                synced += committed
+                self._synced += committed
+                self.synced_blocks += committed
+                self._publish(best)
+            nursery.cancel_scope.cancel()
         return synced
 
-    async def _sync_range(self, peer: Any, best: int) -> int:
-        """One range from ``peer``, checked, executed and committed; the blocks committed
-        (0: the peer had nothing usable, or the driver did not commit in time).
+    async def _apply(
+        self, parent: bytes, start: int, entries: list[Entry]
+    ) -> tuple[int, list[Entry]] | None:
+        """Check, execute and have the driver commit the proven prefix of ``entries``: the
+        blocks committed and the unproven rest; None if nothing in them is proven yet.
 
         Raises:
-            _Refused: the peer's range is provably wrong.
+            _Refused: the entries are provably wrong.
         """
-        head = self.chain.head
-        start = head.number + 1
-        boundary = compute_boundary_height(compute_block_epoch(start, self.epoch_length),
-                                           self.epoch_length)  # fmt: skip
-        count = max(1, min(MAX_RANGE, boundary - start + 1, best - start + 1))
-        reply = await self.source.fetch_range(peer, start, count)
-        if reply is None or not reply.blocks:
-            return 0
-        if self.chain.head.hash != head.hash:  # committed meanwhile (the driver's own path)
-            return 0
-        proven = self.check_range(head.hash, start, list(reply.blocks))
+        proven = self.check_range(parent, start, entries)
         if not proven:
-            return 0
-        blocks = [b for b, _ in reply.blocks[: proven[-1][0] + 1]]
+            return None
+        last = proven[-1][0]
+        blocks = [b for b, _ in entries[: last + 1]]
         try:
             await trio.to_thread.run_sync(self._execute, blocks, limiter=self.chain_lock)
         except (InvalidBlock, MissingParent) as exc:
-            raise _Refused(f"block does not execute: {exc}") from None
-        target = blocks[-1]
+            raise _Refused(0, f"block does not execute: {exc}") from None
         certs = tuple((BlockRef(blocks[i].header.slot, blocks[i].hash), cert) for i, cert in proven)
+        before = self.chain.head.number
         await self.inbox.send(RangeSynced(certs))
         with trio.move_on_after(COMMIT_TIMEOUT_S):
-            while self.chain.head.number < target.number:
+            while self.chain.head.number < blocks[-1].number:
                 await trio.sleep(0.005)
-        return max(0, self.chain.head.number - head.number)
+        return max(0, self.chain.head.number - before), entries[last + 1 :]
+
+    def _refuse(self, peer: Any, bad: set[int], reason: str, height: int) -> None:
+        self.refused += 1
+        bad.add(id(peer))
+        event(log, logging.WARNING, "sync peer refused", reason=reason, height=height)
+        self.source.punish(peer, reason)
+
+    def _publish(self, best: int) -> None:
+        """Update ``sync_progress`` and, every ``LOG_INTERVAL_S``, log a progress line."""
+        now = trio.current_time()
+        current = self.chain.head.number
+        rate = self._synced / max(now - self._began, 1e-6)
+        remaining = max(0, best - current)
+        eta = remaining / rate if rate > 0 else None
+        self.service.sync_progress = SyncProgress(self._starting, current, max(best, current),
+                                                  rate, eta)  # fmt: skip
+        if self._synced and now - self._logged >= LOG_INTERVAL_S:
+            self._logged = now
+            event(log, logging.INFO, "sync progress", height=current, target=best,
+                  remaining=remaining, blocks_per_s=round(rate, 1),
+                  eta_s=None if eta is None else round(eta, 1))  # fmt: skip
 
     def check_range(
-        self, parent: bytes, start: int, entries: list[tuple[Block, Certificate | None]]
+        self, parent: bytes, start: int, entries: list[Entry]
     ) -> list[tuple[int, Certificate]]:
         """The (index, certificate) of every verified certificate of a range, or [] if it
         carries none whose epoch's set is known here.
@@ -219,19 +279,19 @@ class RangeSync:
         proven: list[tuple[int, Certificate]] = []
         for i, (block, cert) in enumerate(entries):
             if block.number != start + i or block.header.parent_hash != parent:
-                raise _Refused(f"block {block.number} is not next after {start + i - 1}")
+                raise _Refused(i, f"block {block.number} is not next after {start + i - 1}")
             parent = block.hash
             if cert is None:
                 continue
             if cert.kind is not VoteKind.FINALIZE or cert.block_hash != block.hash:
-                raise _Refused(f"certificate of block {block.number} is not its finalization")
+                raise _Refused(i, f"certificate of block {block.number} is not its finalization")
             vset = self.service.validator_set(cert.epoch)
             if vset is None:  # a later epoch: the range's end is proven by an earlier one
                 break
             try:
                 verify_certificate(cert, vset, self.verifier)
             except InvalidCertificate as exc:
-                raise _Refused(f"certificate of block {block.number}: {exc}") from None
+                raise _Refused(i, f"certificate of block {block.number}: {exc}") from None
             proven.append((i, cert))
         return proven
 

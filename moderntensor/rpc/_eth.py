@@ -140,10 +140,14 @@ class EthApi:
     # -- chain ----------------------------------------------------------------------------
 
     def syncing(self) -> Any:
-        if not self.service.syncing:
+        progress = self.service.sync_progress
+        if progress is None:
             return False
-        head = self.service.head.number  # the highest known block: the network will say more
-        return {"startingBlock": "0x0", "currentBlock": hex(head), "highestBlock": hex(head)}
+        return {
+            "startingBlock": hex(progress.starting),
+            "currentBlock": hex(progress.current),
+            "highestBlock": hex(progress.highest),
+        }
 
     # -- state ----------------------------------------------------------------------------
 

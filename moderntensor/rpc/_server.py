@@ -42,10 +42,11 @@ class RpcApp:
         self._connections = 0
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        """200 when ready to serve current data, 503 while syncing."""
+        """200 when ready to serve current data, 503 while syncing (with how far it is)."""
         service = self.service
-        ready = not service.syncing
-        doc = {
+        progress = service.sync_progress
+        ready = progress is None
+        doc: dict[str, Any] = {
             "ready": ready,
             "head": service.head.number,
             "headSlot": service.head.slot,
@@ -54,6 +55,15 @@ class RpcApp:
             "peers": service.peer_count(),
             "syncing": service.syncing,
         }
+        if progress is not None:
+            doc["reason"] = f"syncing: block {progress.current} of {progress.highest}"
+            doc["sync"] = {
+                "startingBlock": progress.starting,
+                "currentBlock": progress.current,
+                "highestBlock": progress.highest,
+                "blocksPerSecond": round(progress.blocks_per_s, 1),
+                "etaSeconds": None if progress.eta_s is None else round(progress.eta_s, 1),
+            }
         return (200 if ready else 503), doc
 
     async def websocket(self, stream: trio.abc.Stream, trailing: bytes) -> None:

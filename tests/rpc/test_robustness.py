@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from moderntensor.service import SyncProgress
 from tests.rpc.conftest import RawClient
 from tests.rpc.devnode import DevNode
 
@@ -199,14 +200,20 @@ def test_health_and_metrics(node: DevNode, rpc: RawClient) -> None:
     doc = orjson.loads(body)
     assert status == 200 and doc["ready"] is True and doc["syncing"] is False
     assert doc["head"] >= doc["finalized"] >= 0 and doc["peers"] == 0
-    node.call(lambda: setattr(node.service, "syncing", True))
+    assert rpc.call("eth_syncing") is False
+    progress = SyncProgress(starting=3, current=40, highest=1000, blocks_per_s=12.5, eta_s=76.8)
+    node.call(lambda: setattr(node.service, "sync_progress", progress))
     try:
         status, _, body = rpc.get("/health")
-        assert status == 503 and orjson.loads(body)["syncing"] is True
-        syncing = rpc.call("eth_syncing")
-        assert int(syncing["currentBlock"], 16) >= doc["head"]
+        health = orjson.loads(body)
+        assert status == 503 and health["ready"] is False and health["syncing"] is True
+        assert health["reason"] == "syncing: block 40 of 1000"
+        assert health["sync"]["blocksPerSecond"] == 12.5 and health["sync"]["etaSeconds"] == 76.8
+        assert rpc.call("eth_syncing") == {
+            "startingBlock": "0x3", "currentBlock": "0x28", "highestBlock": "0x3e8"
+        }  # fmt: skip
     finally:
-        node.call(lambda: setattr(node.service, "syncing", False))
+        node.call(lambda: setattr(node.service, "sync_progress", None))
     assert rpc.get("/health")[0] == 200
 
     status, headers, body = rpc.get("/metrics")
