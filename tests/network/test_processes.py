@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -274,3 +275,45 @@ def test_kill_one_then_two_validators_then_restart_them(tmp_path: Path) -> None:
         net.assert_same_chain(net.nodes)  # the bootnode follows the same chain
         assert net.hashes(v[3], stalled) == before  # nothing final was replaced
         assert all(n.alive() for n in net.nodes), net.logs()
+
+
+def test_a_validator_restarted_on_a_wiped_data_dir_syncs_and_is_never_slashed(
+    tmp_path: Path,
+) -> None:
+    """Its data directory (chain, journal, slashing protection) is deleted while it is down;
+    its keys are kept. It syncs from its peers (range sync: it is epochs behind), learns the
+    votes it signed before from them, signs again (finality then needs it: another validator
+    is killed) and no evidence is ever found against it."""
+    with running_testnet(tmp_path, "--epoch-length", "8") as net:
+        v = net.validators
+        genesis = rpc(v[0].url, "mt_validators")
+        assert isinstance(genesis, list) and len(genesis) == VALIDATORS, genesis
+        net.wait_finalized(v, 10, 30)
+
+        v[3].kill()
+        data = v[3].config.parent / "data"
+        assert (data).is_dir()
+        shutil.rmtree(data)
+        live = v[:3]
+        base = max(h or 0 for h in net.finalized(live))
+        net.wait_finalized(live, base + 24, 40)  # three epochs further on without it
+        v[3].start()
+        target = max(h or 0 for h in net.finalized(live))
+        net.wait_finalized([v[3]], target, 40)
+        log = v[3].log.read_text(errors="replace")
+        assert "sync finished" in log, net.logs()  # caught up by range, not block by block
+
+        # Without v[2], finality needs v[3]'s votes: it signs again.
+        v[2].kill()
+        live = [v[0], v[1], v[3]]
+        base = max(h or 0 for h in net.finalized(live))
+        net.wait_finalized(live, base + 4, 40)
+        net.assert_same_chain(live)
+        after = rpc(v[0].url, "mt_validators")
+        assert isinstance(after, list), after
+        assert [(r["validatorId"], r["stake"], r["status"]) for r in after] == [
+            (r["validatorId"], r["stake"], "active") for r in genesis
+        ], (genesis, after)  # nobody slashed or jailed
+        assert all(not r["jailed"] for r in after)
+        for node in net.nodes:  # and no node ever caught it signing twice
+            assert "equivocation" not in node.log.read_text(errors="replace"), net.logs()
