@@ -32,6 +32,7 @@ from moderntensor.network._errors import (
 )
 from moderntensor.network._gossip import (
     BoundedSet,
+    MessageCache,
     SeenCache,
     compute_message_id,
     compute_vote_key,
@@ -45,7 +46,7 @@ from moderntensor.network._handshake import (
     NonceBook,
     compute_handshake_digest,
 )
-from moderntensor.network._link import ConsensusLink, ConsensusMessage
+from moderntensor.network._link import ConsensusLink, ConsensusMessage, GossipVerdict
 from moderntensor.network._messages import (
     GOSSIP_TYPES,
     MAX_FRAME_SIZE,
@@ -62,6 +63,7 @@ from moderntensor.network._messages import (
     GetPeers,
     GetStatus,
     GetVotes,
+    Have,
     Hello,
     HelloAck,
     MessageType,
@@ -72,6 +74,7 @@ from moderntensor.network._messages import (
     Status,
     Transactions,
     Votes,
+    Want,
     WireMessage,
 )
 from moderntensor.network._multiaddr import (
@@ -123,14 +126,17 @@ __all__ = [
     "GetPeers",
     "GetStatus",
     "GetVotes",
+    "GossipVerdict",
     "Handshake",
     "HandshakeFailed",
     "HandshakeState",
+    "Have",
     "Hello",
     "HelloAck",
     "LocalStatus",
     "MemoryNetwork",
     "MemoryTransport",
+    "MessageCache",
     "MessageType",
     "Multiaddr",
     "NetworkConfig",
@@ -151,6 +157,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "Votes",
+    "Want",
     "WebSocketTransport",
     "WireMessage",
     "compute_handshake_digest",

@@ -48,5 +48,13 @@ class NetworkConfig:
     """Peer scores decay toward 0, halved in this time (``_score.PeerScores``)."""
     ban_s: float = attrs.field(default=600.0, validator=_positive)
     """How long a peer whose score fell to the threshold is refused."""
+    mesh_degree: int = attrs.field(default=8, validator=_positive)
+    """Peers a relayed gossip frame is sent to in full (gossipsub's D); the other peers get
+    its id in a ``Have`` and ask for it with ``Want`` if they lack it. The node's own
+    messages go to every peer (flood publish)."""
+    have_interval_s: float = attrs.field(default=0.1, validator=_positive)
+    """How often the ids gathered for ``Have`` are sent."""
+    message_cache_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_positive)
+    """Frames kept to answer ``Want`` (for ``seen_ttl_s`` plus a second)."""
     max_future_slots: int = attrs.field(default=64, validator=_positive)
     """Votes for slots further ahead of our view are ignored (never recovered or relayed)."""

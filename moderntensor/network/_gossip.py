@@ -28,6 +28,7 @@ from moderntensor.network._wire import encode_message
 __all__ = [
     "TX_FRAME_BYTES",
     "BoundedSet",
+    "MessageCache",
     "SeenCache",
     "build_tx_frames",
     "compute_message_id",
@@ -104,6 +105,44 @@ class BoundedSet:
         self._keys.move_to_end(key)
         if len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
+
+
+class MessageCache:
+    """Recently relayed frames by id, to answer ``Want`` for what a ``Have`` announced:
+    kept ``ttl_s`` seconds, at most ``max_bytes`` of frames (oldest dropped first)."""
+
+    def __init__(self, ttl_s: float, max_bytes: int) -> None:
+        self.ttl_s = ttl_s
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._frames: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def put(self, message_id: bytes, frame: bytes, now: float) -> None:
+        self.expire(now)
+        if message_id in self._frames or len(frame) > self.max_bytes:
+            return
+        self._frames[message_id] = (frame, now + self.ttl_s)
+        self.size += len(frame)
+        while self.size > self.max_bytes:
+            _, (old, _) = self._frames.popitem(last=False)
+            self.size -= len(old)
+
+    def get(self, message_id: bytes, now: float) -> bytes | None:
+        entry = self._frames.get(message_id)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+    def expire(self, now: float) -> None:
+        while self._frames:
+            key, (frame, expiry) = next(iter(self._frames.items()))
+            if expiry > now:
+                return
+            del self._frames[key]
+            self.size -= len(frame)
 
 
 def build_tx_frames(raws: list[bytes]) -> list[bytes]:

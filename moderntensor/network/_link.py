@@ -4,6 +4,7 @@ and its journal (``moderntensor.node._network.NodeLink``); tests use fakes."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -11,10 +12,24 @@ from moderntensor.chain.votes import Evidence, SignedVote
 from moderntensor.consensus import Certificate, Proposal, Round
 from moderntensor.network._handshake import LocalStatus
 
-__all__ = ["ConsensusLink", "ConsensusMessage"]
+__all__ = ["ConsensusLink", "ConsensusMessage", "GossipVerdict"]
 
 ConsensusMessage = SignedVote | Certificate | Proposal | Evidence
 """What the driver broadcasts and the network delivers to it."""
+
+
+class GossipVerdict(enum.Enum):
+    """What a node makes of a consensus message before it relays it (gossipsub's verdicts)."""
+
+    ACCEPT = "accept"
+    """Valid as far as can be told now: delivered and relayed."""
+    IGNORE = "ignore"
+    """Cannot be used here now (too old, too far ahead, an epoch whose set is unknown):
+    neither delivered nor relayed; the sender is not blamed."""
+    REJECT = "reject"
+    """Provably invalid (a proposer that is not the slot's leader, a signer outside the
+    set, a certificate that does not verify): dropped, and the sender disconnected and
+    scored down (an honest node screens before it relays, so it never sends one)."""
 
 
 class ConsensusLink(Protocol):
@@ -36,6 +51,9 @@ class ConsensusLink(Protocol):
 
     def finalization(self, number: int) -> Certificate | None:
         """The finalization certificate committed with block ``number``, if any."""
+
+    def screen(self, message: ConsensusMessage) -> tuple[GossipVerdict, str]:
+        """Judge a message before relaying it (never waits); the reason for IGNORE/REJECT."""
 
     async def deliver(self, message: ConsensusMessage) -> None:
         """Hand a message to the driver (waits while its inbox is full)."""

@@ -19,6 +19,7 @@ __all__ = [
     "GOSSIP_TYPES",
     "MAX_CERTIFICATES_REPLY",
     "MAX_FRAME_SIZE",
+    "MAX_HAVE_IDS",
     "MAX_PEERS_REPLY",
     "MAX_RANGE_BLOCKS",
     "MAX_RANGE_BYTES",
@@ -39,6 +40,7 @@ __all__ = [
     "GetStatus",
     "GetVotes",
     "Gossip",
+    "Have",
     "Hello",
     "HelloAck",
     "MessageType",
@@ -49,6 +51,7 @@ __all__ = [
     "Status",
     "Transactions",
     "Votes",
+    "Want",
     "WireMessage",
 ]
 
@@ -59,6 +62,8 @@ MAX_TX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_CERTIFICATES_REPLY = 8
 MAX_VOTES_REPLY = 1024
 MAX_PEERS_REPLY = 64
+MAX_HAVE_IDS = 512
+"""Message ids in one ``Have`` or ``Want`` frame."""
 MAX_RANGE_BLOCKS = 128
 """Blocks asked for, and answered, in one range request."""
 MAX_RANGE_BYTES = MAX_BLOCK_SIZE + 4 * 1024 * 1024
@@ -79,6 +84,8 @@ class MessageType(enum.IntEnum):
     VOTE = 18
     CERTIFICATE = 19
     EVIDENCE = 20
+    HAVE = 21
+    WANT = 22
     GET_BLOCK = 32
     BLOCK = 33
     NOT_FOUND = 34
@@ -114,6 +121,8 @@ MAX_SIZES: dict[MessageType, int] = {
     MessageType.VOTE: MAX_VOTE_SIZE + _ENVELOPE,
     MessageType.CERTIFICATE: MAX_CERTIFICATE_SIZE + _ENVELOPE,
     MessageType.EVIDENCE: MAX_EVIDENCE_SIZE + _ENVELOPE,
+    MessageType.HAVE: MAX_HAVE_IDS * 33 + _ENVELOPE,
+    MessageType.WANT: MAX_HAVE_IDS * 33 + _ENVELOPE,
     MessageType.GET_BLOCK: 64,
     MessageType.BLOCK: MAX_BLOCK_SIZE + _ENVELOPE,
     MessageType.NOT_FOUND: 32,
@@ -218,6 +227,20 @@ class Transactions:
 
 
 @attrs.frozen(slots=True)
+class Have:
+    """Ids of gossip frames the sender holds (lazy gossip to peers outside its mesh)."""
+
+    ids: tuple[bytes, ...]
+
+
+@attrs.frozen(slots=True)
+class Want:
+    """Ids announced by a ``Have`` that the sender lacks: the other side sends the frames."""
+
+    ids: tuple[bytes, ...]
+
+
+@attrs.frozen(slots=True)
 class GetBlock:
     request_id: int
     block_hash: bytes = attrs.field(validator=_check_len(32))
@@ -294,4 +317,4 @@ class BlockRange:
 Request: TypeAlias = GetStatus | GetBlock | GetCertificates | GetVotes | GetPeers | GetBlockRange
 Response: TypeAlias = Status | BlockReply | NotFound | Certificates | Votes | Peers | BlockRange
 Gossip: TypeAlias = Transactions | Proposal | SignedVote | Certificate | Evidence
-WireMessage: TypeAlias = Hello | HelloAck | Disconnect | Gossip | Request | Response
+WireMessage: TypeAlias = Hello | HelloAck | Disconnect | Gossip | Have | Want | Request | Response

@@ -1,9 +1,25 @@
 """Gossip relay for :class:`~moderntensor.network._service.NetworkService`: what a reader does
-with a gossip frame (dedupe, vote checks, relay, hand to the node), and what the node sends
-(the driver's broadcasts, the admitted transactions). See ``_service`` for the whole story.
+with a gossip frame (dedupe, vote checks, screening, relay, hand to the node), and what the
+node sends (the driver's broadcasts, the admitted transactions). See ``_service`` for the
+whole story.
+
+The mesh (gossipsub's shape, without its GRAFT/PRUNE negotiation): each node ranks its peers
+by ``keccak256(own id || peer id)`` -- a stable order of its own, different at every node, so
+the eager links form a random graph -- and relays a frame in full to the first
+``mesh_degree`` of them (the *eager* peers). Every other peer gets the frame's id in a
+``Have`` (batched every ``have_interval_s``); a peer that lacks it answers ``Want`` and is
+sent the frame from the message cache. With at most ``mesh_degree`` + 1 peers that is plain
+flooding; beyond, each frame costs D full copies per node instead of one per peer, and the
+``Have``/``Want`` path repairs any hole in the mesh. The node's own messages and the
+transactions it admitted go to every peer / the eager peers respectively (flood publish).
+
+Before relaying, each consensus message is screened by the node (``ConsensusLink.screen``):
+ACCEPT is relayed and delivered, IGNORE neither (no blame), REJECT disconnects the sender.
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 import trio
 
@@ -13,16 +29,20 @@ from moderntensor.crypto import keccak256
 from moderntensor.network._config import NetworkConfig
 from moderntensor.network._errors import NetworkRemoteError
 from moderntensor.network._gossip import (
+    MessageCache,
     SeenCache,
     build_tx_frames,
     compute_message_id,
     compute_vote_key,
 )
-from moderntensor.network._link import ConsensusLink, ConsensusMessage
+from moderntensor.network._link import ConsensusLink, ConsensusMessage, GossipVerdict
 from moderntensor.network._messages import (
+    MAX_HAVE_IDS,
     MAX_TX_BATCH,
     DisconnectReason,
+    Have,
     Transactions,
+    Want,
     WireMessage,
 )
 from moderntensor.network._peers import Peer, PeerManager
@@ -31,6 +51,9 @@ from moderntensor.network._wire import encode_message
 from moderntensor.service import ChainService
 
 __all__ = ["GossipRelay"]
+
+MAX_PENDING_HAVES = 4 * MAX_HAVE_IDS
+"""Ids waiting for the next ``Have`` to one peer (the oldest are dropped beyond it)."""
 
 
 class GossipRelay:
@@ -48,6 +71,80 @@ class GossipRelay:
     relayed: int
     duplicates: int
     ignored: int
+    identity_key: bytes
+
+    def _init_mesh(self) -> None:
+        self.cache = MessageCache(self.config.seen_ttl_s + 1.0, self.config.message_cache_bytes)
+        self.wanted = SeenCache(self.config.request_timeout_s)  # ids asked for, not yet got
+        self._haves: defaultdict[str, list[bytes]] = defaultdict(list)
+        self._ranks: dict[str, bytes] = {}
+        self.rejected = self.haves_sent = self.wants_sent = self.wants_served = 0
+
+    # -- the mesh ---------------------------------------------------------------------------
+
+    def _rank(self, peer: Peer) -> bytes:
+        rank = self._ranks.get(peer.peer_id)
+        if rank is None:
+            if len(self._ranks) > 4 * self.config.max_peers:
+                self._ranks.clear()
+            rank = self._ranks[peer.peer_id] = keccak256(
+                self.identity_key + bytes.fromhex(peer.peer_id)
+            )
+        return rank
+
+    def _split(self, exclude: Peer | None = None) -> tuple[list[Peer], list[Peer]]:
+        """(eager, lazy): the connected peers but ``exclude``, split by rank."""
+        peers = sorted((p for p in self.peers.peers.values() if p is not exclude), key=self._rank)
+        degree = self.config.mesh_degree
+        return peers[:degree], peers[degree:]
+
+    def _relay(self, frame: bytes, message_id: bytes, exclude: Peer | None, now: float) -> int:
+        """Send ``frame`` to the eager peers, announce it to the lazy ones; the copies sent."""
+        self.cache.put(message_id, frame, now)
+        eager, lazy = self._split(exclude)
+        for peer in eager:
+            peer.send_nowait(frame)
+        for peer in lazy:
+            pending = self._haves[peer.peer_id]
+            pending.append(message_id)
+            if len(pending) > MAX_PENDING_HAVES:
+                del pending[: len(pending) - MAX_PENDING_HAVES]
+        return len(eager)
+
+    async def _announce(self) -> None:
+        """Every ``have_interval_s``: send each lazy peer the ids gathered for it."""
+        while True:
+            await trio.sleep(self.config.have_interval_s)
+            haves, self._haves = self._haves, defaultdict(list)
+            for peer_id, ids in haves.items():
+                peer = self.peers.get(peer_id)
+                if peer is None:
+                    continue
+                for i in range(0, len(ids), MAX_HAVE_IDS):
+                    peer.send_nowait(encode_message(Have(tuple(ids[i : i + MAX_HAVE_IDS]))))
+                    self.haves_sent += 1
+
+    def _on_have(self, peer: Peer, have: Have) -> None:
+        """Ask ``peer`` for the announced frames this node has not seen nor asked for."""
+        now = trio.current_time()
+        lacking = [i for i in have.ids if self.seen.is_fresh(i, now) and i not in self.wanted]
+        if not lacking:
+            return
+        for message_id in lacking:
+            self.wanted.add(message_id, now)
+        peer.send_nowait(encode_message(Want(tuple(lacking))))
+        self.wants_sent += 1
+
+    def _on_want(self, peer: Peer, want: Want) -> None:
+        """Send ``peer`` the asked frames still in the cache (others are gone: no answer)."""
+        now = trio.current_time()
+        for message_id in want.ids:
+            frame = self.cache.get(message_id, now)
+            if frame is not None:
+                peer.send_nowait(frame)
+                self.wants_served += 1
+
+    # -- what peers send --------------------------------------------------------------------
 
     async def _on_gossip(
         self, peer: Peer, message: WireMessage, frame: bytes, message_id: bytes
@@ -68,16 +165,27 @@ class GossipRelay:
                                          f"a {message.kind.name} vote not signed by "
                                          f"0x{message.signer.hex()}")  # fmt: skip
             self.vote_keys.add(key, now)
-        if not self.seen.add(message_id, now):  # another peer's copy came first
-            self.duplicates += 1
-            return
         if isinstance(message, Transactions):
+            if not self.seen.add(message_id, now):  # another peer's copy came first
+                self.duplicates += 1
+                return
             for raw in message.txs:
                 peer.known_txs.add(keccak256(raw))
             await self.service.submit_raw_transactions(list(message.txs))
             return
         assert isinstance(message, SignedVote | Certificate | Proposal | Evidence)
-        self.relayed += self.peers.broadcast(frame, exclude=peer)
+        if not self.seen.is_fresh(message_id, now):  # another peer's copy came first
+            self.duplicates += 1
+            return
+        verdict, why = self.link.screen(message)
+        if verdict is GossipVerdict.IGNORE:  # maybe usable later: not marked seen
+            self.ignored += 1
+            return
+        self.seen.add(message_id, now)
+        if verdict is GossipVerdict.REJECT:
+            self.rejected += 1
+            raise NetworkRemoteError(DisconnectReason.BAD_MESSAGE, why)
+        self.relayed += self._relay(frame, message_id, peer, now)
         self.delivered += 1
         await self.link.deliver(message)
 
@@ -94,13 +202,16 @@ class GossipRelay:
         async for message in outbound:
             frame = encode_message(message)
             now = trio.current_time()
-            self.seen.add(compute_message_id(frame), now)
+            message_id = compute_message_id(frame)
+            self.seen.add(message_id, now)
+            self.cache.put(message_id, frame, now)  # a peer may Want it after a relay's Have
             if isinstance(message, SignedVote):
                 self.vote_keys.add(compute_vote_key(message), now)
             self.peers.broadcast(frame)
 
     async def _gossip_transactions(self, pending: trio.MemoryReceiveChannel[bytes]) -> None:
-        """Gossip admitted transactions in batches, to each peer the ones it lacks."""
+        """Gossip admitted transactions in batches, to each eager peer the ones it lacks
+        (each node that admits them passes them on: the mesh reaches every node)."""
         async for first in pending:
             hashes = [first]
             while len(hashes) < MAX_TX_BATCH:
@@ -113,7 +224,8 @@ class GossipRelay:
                 tx = self.service.pool.get(tx_hash)
                 if tx is not None:
                     txs.append((tx_hash, tx.raw))
-            for peer in list(self.peers.peers.values()):
+            eager, _lazy = self._split()
+            for peer in eager:
                 batch = [(h, raw) for h, raw in txs if h not in peer.known_txs]
                 for tx_hash, _ in batch:
                     peer.known_txs.add(tx_hash)

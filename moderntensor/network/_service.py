@@ -13,13 +13,12 @@ What a reader does with a frame:
 * gossip (transactions, proposals, votes, certificates, evidence): dropped if its id is in
   the seen-cache (no re-delivery, no re-relay); votes also by (signer, kind, epoch, slot,
   hash) after their signature was checked (a bad one is the sender's fault: disconnect).
-  Otherwise *relayed* at once to every other peer and handed to the node: consensus messages
+  Otherwise *relayed* at once (see below) and handed to the node: consensus messages
   to the driver's inbox (awaited: back-pressure, never dropped), transaction batches to
   ``ChainService.submit_raw_transactions`` (the admitted ones are then gossiped on by
   :meth:`NetworkService._gossip_transactions`, to peers not known to have them).
-  This first version relays every new frame that decodes (and every vote whose signature
-  checks) to every peer, before the core judged it: simple and correct for small networks;
-  a bounded mesh with have/want and validation verdicts before relaying comes later.
+  Consensus messages are screened by the node first (ACCEPT / IGNORE / REJECT) and relayed
+  through a bounded mesh with ``Have``/``Want`` for the other peers (``_relay``).
 * requests (status, block by hash, certificates of a round, votes of a validator, peers):
   answered from the chain (committed and executed blocks), the node's journal and core.
 * responses: handed to the request waiting for that id.
@@ -72,6 +71,7 @@ from moderntensor.network._messages import (
     GetPeers,
     GetStatus,
     GetVotes,
+    Have,
     Hello,
     HelloAck,
     Peers,
@@ -79,6 +79,7 @@ from moderntensor.network._messages import (
     Response,
     Status,
     Votes,
+    Want,
     WireMessage,
 )
 from moderntensor.network._multiaddr import Multiaddr, make_multiaddr
@@ -159,6 +160,8 @@ class NetworkService(GossipRelay):
         self.delivered = self.relayed = self.duplicates = self.served = 0
         self.scores = PeerScores(half_life_s=config.score_half_life_s, ban_s=config.ban_s)
         self.ignored = 0
+        self.identity_key = bytes.fromhex(identity.peer_id)
+        self._init_mesh()
 
     # -- the task ---------------------------------------------------------------------------
 
@@ -181,6 +184,7 @@ class NetworkService(GossipRelay):
                       port=self.port, peer_id=self.identity.peer_id)  # fmt: skip
             nursery.start_soon(self._broadcast_outbound, outbound)
             nursery.start_soon(self._gossip_transactions, pending)
+            nursery.start_soon(self._announce)
             for addr in self.config.bootstrap:
                 if addr.peer_id != self.identity.peer_id:
                     self._dialing.add(addr.peer_id)
@@ -391,6 +395,10 @@ class NetworkService(GossipRelay):
                 raise NetworkRemoteError(DisconnectReason.PROTOCOL_ERROR, "handshake repeated")
             if message_id is not None:
                 await self._on_gossip(peer, message, frame, message_id)
+            elif isinstance(message, Have):
+                self._on_have(peer, message)
+            elif isinstance(message, Want):
+                self._on_want(peer, message)
             elif isinstance(message, _REQUESTS):
                 self._serve(peer, message)
             else:

@@ -22,6 +22,8 @@ Proposal              17  block, or block, slot, proposer, signature (a re-propo
 Vote                  18  vote
 Certificate           19  certificate
 Evidence              20  evidence
+Have                  21  ``[message_id, ...]`` (32 bytes each, at most ``MAX_HAVE_IDS``)
+Want                  22  ``[message_id, ...]``
 GetBlock              32  request_id, block_hash
 BlockReply            33  request_id, block
 NotFound              34  request_id
@@ -78,6 +80,7 @@ from moderntensor.consensus import (
 from moderntensor.crypto import InvalidSignature, Signature
 from moderntensor.network._messages import (
     MAX_CERTIFICATES_REPLY,
+    MAX_HAVE_IDS,
     MAX_PEERS_REPLY,
     MAX_RANGE_BLOCKS,
     MAX_SIZES,
@@ -94,6 +97,7 @@ from moderntensor.network._messages import (
     GetPeers,
     GetStatus,
     GetVotes,
+    Have,
     Hello,
     HelloAck,
     MessageType,
@@ -102,6 +106,7 @@ from moderntensor.network._messages import (
     Status,
     Transactions,
     Votes,
+    Want,
     WireMessage,
 )
 from moderntensor.network._multiaddr import parse_multiaddr
@@ -136,6 +141,10 @@ def _fields(msg: WireMessage) -> tuple[MessageType, list[RLPItem]]:
         return MessageType.PROPOSAL, [block, _u(msg.slot), msg.proposer, sig]
     if isinstance(msg, Transactions):
         return MessageType.TRANSACTIONS, [list(msg.txs)]
+    if isinstance(msg, Have):
+        return MessageType.HAVE, [list(msg.ids)]
+    if isinstance(msg, Want):
+        return MessageType.WANT, [list(msg.ids)]
     if isinstance(msg, Hello):
         return MessageType.HELLO, [
             _u(msg.version), _u(msg.chain_id), msg.genesis_hash, msg.public_key, msg.nonce,
@@ -182,6 +191,8 @@ def _fields(msg: WireMessage) -> tuple[MessageType, list[RLPItem]]:
 
 _COUNT_LIMITS: dict[type, tuple[str, int]] = {
     Transactions: ("txs", MAX_TX_BATCH),
+    Have: ("ids", MAX_HAVE_IDS),
+    Want: ("ids", MAX_HAVE_IDS),
     Certificates: ("certificates", MAX_CERTIFICATES_REPLY),
     Votes: ("votes", MAX_VOTES_REPLY),
     Peers: ("addrs", MAX_PEERS_REPLY),
@@ -333,6 +344,14 @@ def _transactions(f: list[RLPItem], what: str) -> Transactions:
     return Transactions(tuple(txs))
 
 
+def _ids(f: list[RLPItem], what: str) -> tuple[bytes, ...]:
+    ids = _seq(_n(f, what, 1)[0], f"{what}.ids", MAX_HAVE_IDS)
+    for raw in ids:
+        if len(raw) != 32:
+            raise DecodeError(f"{what}.ids[]", f"message id of {len(raw)} bytes, expected 32")
+    return tuple(ids)
+
+
 def _proposal(f: list[RLPItem], what: str) -> Proposal:
     if len(f) not in (1, 4):
         raise DecodeError(what, f"field count {len(f)}, expected 1 or 4")
@@ -447,6 +466,8 @@ _DECODERS: dict[MessageType, Callable[[list[RLPItem], str], WireMessage]] = {
     MessageType.VOTE: _vote,
     MessageType.CERTIFICATE: _certificate,
     MessageType.EVIDENCE: _evidence,
+    MessageType.HAVE: lambda f, what: Have(_ids(f, what)),
+    MessageType.WANT: lambda f, what: Want(_ids(f, what)),
     MessageType.GET_BLOCK: _get_block,
     MessageType.BLOCK: _block,
     MessageType.NOT_FOUND: _not_found,

@@ -21,10 +21,17 @@ from moderntensor.chain.votes import SignedVote
 from moderntensor.consensus import Certificate, Round
 from moderntensor.crypto import PrivateKey
 from moderntensor.keys import load_or_create_node_key
-from moderntensor.network import ConsensusMessage, LocalStatus, Multiaddr, NetworkConfig
+from moderntensor.network import (
+    ConsensusMessage,
+    GossipVerdict,
+    LocalStatus,
+    Multiaddr,
+    NetworkConfig,
+)
 from moderntensor.node._assemble import NodeParts
 from moderntensor.node._events import DriverEvent, PeerStatus
 from moderntensor.node._logging import event
+from moderntensor.node._screen import screen
 
 __all__ = ["NodeLink", "network_config", "node_key_for"]
 
@@ -60,6 +67,9 @@ class NodeLink:
 
     def finalization(self, number: int) -> Certificate | None:
         return self.parts.journal.finalization(number)
+
+    def screen(self, message: ConsensusMessage) -> tuple[GossipVerdict, str]:
+        return screen(self.parts.core, self.parts.verifier, message)
 
     async def deliver(self, message: ConsensusMessage) -> None:
         await self.inbox.send(message)

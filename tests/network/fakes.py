@@ -17,6 +17,7 @@ from moderntensor.chain.votes import SignedVote
 from moderntensor.consensus import Certificate, Round
 from moderntensor.network import (
     ConsensusMessage,
+    GossipVerdict,
     LocalStatus,
     MemoryNetwork,
     Multiaddr,
@@ -39,6 +40,7 @@ class FakeLink:
         self.certificates: dict[Round, list[Certificate]] = {}
         self.finalizations: dict[int, Certificate] = {}
         self.gate: trio.Event | None = None  # when set: deliver waits for it (a busy driver)
+        self.verdicts: dict[str, tuple[GossipVerdict, str]] = {}  # by message class name
 
     def local_status(self) -> LocalStatus:
         return self.status
@@ -51,6 +53,9 @@ class FakeLink:
 
     def finalization(self, number: int) -> Certificate | None:
         return self.finalizations.get(number)
+
+    def screen(self, message: ConsensusMessage) -> tuple[GossipVerdict, str]:
+        return self.verdicts.get(type(message).__name__, (GossipVerdict.ACCEPT, ""))
 
     async def deliver(self, message: ConsensusMessage) -> None:
         if self.gate is not None:
