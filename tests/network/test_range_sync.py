@@ -53,7 +53,7 @@ async def test_a_late_node_syncs_by_range_across_epochs_then_follows(tmp_path: P
             assert late.range_sync.synced_blocks >= behind - 2 * EPOCH  # by range, not fetch
             assert late.range_sync.refused == 0
             assert len(late.range_sync.peers_used) >= 2  # downloaded from several peers
-            assert late.service.sync_progress is None  # ready again
+            await poll(lambda: late.service.sync_progress is None, 30, "sync done: ready again")
             assert late.driver.core.epoch >= behind // EPOCH - 1  # entered each epoch
             target = max(h.chain.head.number for h in handles) + 3
             await poll(lambda: late.chain.head.number >= target, 60, "the late node following")
