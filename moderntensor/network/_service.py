@@ -40,6 +40,7 @@ from typing import TypeVar
 
 import trio
 
+from moderntensor import offload
 from moderntensor.chain.votes import SignedVote
 from moderntensor.codec import DecodeError
 from moderntensor.consensus import SignatureVerifier
@@ -408,7 +409,7 @@ class NetworkService(GossipRelay):
     async def _decode(self, frame: bytes) -> WireMessage:
         try:
             if len(frame) > THREAD_DECODE_BYTES:
-                return await trio.to_thread.run_sync(decode_message, frame)
+                return await offload.run_sync(decode_message, frame)
             return decode_message(frame)
         except DecodeError as exc:
             raise NetworkRemoteError(DisconnectReason.BAD_MESSAGE, str(exc)) from None

@@ -36,6 +36,7 @@ from typing import assert_never
 
 import trio
 
+from moderntensor import offload
 from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.chain import Chain, ExecutedBlock, InvalidBlock, MissingParent
 from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
@@ -296,7 +297,7 @@ class ConsensusDriver:
         if built.proposal is None:
             return []
         # Durable before the core sees it, so before anything is signed for it (M2).
-        await trio.to_thread.run_sync(self.journal.store_block, built.proposal.block)
+        await offload.run_sync(self.journal.store_block, built.proposal.block)
         self._send(built.proposal)
         return self.core.on_proposal(built.proposal, self.clock())
 
@@ -307,7 +308,7 @@ class ConsensusDriver:
         block_hash = proposal.block_hash
         if self.chain.get_pending(block_hash) is None:
             try:
-                await trio.to_thread.run_sync(
+                await offload.run_sync(
                     self.chain.execute_block, proposal.block, limiter=self.chain_lock
                 )
             except MissingParent as exc:
@@ -320,7 +321,7 @@ class ConsensusDriver:
                 event(log, logging.WARNING, "invalid block proposed", slot=proposal.slot,
                       proposer="0x" + proposal.proposer.hex(), reason=exc.reason)  # fmt: skip
                 return self.core.on_verdict(block_hash, Verdict.INVALID, self.clock())
-        await trio.to_thread.run_sync(self.journal.store_block, proposal.block)
+        await offload.run_sync(self.journal.store_block, proposal.block)
         return self.core.on_verdict(block_hash, Verdict.VALID, self.clock())
 
     async def _want(self, block_hash: bytes, reason: str) -> list[Action]:
@@ -479,9 +480,7 @@ class ConsensusDriver:
             if block.number <= head.number or self.chain.get_header(block.hash) is not None:
                 continue
             try:
-                await trio.to_thread.run_sync(
-                    self.chain.execute_block, block, limiter=self.chain_lock
-                )
+                await offload.run_sync(self.chain.execute_block, block, limiter=self.chain_lock)
             except InvalidBlock as exc:  # its parent lost, or rules changed under it
                 event(log, logging.WARNING, "stored block dropped", number=block.number,
                       block="0x" + block.hash.hex(), reason=exc.reason)  # fmt: skip

@@ -27,6 +27,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from moderntensor import offload
 from moderntensor.chain.blocks import Block
 from moderntensor.chain.chain import Chain, InvalidBlock
 from moderntensor.consensus import Certificate, Round
@@ -168,7 +169,7 @@ class BlockFetchService:
         executed: list[bytes] = []
         for block in reversed(missing):
             try:
-                await trio.to_thread.run_sync(self._execute, block, limiter=self.chain_lock)
+                await offload.run_sync(self._execute, block, limiter=self.chain_lock)
             except InvalidBlock as exc:
                 event(log, logging.WARNING, "fetched block invalid", number=block.number,
                       block="0x" + block.hash.hex(), reason=exc.reason)  # fmt: skip

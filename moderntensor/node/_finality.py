@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import trio
 
+from moderntensor import offload
 from moderntensor.chain.chain import Chain, ExecutedBlock
 from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.consensus import BlockRef, Certificate
@@ -56,7 +57,7 @@ class FinalityCommitter:
         target = self.target
         if target is None:
             return [], None
-        committed, gap = await trio.to_thread.run_sync(
+        committed, gap = await offload.run_sync(
             self._commit_path, target.hash, limiter=self.chain_lock
         )
         if gap is None:

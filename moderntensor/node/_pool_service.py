@@ -14,6 +14,7 @@ import logging
 
 import trio
 
+from moderntensor import offload
 from moderntensor.chain.blocks import Header
 from moderntensor.chain.chain import Chain
 from moderntensor.mempool import AccountSnapshot, Mempool, read_accounts
@@ -71,7 +72,7 @@ class MempoolService:
         """
         state = self.chain.state_at(head)
         senders = self.pool.senders()
-        accounts = await trio.to_thread.run_sync(read_accounts, state, senders)
+        accounts = await offload.run_sync(read_accounts, state, senders)
         self.pool.set_head(AccountSnapshot(accounts, state), self.service.next_base_fee())
         senders = self.pool.senders()  # again: senders admitted during the read are read now
         dropped = []

@@ -15,6 +15,7 @@ import logging
 import attrs
 import trio
 
+from moderntensor import offload
 from moderntensor.chain.blocks import Header
 from moderntensor.chain.chain import BlockDraft, Chain, InvalidBlock
 from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
@@ -174,7 +175,7 @@ class BlockProducer:
         offered: tuple[bytes, ...],
     ) -> tuple[BlockDraft, tuple[bytes, ...]]:
         """:meth:`_select_and_draft` in a worker thread (one at a time on the chain)."""
-        return await trio.to_thread.run_sync(
+        return await offload.run_sync(
             self._select_and_draft,
             parent,
             slot,

@@ -40,6 +40,7 @@ from typing import Any
 import attrs
 import trio
 
+from moderntensor import offload
 from moderntensor.chain.blocks import Block
 from moderntensor.chain.chain import Chain, InvalidBlock, MissingParent
 from moderntensor.chain.votes import VoteKind
@@ -234,7 +235,7 @@ class RangeSync:
         last = proven[-1][0]
         blocks = [b for b, _ in entries[: last + 1]]
         try:
-            await trio.to_thread.run_sync(self._execute, blocks, limiter=self.chain_lock)
+            await offload.run_sync(self._execute, blocks, limiter=self.chain_lock)
         except (InvalidBlock, MissingParent) as exc:
             raise _Refused(0, f"block does not execute: {exc}") from None
         certs = tuple((BlockRef(blocks[i].header.slot, blocks[i].hash), cert) for i, cert in proven)
