@@ -124,14 +124,14 @@ class _ChainCollector(Collector):
             yield from _network_metrics(service.network.stats())
 
 
-_NETWORK_GAUGES = {
-    "known_addresses": "Addresses in the known-address book (fresh or pinned).",
-    "banned": "Peer ids banned right now.",
+_NETWORK_GAUGES = {  # key in NetworkFacts.counts -> (series, help)
+    "known_addresses": ("peer_addresses_known", "Addresses in the known-address book."),
+    "banned": ("peers_banned", "Peer ids banned right now."),
 }
 _NETWORK_COUNTERS = {
-    "forgotten_addresses": "Addresses forgotten as stale.",
-    "bans": "Peer bans since start.",
-    "served": "Requests answered to peers.",
+    "forgotten_addresses": ("peer_addresses_forgotten", "Addresses forgotten as stale."),
+    "bans": ("peer_bans", "Peer bans since start."),
+    "served": ("peer_requests_served", "Requests answered to peers."),
 }
 _GOSSIP = {"received": "received", "delivered": "delivered", "relayed": "relayed",
            "duplicates": "duplicate", "ignored": "ignored"}  # fmt: skip
@@ -152,10 +152,10 @@ def _network_metrics(stats: NetworkFacts) -> Iterator[Metric]:
         limits.add_metric([direction], counts[f"max_{direction}"])
     yield peers
     yield limits
-    for name, doc in _NETWORK_GAUGES.items():
-        yield GaugeMetricFamily(f"moderntensor_{name}", doc, value=counts[name])
-    for name, doc in _NETWORK_COUNTERS.items():
-        yield CounterMetricFamily(f"moderntensor_{name}", doc, value=counts[name])
+    for key, (name, doc) in _NETWORK_GAUGES.items():
+        yield GaugeMetricFamily(f"moderntensor_{name}", doc, value=counts[key])
+    for key, (name, doc) in _NETWORK_COUNTERS.items():
+        yield CounterMetricFamily(f"moderntensor_{name}", doc, value=counts[key])
     gossip = CounterMetricFamily(
         "moderntensor_gossip_frames",
         "Gossip frames received from peers, and what became of them.",
