@@ -23,7 +23,10 @@ import attrs
 
 from moderntensor.network._multiaddr import Multiaddr
 
-__all__ = ["AddressBook"]
+__all__ = ["MAX_KNOWN_ADDRS", "AddressBook"]
+
+MAX_KNOWN_ADDRS = 1024
+"""Addresses remembered from bootstrap, peers and peer exchange (no more are added)."""
 
 
 @attrs.define(slots=True)

@@ -83,7 +83,7 @@ from moderntensor.network._messages import (
     WireMessage,
 )
 from moderntensor.network._multiaddr import Multiaddr, make_multiaddr
-from moderntensor.network._peerbook import AddressBook
+from moderntensor.network._peerbook import MAX_KNOWN_ADDRS, AddressBook
 from moderntensor.network._peers import Direction, Peer, PeerManager
 from moderntensor.network._relay import GossipRelay
 from moderntensor.network._score import REPEAT_COST, PeerScores, RateLimit
@@ -109,8 +109,6 @@ TX_SUBSCRIPTION = 4096
 GOODBYE_TIMEOUT_S = 1.0
 GREET_ATTEMPTS = 3
 """Tries at a new peer's status and our votes it holds (a busy peer may time out once)."""
-MAX_KNOWN_ADDRS = 1024
-"""Addresses remembered from bootstrap, inbound peers and peer exchange (no more are added)."""
 REPEATS_TRACKED = 4096
 """Gossip ids remembered per peer, to charge a peer that sends the same frame twice."""
 
@@ -222,8 +220,9 @@ class NetworkService(GossipRelay, PeerUpkeep):
 
     async def _dial(self, addr: Multiaddr) -> bool:
         """One connection to ``addr``, run to its end; True if the handshake completed.
-        Not dialed (False) while ``max_outbound`` connections are open or opening."""
-        if self._outbound >= self.config.max_outbound:
+        Not dialed (False) while ``max_outbound`` connections are open or opening, or banned."""
+        banned = self.scores.is_banned(addr.peer_id, trio.current_time())
+        if banned or self._outbound >= self.config.max_outbound:
             return False
         self._outbound += 1
         try:

@@ -7,6 +7,7 @@ peer banned before a restart is still refused after it."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import trio
@@ -19,8 +20,10 @@ from moderntensor.network import (
     GetPeers,
     MemoryNetwork,
     Peers,
+    PeerScores,
     decode_message,
     encode_message,
+    save_scores,
 )
 from tests.network.fakes import address, running_mesh, wait_until
 from tests.network.helpers import NODE_KEYS, vote
@@ -179,3 +182,17 @@ async def test_a_banned_peer_is_still_refused_after_a_restart(
             await handshake(other, key=6)
             await wait_until(lambda: len(nodes[0].service.peers) == 1)
         assert nodes[0].service.stats().counts["banned"] == 1
+
+
+async def test_a_banned_bootstrap_peer_is_not_dialed(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    scores_file = tmp_path / "peers.json"
+    banned = PeerScores()
+    banned.charge(pid(1), 1000.0, now=0.0)
+    save_scores(scores_file, banned, now=0.0, wall_now=time.time())
+    async with running_mesh(2, lambda i: [1] if i == 0 else [], scores_file=str(scores_file),
+                            dial_backoff_max_s=1.0) as nodes:  # fmt: skip
+        await trio.sleep(10)
+        assert nodes[0].connected() == nodes[1].connected() == set()
+        assert not nodes[0].service.disconnects and not nodes[1].service.disconnects
