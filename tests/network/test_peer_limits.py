@@ -161,7 +161,9 @@ async def test_a_banned_peer_is_still_refused_after_a_restart(
 ) -> None:
     scores_file = tmp_path / "peers.json"
     net = MemoryNetwork()
-    async with running_mesh(1, lambda i: [], net=net, scores_file=str(scores_file)) as nodes:
+    async with running_mesh(
+        1, lambda i: [], net=net, scores_file=str(scores_file), scores_save_s=5.0
+    ) as nodes:
         async with raw_peer(net, 0) as conn:
             await handshake(conn, key=7)
             good = vote()
@@ -170,6 +172,8 @@ async def test_a_banned_peer_is_still_refused_after_a_restart(
             await conn.send(encode_message(forged))
             assert await receive_until_disconnect(conn) is DisconnectReason.BAD_SIGNATURE
         await wait_until(lambda: nodes[0].service.scores.is_banned(pid(7), trio.current_time()))
+        await wait_until(lambda: scores_file.exists() and pid(7) in scores_file.read_text())
+        scores_file.unlink()  # saved while running; now see it saved at the stop
     saved = json.loads(scores_file.read_text())  # written when the service stopped
     assert [p["id"] for p in saved["peers"]] == [pid(7)]
     assert saved["peers"][0]["banned_until"] > saved["saved_at"]

@@ -80,8 +80,13 @@ async def test_rpc_and_metrics_show_the_connected_peers(tmp_path: Path) -> None:
             await poll(lambda: len(handle.network.peers) == 1, 20, "the follower connected")
 
             assert await trio.to_thread.run_sync(call, port, "net_peerCount") == "0x1"
-            await poll(lambda: handle.network.peers.get(ids[1]).status is not None, 20,  # type: ignore[union-attr]
-                       "the follower's status")  # fmt: skip
+            network = handle.network
+
+            def known_status() -> bool:
+                peer = network.peers.get(ids[1])
+                return peer is not None and peer.status is not None
+
+            await poll(known_status, 20, "the follower's status")
             listed = await trio.to_thread.run_sync(call, port, "mt_peers")
             assert listed["count"] == 1
             (peer,) = listed["peers"]
