@@ -433,7 +433,8 @@ class NetworkService(GossipRelay, PeerUpkeep):
 
     def _serve(self, peer: Peer, request: Request) -> None:
         """Answer a request from what this node holds (never waits: see ``_peers``)."""
-        others = self.book.fresh(trio.current_time(), exclude=peer.peer_id)
+        now = trio.current_time()
+        others = self.book.fresh(now, exclude=peer.peer_id) if isinstance(request, GetPeers) else ()
         reply = answer_request(request, self.link, self.service.chain, others, self.rng)
         self.served += 1
         peer.send_nowait(encode_message(reply))
