@@ -35,6 +35,9 @@ __all__ = [
     "ChainService",
     "ConsensusFacts",
     "ConsensusView",
+    "NetworkFacts",
+    "NetworkView",
+    "PeerFacts",
     "SyncProgress",
     "TxPool",
     "TxRef",
@@ -97,6 +100,56 @@ class ConsensusView(Protocol):
     """Consensus facts for the ``mt_*`` RPC methods and metrics; the node supplies it."""
 
     def status(self) -> ConsensusFacts: ...
+
+
+class PeerFacts(Protocol):
+    """One connected peer, as ``mt_peers`` shows it (the network's ``PeerInfo`` is one)."""
+
+    @property
+    def peer_id(self) -> str: ...
+    @property
+    def address(self) -> str | None:
+        """Its multiaddr (where it can be dialed), if known."""
+
+    @property
+    def direction(self) -> str:
+        """``inbound`` or ``outbound``."""
+
+    @property
+    def connected_since(self) -> float:
+        """Unix seconds."""
+
+    @property
+    def score(self) -> float: ...
+    @property
+    def head_number(self) -> int:
+        """As last known (its latest status answer, else its handshake)."""
+
+    @property
+    def head_hash(self) -> bytes: ...
+    @property
+    def finalized_slot(self) -> int: ...
+    @property
+    def protocol_version(self) -> int: ...
+
+
+class NetworkFacts(Protocol):
+    """The network's counters for ``/metrics`` (the network's ``NetworkStats`` is one)."""
+
+    @property
+    def counts(self) -> dict[str, float]:
+        """Plain gauges and counters by name (``inbound``, ``delivered``, ``bans``...)."""
+
+    @property
+    def disconnects(self) -> dict[tuple[str, str], int]:
+        """Ended sessions and refused connections by (reason, by whom: ``us``/``peer``)."""
+
+
+class NetworkView(Protocol):
+    """The peer-to-peer network for ``mt_peers`` and metrics; the node supplies it."""
+
+    def peer_facts(self) -> Sequence[PeerFacts]: ...
+    def stats(self) -> NetworkFacts: ...
 
 
 @attrs.frozen(slots=True)
@@ -166,6 +219,8 @@ class ChainService:
         self.client_version = client_version
         self.peer_count = peer_count
         self.consensus = consensus
+        self.network: NetworkView | None = None
+        """The running network (the node sets it); None: no network."""
         self._finalized: Header = self._load_finalized()
         self._head_subscribers: list[trio.MemorySendChannel[Header]] = []
         self._tx_subscribers: list[trio.MemorySendChannel[bytes]] = []

@@ -6,12 +6,15 @@ moved as a whole)::
     genesis.json
     keys/validator-I.json        validator keys (mode 0600)
     keys/node-NAME.json          network identities (mode 0600)
-    bootnode/node.toml           a full node every other node dials first
+    bootnode/node.toml           a full node every other node dials first (``bootnode = true``:
+                                 it serves peer lists and dials none it learns)
     validator-I/node.toml        a validator: RPC on 8545 + 1 + I, p2p on 30303 + 1 + I
     fullnode-J/node.toml         full nodes (public RPC), after the validators
     testnet.json                 what was made: each node's RPC URL and multiaddr
 
-``scripts/localnet DIR`` starts them all, each as its own process.
+``scripts/localnet DIR`` starts them all, each as its own process. Every node shares one host
+address; the per-IP inbound cap does not apply to loopback (the default ``--host``), and for
+another address each node.toml sets ``max_inbound_per_ip`` to the number of nodes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from moderntensor.cli import CLIError
 from moderntensor.cli._genesis import add_genesis_options, genesis_document, write_genesis
 from moderntensor.crypto import PrivateKey
 from moderntensor.keys import KeyFileError, NodeKey, write_key_file
+from moderntensor.network import is_loopback
 
 __all__ = ["register"]
 
@@ -77,6 +81,7 @@ def _node_toml(
     p2p_port: int,
     validator_key: str | None,
     bootstrap: list[str],
+    per_ip: int | None = None,
 ) -> str:
     lines = [
         f"# {name}: written by `moderntensor testnet init`; paths are relative to this file.",
@@ -98,6 +103,8 @@ def _node_toml(
         f"listen_addr = {_toml_string(host)}",
         f"port = {p2p_port}",
         f'node_key_file = "../keys/node-{name}.json"',
+        *(["bootnode = true"] if name == "bootnode" else []),
+        *([] if per_ip is None else [f"max_inbound_per_ip = {per_ip}"]),
         "bootstrap = [",
         *[f"    {_toml_string(addr)}," for addr in bootstrap],
         "]",
@@ -141,6 +148,7 @@ def _init(args: argparse.Namespace) -> int:
                 p2p_port=args.p2p_port + i,
                 validator_key=validator_key,
                 bootstrap=bootstrap,
+                per_ip=None if is_loopback(args.host) else len(nodes),
             )
             (out / name).mkdir(parents=True, exist_ok=True)
             (out / name / "node.toml").write_text(toml, encoding="utf-8")

@@ -9,7 +9,11 @@ consensus types, never to the node supervisor).
 * ``_peers``: connected peers (one per peer id), requests with ids and timeouts, the block
   fetcher over peers.
 * ``_gossip``: message ids, the seen-cache, vote dedupe keys.
-* ``_service``: :class:`NetworkService`, the long-running task that owns every connection.
+* ``_peerbook``: the known-address book (last seen, stale ones forgotten; a bootnode serves it).
+* ``_score``, ``_persist``: peer scores and bans, kept across restarts in ``peers.json``.
+* ``_service``: :class:`NetworkService`, the long-running task that owns every connection
+  (with ``_relay``, the gossip, and ``_upkeep``, the book, scores on disk and what the node
+  shows of its peers: ``mt_peers`` and ``/metrics``).
 
 The node starts it in its nursery::
 
@@ -83,7 +87,10 @@ from moderntensor.network._multiaddr import (
     make_multiaddr,
     parse_multiaddr,
 )
-from moderntensor.network._peers import Direction, Peer, PeerManager
+from moderntensor.network._peerbook import AddressBook
+from moderntensor.network._peers import Direction, Peer, PeerManager, is_loopback
+from moderntensor.network._persist import load_scores, save_scores
+from moderntensor.network._score import PeerScores
 from moderntensor.network._service import NetworkService
 from moderntensor.network._transport import (
     Connection,
@@ -93,6 +100,7 @@ from moderntensor.network._transport import (
     Transport,
     WebSocketTransport,
 )
+from moderntensor.network._upkeep import NetworkStats, PeerInfo
 from moderntensor.network._wire import (
     decode_message,
     encode_message,
@@ -106,6 +114,7 @@ __all__ = [
     "MAX_RANGE_BLOCKS",
     "MULTIADDR_FORM",
     "PROTOCOL_VERSION",
+    "AddressBook",
     "BlockRange",
     "BlockReply",
     "BoundedSet",
@@ -144,10 +153,13 @@ __all__ = [
     "NetworkLocalError",
     "NetworkRemoteError",
     "NetworkService",
+    "NetworkStats",
     "NonceBook",
     "NotFound",
     "Peer",
+    "PeerInfo",
     "PeerManager",
+    "PeerScores",
     "Peers",
     "Request",
     "Response",
@@ -165,7 +177,10 @@ __all__ = [
     "compute_vote_key",
     "decode_message",
     "encode_message",
+    "is_loopback",
+    "load_scores",
     "make_multiaddr",
     "parse_multiaddr",
     "peek_type",
+    "save_scores",
 ]

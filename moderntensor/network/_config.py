@@ -25,6 +25,25 @@ class NetworkConfig:
     bootstrap: tuple[Multiaddr, ...] = ()
     """Peers to dial at start and to keep dialing (with backoff) while not connected."""
     max_peers: int = attrs.field(default=50, validator=_positive)
+    """Connected peers in all, either direction (``TOO_MANY_PEERS`` beyond it)."""
+    max_inbound: int = attrs.field(default=40, validator=_positive)
+    """Peers that dialed us; more are refused right after the handshake (``TOO_MANY_PEERS``)."""
+    max_outbound: int = attrs.field(default=10, validator=_positive)
+    """Connections we dial (bootstrap and discovery) at once, counted from the dial on: no
+    dial starts while this many are open or opening."""
+    max_inbound_per_ip: int = attrs.field(default=4, validator=_positive)
+    """Inbound peers from one IP address, so one host cannot take every inbound slot.
+    Loopback addresses are exempt: a localnet runs every node on 127.0.0.1."""
+    bootnode: bool = False
+    """This node's main job is to tell others about peers (``_peerbook``): it serves the
+    addresses it saw recently and does not dial the addresses it learns."""
+    stale_after_s: float = attrs.field(default=600.0, validator=_positive)
+    """A known address not seen (connected) for this long is forgotten and no longer served."""
+    scores_file: str | None = None
+    """Where peer scores and bans are kept across restarts (``_persist``); None: memory only.
+    The node sets ``<data_dir>/peers.json``."""
+    scores_save_s: float = attrs.field(default=60.0, validator=_positive)
+    """How often the scores are saved while running (and once at a clean shutdown)."""
     handshake_timeout_s: float = attrs.field(default=5.0, validator=_positive)
     request_timeout_s: float = attrs.field(default=2.0, validator=_positive)
     """One request to one peer; then the next peer is asked."""

@@ -19,6 +19,7 @@ peer stall gossip to all the others, or two peers' readers wait on each other's 
 from __future__ import annotations
 
 import enum
+import ipaddress
 import itertools
 from collections.abc import Callable
 
@@ -84,6 +85,8 @@ class Peer:
     dropped: int = 0
     """Frames dropped because its queue was full."""
     kick_reason: DisconnectReason | None = None
+    status: Status | None = None
+    """Its latest ``Status`` answer (head and finalized as last known; the Hello's before)."""
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     closed: trio.Event = attrs.field(factory=trio.Event)
     _pending: dict[int, _Waiter] = attrs.field(factory=dict)
@@ -119,6 +122,8 @@ class Peer:
         waiter = self._pending.pop(response.request_id, None)
         if waiter is None:
             return False
+        if isinstance(response, Status):
+            self.status = response
         waiter.value = response
         waiter.event.set()
         return True
@@ -140,6 +145,14 @@ class Peer:
         self._pending.clear()
 
 
+def is_loopback(host: str) -> bool:
+    """``host`` is a loopback IP literal (127.0.0.0/8, ::1), exempt from the per-IP cap."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _dialer(peer: Peer, own_id: str) -> str:
     return own_id if peer.direction is Direction.OUTBOUND else peer.peer_id
 
@@ -155,6 +168,8 @@ class PeerManager:
         self._ids = itertools.count(1)
         self._turn = 0
         self.requests_failed = 0
+        self.on_timeout: Callable[[Peer], None] | None = None
+        """Called when a connected peer lets a request time out (the service scores it)."""
 
     def __len__(self) -> int:
         return len(self.peers)
@@ -170,7 +185,7 @@ class PeerManager:
         """
         existing = self.peers.get(peer.peer_id)
         if existing is None:
-            if len(self.peers) >= self.config.max_peers:
+            if self.limit_hit(peer) is not None:
                 return DisconnectReason.TOO_MANY_PEERS, None
             self.peers[peer.peer_id] = peer
             return None, None
@@ -182,6 +197,31 @@ class PeerManager:
             return DisconnectReason.DUPLICATE_PEER, None
         self.peers[peer.peer_id] = peer
         return None, existing
+
+    def limit_hit(self, peer: Peer) -> str | None:
+        """The connection limit a new ``peer`` would pass (its config key), or None.
+
+        ``max_peers`` counts both directions; ``max_inbound`` / ``max_outbound`` each one;
+        ``max_inbound_per_ip`` the inbound peers from the peer's IP (loopback exempt: a
+        localnet puts every node on 127.0.0.1).
+        """
+        config = self.config
+        if len(self.peers) >= config.max_peers:
+            return "max_peers"
+        same = [p for p in self.peers.values() if p.direction is peer.direction]
+        if peer.direction is Direction.OUTBOUND:
+            return "max_outbound" if len(same) >= config.max_outbound else None
+        if len(same) >= config.max_inbound:
+            return "max_inbound"
+        host = peer.conn.remote_host
+        if not is_loopback(host):
+            from_host = sum(p.conn.remote_host == host for p in same)
+            if from_host >= config.max_inbound_per_ip:
+                return "max_inbound_per_ip"
+        return None
+
+    def count(self, direction: Direction) -> int:
+        return sum(p.direction is direction for p in self.peers.values())
 
     def remove(self, peer: Peer) -> None:
         if self.peers.get(peer.peer_id) is peer:
@@ -212,10 +252,12 @@ class PeerManager:
             if not peer.send_nowait(encode_message(make(request_id))):
                 self.requests_failed += 1
                 return None
-            with trio.move_on_after(timeout_s or self.config.request_timeout_s):
+            with trio.move_on_after(timeout_s or self.config.request_timeout_s) as waited:
                 await waiter.event.wait()
             if waiter.value is None:
                 self.requests_failed += 1
+                if waited.cancelled_caught and self.on_timeout is not None:
+                    self.on_timeout(peer)
             return waiter.value
         finally:
             peer.forget(request_id)

@@ -9,13 +9,24 @@ argument, STYLE rule 8).
   let anyone get an honest peer banned.
 * :class:`RateLimit`: a token bucket of frames per peer connection (``rate`` per second,
   ``burst`` at once); a peer beyond it is disconnected with ``RATE_LIMITED``.
+
+Scores and bans outlive a restart (``snapshot`` / ``restore``; the file is ``_persist``'s):
+otherwise restarting a node would forgive every peer it banned.
 """
 
 from __future__ import annotations
 
 from moderntensor.network._messages import DisconnectReason
 
-__all__ = ["BAN_THRESHOLD", "COSTS", "FUTURE_VOTE_COST", "REPEAT_COST", "PeerScores", "RateLimit"]
+__all__ = [
+    "BAN_THRESHOLD",
+    "COSTS",
+    "FUTURE_VOTE_COST",
+    "REPEAT_COST",
+    "TIMEOUT_COST",
+    "PeerScores",
+    "RateLimit",
+]
 
 BAN_THRESHOLD = -100.0
 COSTS: dict[DisconnectReason, float] = {
@@ -28,6 +39,11 @@ COSTS: dict[DisconnectReason, float] = {
 DEFAULT_COST = 20.0
 FUTURE_VOTE_COST = 1.0
 """A vote too far ahead of our view: ignored (not recovered, not relayed) and charged."""
+KEEP_SCORE = 0.01
+"""Scores closer to 0 than this are not kept across restarts."""
+TIMEOUT_COST = 2.0
+"""A request the peer let time out: fifty in a row, faster than the scores decay, ban it (a
+busy honest peer lets one time out now and then; a mute one is gone within minutes)."""
 REPEAT_COST = 1.0
 """A gossip frame the same peer already sent within the seen window (dropped before decoding)."""
 
@@ -59,6 +75,32 @@ class PeerScores:
 
     def charge_for(self, peer_id: str, reason: DisconnectReason, now: float) -> bool:
         return self.charge(peer_id, COSTS.get(reason, DEFAULT_COST), now)
+
+    def banned_count(self, now: float) -> int:
+        """Ids banned right now."""
+        return sum(until > now for until in self._banned.values())
+
+    def snapshot(self, now: float) -> list[tuple[str, float, float]]:
+        """What to keep across a restart: ``(id, score, ban seconds left)`` for each id with a
+        score away from 0 or a ban (times relative, since ``now`` is this process's clock)."""
+        ids = set(self._banned) | set(self._scores)
+        out = []
+        for pid in sorted(ids):
+            value = self.score(pid, now)
+            left = max(0.0, self._banned.get(pid, now) - now)
+            if left > 0 or abs(value) >= KEEP_SCORE:
+                out.append((pid, value, left))
+        return out
+
+    def restore(self, items: list[tuple[str, float, float]], now: float, elapsed_s: float) -> None:
+        """Take back a :meth:`snapshot` taken ``elapsed_s`` ago (scores decayed, bans
+        shortened by that time); ``now`` is this process's clock."""
+        decay: float = 0.5 ** (max(0.0, elapsed_s) / self.half_life_s)
+        for pid, value, left in items:
+            if abs(value * decay) >= KEEP_SCORE:
+                self._scores[pid] = (value * decay, now)
+            if left - elapsed_s > 0:
+                self._banned[pid] = now + left - elapsed_s
 
     def is_banned(self, peer_id: str, now: float) -> bool:
         until = self._banned.get(peer_id)

@@ -31,6 +31,7 @@ restart (sync before sign, docs/consensus.md "Restarts"). It then asks for the p
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import random
@@ -84,11 +85,13 @@ from moderntensor.network._messages import (
     WireMessage,
 )
 from moderntensor.network._multiaddr import Multiaddr, make_multiaddr
+from moderntensor.network._peerbook import MAX_KNOWN_ADDRS, AddressBook
 from moderntensor.network._peers import Direction, Peer, PeerManager
 from moderntensor.network._relay import GossipRelay
-from moderntensor.network._score import REPEAT_COST, PeerScores, RateLimit
+from moderntensor.network._score import PeerScores, RateLimit
 from moderntensor.network._serving import answer_request
 from moderntensor.network._transport import Connection, Transport, WebSocketTransport
+from moderntensor.network._upkeep import PeerUpkeep, compute_disconnect_label
 from moderntensor.network._wire import (
     decode_message,
     encode_message,
@@ -108,8 +111,6 @@ TX_SUBSCRIPTION = 4096
 GOODBYE_TIMEOUT_S = 1.0
 GREET_ATTEMPTS = 3
 """Tries at a new peer's status and our votes it holds (a busy peer may time out once)."""
-MAX_KNOWN_ADDRS = 1024
-"""Addresses remembered from bootstrap, inbound peers and peer exchange (no more are added)."""
 REPEATS_TRACKED = 4096
 """Gossip ids remembered per peer, to charge a peer that sends the same frame twice."""
 
@@ -117,7 +118,7 @@ _E = TypeVar("_E", bound=BaseException)
 _REQUESTS = (GetStatus, GetBlock, GetCertificates, GetVotes, GetPeers, GetBlockRange)
 
 
-class NetworkService(GossipRelay):
+class NetworkService(GossipRelay, PeerUpkeep):
     """One node's network (see the module docstring); ``run`` is a long-lived task.
 
     Args:
@@ -155,14 +156,17 @@ class NetworkService(GossipRelay):
         self.seen = SeenCache(config.seen_ttl_s)
         self.vote_keys = SeenCache(config.seen_ttl_s)
         self.port: int | None = None
-        self.known: dict[str, Multiaddr] = {a.peer_id: a for a in config.bootstrap}
+        self.book = AddressBook(config.stale_after_s, MAX_KNOWN_ADDRS, config.bootstrap)
         self._dialing: set[str] = set()
+        self._outbound = 0  # outbound connections open or opening (at most max_outbound)
         self._nursery: trio.Nursery | None = None
         self.delivered = self.relayed = self.duplicates = self.served = 0
         self.scores = PeerScores(half_life_s=config.score_half_life_s, ban_s=config.ban_s)
-        self.ignored = 0
+        self.ignored = self.received = 0
+        self.disconnects: collections.Counter[tuple[str, str]] = collections.Counter()
         self.identity_key = bytes.fromhex(identity.peer_id)
         self._init_mesh()
+        self.peers.on_timeout = self._charge_timeout
 
     # -- the task ---------------------------------------------------------------------------
 
@@ -174,8 +178,10 @@ class NetworkService(GossipRelay):
     ) -> None:
         """Listen, then dial, gossip and serve until cancelled; reports the bound port."""
         pending = self.service.subscribe_pending_transactions(TX_SUBSCRIPTION)
+        self._load_scores()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._keep_scores)
             if self.config.listen_addr is not None:
                 self.port = await nursery.start(
                     self.transport.serve, self.config.listen_addr, self.config.port,
@@ -219,7 +225,12 @@ class NetworkService(GossipRelay):
             self._dialing.discard(addr.peer_id)
 
     async def _dial(self, addr: Multiaddr) -> bool:
-        """One connection to ``addr``, run to its end; True if the handshake completed."""
+        """One connection to ``addr``, run to its end; True if the handshake completed.
+        Not dialed (False) while ``max_outbound`` connections are open or opening, or banned."""
+        banned = self.scores.is_banned(addr.peer_id, trio.current_time())
+        if banned or self._outbound >= self.config.max_outbound:
+            return False
+        self._outbound += 1
         try:
             async with self.transport.connect(addr.host, addr.port) as conn:
                 return await self._session(conn, Direction.OUTBOUND, addr)
@@ -227,6 +238,8 @@ class NetworkService(GossipRelay):
             event(log, logging.DEBUG, "dial failed", peer=addr.peer_id[:12],
                   addr=f"{addr.host}:{addr.port}", reason=str(exc))  # fmt: skip
             return False
+        finally:
+            self._outbound -= 1
 
     async def _session(
         self, conn: Connection, direction: Direction, dialed: Multiaddr | None
@@ -240,6 +253,7 @@ class NetworkService(GossipRelay):
             event(log, logging.INFO, "peer handshake failed", addr=where,
                   direction=direction.value, reason=exc.reason.name, detail=exc.detail,
                   by="peer" if exc.remote_closed else "us")  # fmt: skip
+            self.disconnects[exc.reason.name, "peer" if exc.remote_closed else "us"] += 1
             if not exc.remote_closed:
                 await self._goodbye(conn, exc.reason)
             return False
@@ -261,13 +275,13 @@ class NetworkService(GossipRelay):
             refusal, replaced = self.peers.admit(peer)
         if refusal is not None:
             event(log, logging.INFO, "peer refused", peer=peer.label, addr=where,
-                  direction=direction.value, reason=refusal.name)  # fmt: skip
+                  direction=direction.value, reason=refusal.name,
+                  limit=self._on_refused(peer, refusal))  # fmt: skip
             await self._goodbye(conn, refusal)
             return True
         if replaced is not None:
             replaced.kick(DisconnectReason.DUPLICATE_PEER)
-        if peer.addr is not None:
-            self.known[peer.peer_id] = peer.addr
+        self._on_connected(peer)
         event(log, logging.INFO, "peer connected", peer=peer.label, addr=where,
               direction=direction.value, peers=len(self.peers), head=hello.head_number,
               finalized_slot=hello.finalized_slot, epoch=hello.epoch,
@@ -284,6 +298,7 @@ class NetworkService(GossipRelay):
             if not ended:  # the node is stopping (cancelled): say so, briefly
                 with trio.CancelScope(shield=True):
                     await self._goodbye(conn, DisconnectReason.SHUTDOWN, timeout_s=0.25)
+        self._on_ended(peer, compute_disconnect_label(reason, peer.kick_reason))
         if peer.kick_reason is not None:
             reason = peer.kick_reason.name
             await self._goodbye(conn, peer.kick_reason)
@@ -382,6 +397,7 @@ class NetworkService(GossipRelay):
                 raise NetworkRemoteError(DisconnectReason.BAD_MESSAGE, str(exc)) from None
             message_id = None
             if kind in GOSSIP_TYPES:
+                self.received += 1
                 message_id = compute_message_id(frame)
                 now = trio.current_time()
                 if not repeated.add(message_id, now):  # the same frame again from this peer
@@ -414,20 +430,10 @@ class NetworkService(GossipRelay):
         except DecodeError as exc:
             raise NetworkRemoteError(DisconnectReason.BAD_MESSAGE, str(exc)) from None
 
-    def _charge_repeat(self, peer: Peer, now: float) -> None:
-        """A peer sent a frame twice within the window (an honest one relays each once)."""
-        if self.scores.charge(peer.peer_id, REPEAT_COST, now):
-            peer.kick(DisconnectReason.BANNED)
-
-    def _charge(self, peer: Peer, reason: DisconnectReason) -> None:
-        """Score a remote error against the peer (maybe banning it; see ``_score``)."""
-        if self.scores.charge_for(peer.peer_id, reason, trio.current_time()):
-            event(log, logging.WARNING, "peer banned", peer=peer.label, reason=reason.name,
-                  ban_s=self.config.ban_s)  # fmt: skip
-
     def _serve(self, peer: Peer, request: Request) -> None:
         """Answer a request from what this node holds (never waits: see ``_peers``)."""
-        others = [a for pid, a in self.known.items() if pid != peer.peer_id]
+        now = trio.current_time()
+        others = self.book.fresh(now, exclude=peer.peer_id) if isinstance(request, GetPeers) else ()
         reply = answer_request(request, self.link, self.service.chain, others, self.rng)
         self.served += 1
         peer.send_nowait(encode_message(reply))
@@ -463,16 +469,18 @@ class NetworkService(GossipRelay):
         return True
 
     def _learn(self, addrs: Sequence[Multiaddr]) -> None:
-        """Remember addresses from peer exchange; dial some while below ``max_peers``."""
+        """Remember addresses from peer exchange; dial some while below ``max_peers`` and
+        ``max_outbound`` (a bootnode dials none: it learns who connects to it)."""
+        now = trio.current_time()
         for addr in addrs:
             pid = addr.peer_id
             if pid == self.identity.peer_id:
                 continue
-            if pid not in self.known and len(self.known) < MAX_KNOWN_ADDRS:
-                self.known[pid] = addr
-            if not self.config.discover:
+            self.book.learn(addr, now)
+            if not self.config.discover or self.config.bootnode:
                 continue
             busy = len(self.peers) + len(self._dialing) >= self.config.max_peers
+            busy = busy or self._outbound >= self.config.max_outbound
             if busy or pid in self._dialing or self.peers.get(pid) is not None:
                 continue
             if len(self._dialing) >= self.config.max_discovery_dials or self._nursery is None:

@@ -119,6 +119,9 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
         p2p = network_config(
             genesis, listen_addr=str(config.p2p.listen_addr), port=int(config.p2p.port),
             bootstrap=config.p2p.bootstrap, max_peers=int(config.p2p.max_peers),
+            max_inbound=config.p2p.inbound_limit, max_outbound=config.p2p.outbound_limit,
+            max_inbound_per_ip=int(config.p2p.max_inbound_per_ip),
+            bootnode=config.p2p.bootnode, stale_after_s=float(config.p2p.stale_after_s),
         )  # fmt: skip
         if config.p2p.node_key_file is not None:
             node_key = load_node_key(config.p2p.node_key_file).key

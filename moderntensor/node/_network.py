@@ -99,11 +99,19 @@ def network_config(
     port: int = 30303,
     bootstrap: Sequence[Multiaddr] = (),
     max_peers: int = 50,
+    max_inbound: int = 40,
+    max_outbound: int = 10,
+    max_inbound_per_ip: int = 4,
+    bootnode: bool = False,
+    stale_after_s: float = 600.0,
 ) -> NetworkConfig:
     """``[p2p]`` for a network of ``genesis``: the gossip dedupe window is one slot (at least
-    half a second), shorter than the core's re-send period, so re-sends get through."""
+    half a second), shorter than the core's re-send period, so re-sends get through. A
+    bootnode dials no address it learns (``_peerbook``: it learns who connects to it)."""
     slot_s = genesis.consensus.slot_duration_ms / 1000
     return NetworkConfig(
         listen_addr=listen_addr, port=port, bootstrap=tuple(bootstrap), max_peers=max_peers,
-        seen_ttl_s=max(0.5, slot_s),
+        max_inbound=max_inbound, max_outbound=max_outbound,
+        max_inbound_per_ip=max_inbound_per_ip, bootnode=bootnode, discover=not bootnode,
+        stale_after_s=stale_after_s, seen_ttl_s=max(0.5, slot_s),
     )  # fmt: skip

@@ -61,6 +61,8 @@ __all__ = ["NodeHandle", "NodeSettings", "freeze_startup_objects", "open_node", 
 log = logging.getLogger("moderntensor.node")
 
 SWITCH_INTERVAL_S = 0.0005
+PEER_SCORES_FILE = "peers.json"
+"""Peer scores and bans in the data directory (``network._persist``)."""
 OUTBOUND_SIZE = 1024
 """The driver's broadcasts waiting for the network task (which only copies each into the
 peers' queues, so it keeps up unless the loop is starved); the driver drops one that finds
@@ -164,6 +166,9 @@ async def open_node(
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     peers = outbound_receive = node_key = None
+    if settings.p2p is not None and settings.p2p.scores_file is None:  # kept across restarts
+        p2p = attrs.evolve(settings.p2p, scores_file=str(settings.data_dir / PEER_SCORES_FILE))
+        settings = attrs.evolve(settings, p2p=p2p)
     if settings.p2p is not None:
         node_key = settings.node_key or node_key_for(settings.data_dir, None)
         peers = PeerManager(node_key.public_key_bytes.hex(), settings.p2p)
@@ -207,6 +212,7 @@ async def open_node(
                     peers=peers, verifier=parts.verifier,
                 )  # fmt: skip
                 service.peer_count = peers.__len__
+                service.network = network
                 p2p_port = await nursery.start(network.run, outbound_receive)
                 range_sync = RangeSync(chain, service, parts.chain_lock, parts.verifier, peers,
                                        parts.inbox_send.clone())  # fmt: skip

@@ -47,6 +47,8 @@ __all__ = [
     "parse_multiaddr",
 ]
 
+DEFAULT_MAX_INBOUND = 40
+DEFAULT_MAX_OUTBOUND = 10
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 
@@ -105,8 +107,27 @@ class P2PSection:
     port: Port = Port(30303)
     bootstrap: tuple[Multiaddr, ...] = ()
     max_peers: Positive = Positive(50)
+    """Connected peers in all (both directions)."""
+    max_inbound: Positive | None = None
+    """Peers that dialed us; none: ``min(40, max_peers)``. At most ``max_peers``."""
+    max_outbound: Positive | None = None
+    """Connections we dial; none: ``min(10, max_peers)``. At most ``max_peers``."""
+    max_inbound_per_ip: Positive = Positive(4)
+    """Inbound peers from one IP address (loopback exempt: localnets share 127.0.0.1)."""
+    bootnode: bool = False
+    """Serve peer lists as the main job: serve the addresses seen recently, dial none learned."""
+    stale_after_s: Positive = Positive(600)
+    """Forget (and stop serving) an address not seen for this many seconds."""
     node_key_file: Path | None = None
     """Network identity key; none: ``<data_dir>/node.key``, created on first start."""
+
+    @property
+    def inbound_limit(self) -> int:
+        return int(self.max_inbound or min(DEFAULT_MAX_INBOUND, self.max_peers))
+
+    @property
+    def outbound_limit(self) -> int:
+        return int(self.max_outbound or min(DEFAULT_MAX_OUTBOUND, self.max_peers))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -320,6 +341,15 @@ def _check_files(config: NodeConfig) -> list[str]:
     return problems
 
 
+def _check_limits(p2p: P2PSection) -> list[str]:
+    """The direction limits fit in the total."""
+    return [
+        f"p2p.{key}: {value} is more than p2p.max_peers ({p2p.max_peers})"
+        for key, value in (("max_inbound", p2p.max_inbound), ("max_outbound", p2p.max_outbound))
+        if value is not None and value > p2p.max_peers
+    ]
+
+
 def _apply_overrides(config: NodeConfig, overrides: ConfigOverrides) -> NodeConfig:
     node, rpc, p2p = config.node, config.rpc, config.p2p
     try:
@@ -384,7 +414,7 @@ def load_config(path: str | Path, overrides: ConfigOverrides | None = None) -> N
         p2p=attrs.evolve(config.p2p, node_key_file=_resolve(config.p2p.node_key_file, base)),
     )
     config = _apply_overrides(config, overrides or ConfigOverrides())
-    problems = _check_files(config)
+    problems = _check_limits(config.p2p) + _check_files(config)
     if problems:
         raise ConfigError(problems, source)
     return config

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from moderntensor.chain.blocks import Header
 from moderntensor.chain.timing import compute_slot_start_ms
-from moderntensor.service import ChainService
+from moderntensor.service import ChainService, NetworkFacts
 
 from ._dispatch import Dispatcher
 
@@ -120,6 +120,65 @@ class _ChainCollector(Collector):
             "Head/transaction events a slow subscriber lost.",
             value=service.dropped_events,
         )
+        if service.network is not None:
+            yield from _network_metrics(service.network.stats())
+
+
+_NETWORK_GAUGES = {  # key in NetworkFacts.counts -> (series, help)
+    "known_addresses": ("peer_addresses_known", "Addresses in the known-address book."),
+    "banned": ("peers_banned", "Peer ids banned right now."),
+}
+_NETWORK_COUNTERS = {
+    "forgotten_addresses": ("peer_addresses_forgotten", "Addresses forgotten as stale."),
+    "bans": ("peer_bans", "Peer bans since start."),
+    "served": ("peer_requests_served", "Requests answered to peers."),
+}
+_GOSSIP = {"received": "received", "delivered": "delivered", "relayed": "relayed",
+           "duplicates": "duplicate", "ignored": "ignored", "rejected": "rejected",
+           "wants_served": "served_on_want"}  # fmt: skip
+
+
+def _network_metrics(stats: NetworkFacts) -> Iterator[Metric]:
+    """The network's series: peers by direction, gossip frames by fate, bans, disconnects by
+    reason and side, the connected peers' score summary (no per-peer labels)."""
+    counts = stats.counts
+    peers = GaugeMetricFamily(
+        "moderntensor_peers_connected", "Connected peers by direction.", labels=["direction"]
+    )
+    limits = GaugeMetricFamily(
+        "moderntensor_peers_limit", "Peer limits by direction.", labels=["direction"]
+    )
+    for direction in ("inbound", "outbound"):
+        peers.add_metric([direction], counts[direction])
+        limits.add_metric([direction], counts[f"max_{direction}"])
+    yield peers
+    yield limits
+    for key, (name, doc) in _NETWORK_GAUGES.items():
+        yield GaugeMetricFamily(f"moderntensor_{name}", doc, value=counts[key])
+    for key, (name, doc) in _NETWORK_COUNTERS.items():
+        yield CounterMetricFamily(f"moderntensor_{name}", doc, value=counts[key])
+    gossip = CounterMetricFamily(
+        "moderntensor_gossip_frames",
+        "Gossip frames received from peers, and what became of them.",
+        labels=["fate"],
+    )
+    for key, fate in _GOSSIP.items():
+        gossip.add_metric([fate], counts[key])
+    yield gossip
+    disconnects = CounterMetricFamily(
+        "moderntensor_peer_disconnects",
+        "Sessions ended and connections refused, by reason code and by whom.",
+        labels=["reason", "by"],
+    )
+    for (reason, by), n in sorted(stats.disconnects.items()):
+        disconnects.add_metric([reason, by], n)
+    yield disconnects
+    score = GaugeMetricFamily(
+        "moderntensor_peer_score", "Connected peers' scores (min, mean, max).", labels=["stat"]
+    )
+    for stat in ("min", "mean", "max"):
+        score.add_metric([stat], counts[f"score_{stat}"])
+    yield score
 
 
 class RpcMetrics:

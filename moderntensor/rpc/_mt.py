@@ -218,7 +218,25 @@ class MtApi:
         return item
 
     def peers(self) -> dict[str, Any]:
-        return {"count": self.service.peer_count(), "peers": []}  # the list: with the network
+        """The connected peers (none without a network): id, address, direction, since when
+        (unix seconds), score, and head and finalized slot as last known."""
+        network = self.service.network
+        facts = [] if network is None else network.peer_facts()
+        peers = [
+            {
+                "peerId": p.peer_id,
+                "address": p.address,
+                "direction": p.direction,
+                "connectedSince": int(p.connected_since),
+                "score": round(p.score, 3),
+                "headNumber": hex(p.head_number),
+                "headHash": "0x" + p.head_hash.hex(),
+                "finalizedSlot": p.finalized_slot,
+                "protocolVersion": p.protocol_version,
+            }
+            for p in facts
+        ]
+        return {"count": self.service.peer_count(), "peers": peers}
 
     def status(self) -> dict[str, Any]:
         return {

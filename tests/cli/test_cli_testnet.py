@@ -37,6 +37,8 @@ def test_init_writes_a_testnet_every_node_can_load(
         peer_id = load_node_key(config.p2p.node_key_file).peer_id
         assert node["p2p"].endswith(f"/ws/p2p/{peer_id}")
         assert [str(a) for a in config.p2p.bootstrap] == [n["p2p"] for n in summary["nodes"][:i]]
+        assert config.p2p.bootnode == (node["name"] == "bootnode")
+        assert config.p2p.max_inbound_per_ip == 4  # loopback: the per-IP cap does not apply
         peer_ids.append(peer_id)
         if node["validator"]:
             assert config.validator.key_file is not None
@@ -57,3 +59,15 @@ def test_init_refuses_to_overwrite_and_names_bad_counts(
     capsys.readouterr()
     assert main(["testnet", "init", "--validators", "1", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_init_on_a_shared_non_loopback_address_lifts_the_per_ip_cap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every node of the testnet dials from one address: the bootnode must take them all."""
+    out = tmp_path / "net"
+    args = ["testnet", "init", "--validators", "5", "--full-nodes", "2", "--host", "10.1.2.3"]
+    assert main([*args, "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    for node in summary["nodes"]:
+        assert load_config(node["config"]).p2p.max_inbound_per_ip == 8

@@ -214,6 +214,12 @@ async def test_a_peer_that_never_answers_is_skipped_for_the_next(autojump_clock:
                     with trio.fail_after(5):
                         assert await nodes[0].service.peers.fetch_block(block.hash) == block
                 nursery.cancel_scope.cancel()
+            # Neither answers the greeter's status requests; only the mute one let a block
+            # request time out too, and each timeout costs the peer score.
+            service, now = nodes[0].service, trio.current_time()
+            mute_score = service.scores.score(identity(6).peer_id, now)
+            helpful_score = service.scores.score(identity(7).peer_id, now)
+            assert mute_score < helpful_score < 0
 
 
 async def test_one_connection_per_peer_and_the_cap(autojump_clock: MockClock) -> None:

@@ -239,3 +239,30 @@ def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
         str(error_of(path))
         == f"{path}: node.data_dir: {tmp_path / 'data'} exists and is not a directory"
     )
+
+
+def test_peer_limits_and_the_bootnode_role(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "[p2p]\nmax_peers = 20\nmax_inbound = 15\nmax_inbound_per_ip = 2\n"
+        "bootnode = true\nstale_after_s = 120\n"
+    )
+    p2p = load_config(write(tmp_path, text)).p2p
+    assert (p2p.inbound_limit, p2p.outbound_limit, p2p.max_inbound_per_ip) == (15, 10, 2)
+    assert p2p.bootnode and p2p.stale_after_s == 120
+    small = load_config(write(tmp_path, MINIMAL + "[p2p]\nmax_peers = 5\n")).p2p
+    assert (small.inbound_limit, small.outbound_limit) == (5, 5)  # defaults fit the total
+
+
+def test_peer_limits_above_the_total_or_not_positive_are_named(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[p2p]\nmax_inbound = 60\nmax_outbound = 51\n")
+    error = error_of(path)
+    assert str(error).startswith(f"{path}: ")
+    assert error.errors == [
+        "p2p.max_inbound: 60 is more than p2p.max_peers (50)",
+        "p2p.max_outbound: 51 is more than p2p.max_peers (50)",
+    ]
+    path = write(tmp_path, MINIMAL + '[p2p]\nmax_inbound_per_ip = 0\nbootnode = "yes"\n')
+    assert sorted(error_of(path).errors) == [
+        "p2p.bootnode: expected true or false, got string 'yes'",
+        "p2p.max_inbound_per_ip: expected a positive integer, got integer 0",
+    ]
