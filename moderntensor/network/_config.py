@@ -40,8 +40,8 @@ class NetworkConfig:
     stale_after_s: float = attrs.field(default=600.0, validator=_positive)
     """A known address not seen (connected) for this long is forgotten and no longer served."""
     scores_file: str | None = None
-    """Where peer scores and bans are kept across restarts (``_persist``); None: memory only.
-    The node sets ``<data_dir>/peers.json``."""
+    """Where peer scores and bans are kept across restarts (``_persist``); None: the node
+    sets ``<data_dir>/peers.json``; empty: memory only (the simulator, whose time is virtual)."""
     scores_save_s: float = attrs.field(default=60.0, validator=_positive)
     """How often the scores are saved while running (and once at a clean shutdown)."""
     handshake_timeout_s: float = attrs.field(default=5.0, validator=_positive)

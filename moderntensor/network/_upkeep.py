@@ -135,7 +135,7 @@ class PeerUpkeep:
 
     @property
     def _scores_path(self) -> Path | None:
-        return None if self.config.scores_file is None else Path(self.config.scores_file)
+        return Path(self.config.scores_file) if self.config.scores_file else None
 
     def _load_scores(self) -> None:
         path = self._scores_path

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import random
 import signal
 import sys
 import time
@@ -39,7 +40,13 @@ from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import Genesis
 from moderntensor.crypto import PrivateKey
 from moderntensor.mempool import Mempool, MempoolConfig
-from moderntensor.network import ChainIdentity, NetworkConfig, NetworkService, PeerManager
+from moderntensor.network import (
+    ChainIdentity,
+    NetworkConfig,
+    NetworkService,
+    PeerManager,
+    Transport,
+)
 from moderntensor.node._assemble import assemble_node
 from moderntensor.node._driver import ConsensusDriver
 from moderntensor.node._events import DriverEvent, NetworkMessage, wall_clock_ms
@@ -150,9 +157,14 @@ async def open_node(
     clock: Callable[[], int] = wall_clock_ms,
     fetcher: BlockFetcher | None = None,
     outbound: trio.MemorySendChannel[NetworkMessage] | None = None,
+    transport: Transport | None = None,
+    rng: random.Random | None = None,
     task_status: trio.TaskStatus[NodeHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a node until cancelled; reports a :class:`NodeHandle` once it serves.
+
+    ``transport`` and ``rng`` replace the network's WebSocket transport and its randomness
+    (dial jitter, peer lists): the simulator's links and seed.
 
     ``fetcher`` is where missing blocks come from and ``outbound`` where broadcasts go: the
     network when ``settings.p2p`` is set, else whatever the caller passes (tests). Without a
@@ -209,7 +221,7 @@ async def open_node(
                 identity = ChainIdentity(node_key, parts.config.chain_id, chain.genesis_hash)
                 network = NetworkService(
                     settings.p2p, identity, service, NodeLink(parts, parts.inbox_send.clone()),
-                    peers=peers, verifier=parts.verifier,
+                    peers=peers, verifier=parts.verifier, transport=transport, rng=rng,
                 )  # fmt: skip
                 service.peer_count = peers.__len__
                 service.network = network

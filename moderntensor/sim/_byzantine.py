@@ -1,0 +1,100 @@
+"""Byzantine validators: each is a real node whose outgoing frames pass through an actor
+that holds its consensus key *without* slashing protection, and rewrites, adds or withholds
+frames per destination (``SimNetwork.tamper``).
+
+* ``equivocator``: to every odd-numbered peer it sends, instead of its own NOTARIZE, one
+  for another block of the same slot, and instead of its own proposal, another block of the
+  same slot (the same block with other extra data, re-signed: as valid as the first). The
+  honest nodes relay both halves, see two signatures for one slot and report evidence; the
+  validator must be slashed, exactly once.
+* ``withholder``: sends none of its NOTARIZE, FINALIZE or NULLIFY votes (it still proposes).
+* ``spammer``: adds, to every frame it sends, a vote of its own for a slot far in the future.
+* ``silent``: sends nothing at all after the handshake (a crashed validator that looks up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from moderntensor.chain.blocks import Block
+from moderntensor.chain.votes import SignedVote, VoteKind, sign_vote
+from moderntensor.consensus import Proposal
+from moderntensor.crypto import PrivateKey, keccak256
+from moderntensor.network import MessageType, decode_message, encode_message, peek_type
+
+__all__ = ["BEHAVIOURS", "Actor", "make_actor"]
+
+Actor = Callable[[int, bytes], list[bytes]]
+BEHAVIOURS = ("equivocator", "withholder", "spammer", "silent")
+_CONSENSUS = {MessageType.VOTE, MessageType.PROPOSAL, MessageType.CERTIFICATE}
+_HANDSHAKE = {MessageType.HELLO, MessageType.HELLO_ACK}
+
+
+@attrs.define
+class _Signer:
+    key: PrivateKey
+    chain_id: int
+    genesis_hash: bytes
+    epoch_length: int
+
+    def vote(self, kind: VoteKind, epoch: int, slot: int, block_hash: bytes) -> SignedVote:
+        return sign_vote(self.key, self.chain_id, self.genesis_hash, kind, epoch, slot, block_hash)
+
+    def other_block(self, proposal: Proposal) -> Proposal:
+        """The same slot's block with other extra data, signed by the same leader."""
+        block = proposal.block
+        header = attrs.evolve(block.header, extra_data=b"equivocation", proposer_signature=b"")
+        epoch = proposal.epoch(self.epoch_length)
+        sig = self.vote(VoteKind.PROPOSE, epoch, header.slot, header.seal_hash).signature
+        signed = attrs.evolve(header, proposer_signature=sig.to_bytes())
+        return Proposal(Block(signed, block.transactions, block.evidence))
+
+
+def _own(message: object, key: PrivateKey) -> bool:
+    if isinstance(message, SignedVote):
+        return message.signer == key.address
+    return (
+        isinstance(message, Proposal)
+        and not message.is_reproposal
+        and (message.proposer == key.address)
+    )
+
+
+def make_actor(
+    behaviour: str, key: PrivateKey, chain_id: int, genesis_hash: bytes, epoch_length: int
+) -> Actor:
+    """The frame rewriter of one byzantine validator."""
+    signer = _Signer(key, chain_id, genesis_hash, epoch_length)
+    if behaviour not in BEHAVIOURS:
+        raise ValueError(f"unknown behaviour {behaviour!r} (one of {', '.join(BEHAVIOURS)})")
+
+    def act(dst: int, frame: bytes) -> list[bytes]:
+        kind = peek_type(frame)
+        if behaviour == "silent":
+            return [frame] if kind in _HANDSHAKE or kind == MessageType.DISCONNECT else []
+        if kind not in _CONSENSUS:
+            return [frame]
+        message = decode_message(frame)
+        if not _own(message, key):
+            return [frame]
+        if behaviour == "withholder":
+            return [] if isinstance(message, SignedVote) and message.kind in (
+                VoteKind.NOTARIZE, VoteKind.FINALIZE, VoteKind.NULLIFY) else [frame]  # fmt: skip
+        if behaviour == "spammer":
+            assert isinstance(message, SignedVote | Proposal)
+            far = message.slot + 10_000
+            extra = signer.vote(VoteKind.NOTARIZE, 0, far, keccak256(b"spam%d" % far))
+            return [frame, encode_message(extra)]
+        if dst % 2 == 0:  # equivocator: the even half gets the real thing
+            return [frame]
+        if isinstance(message, SignedVote) and message.kind is VoteKind.NOTARIZE:
+            other = keccak256(b"equivocation" + message.block_hash)
+            return [encode_message(signer.vote(VoteKind.NOTARIZE, message.epoch, message.slot,
+                                               other))]  # fmt: skip
+        if isinstance(message, Proposal):
+            return [encode_message(signer.other_block(message))]
+        return [frame]
+
+    return act

@@ -1,0 +1,238 @@
+"""One simulation from its settings to its result: the links, the nodes, the faults on their
+schedule, transactions, the checks, and a digest of every frame delivered (its time, ends and
+bytes; handshake frames, which carry fresh random nonces, are left out)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from moderntensor import offload
+from moderntensor.chain.genesis import build_genesis
+from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
+from moderntensor.codec import DecodeError
+from moderntensor.crypto import keccak256
+from moderntensor.network import MessageType, peek_type
+from moderntensor.sim._byzantine import make_actor
+from moderntensor.sim._checks import Checker, Violation
+from moderntensor.sim._cluster import STAKE, USER_BALANCE, Cluster
+from moderntensor.sim._network import LinkModel, SimNetwork
+from moderntensor.sim._spec import CrashMode, SimConfig
+
+__all__ = ["SimResult", "simulate"]
+
+_HANDSHAKE = (MessageType.HELLO, MessageType.HELLO_ACK)
+CHECK_EVERY_S = 0.25
+"""Virtual seconds between two passes of the chain checks."""
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class SimResult:
+    digest: str
+    slots: int
+    finalized: int
+    """The lowest finalized height among the honest nodes running at the end."""
+    views: int
+    messages: int
+    dropped: int
+    evidence: int
+    slashed: dict[str, int]
+    """Validator (0x id) -> evidence items against it in finalized blocks."""
+    slashed_by_node: dict[int, int]
+    """The same by node index."""
+    checks: int
+    certificates: int
+    transactions: int
+    """Transactions accepted by a node's pool."""
+    finality_by_slot: tuple[int, ...]
+    """Per slot, the lowest finalized height among the honest nodes running."""
+    violation: str | None
+    wall_s: float
+
+    def as_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class _Digest:
+    def __init__(self) -> None:
+        self.value = keccak256(b"moderntensor sim")
+
+    def add(self, at: float, to: int, frm: int, frame: bytes) -> None:
+        try:
+            if peek_type(frame) in _HANDSHAKE:
+                return
+        except DecodeError:
+            pass
+        item = b"%d:%d:%d:" % (round(at * 1_000_000), frm, to) + keccak256(frame)
+        self.value = keccak256(self.value + item)
+
+
+async def simulate(
+    config: SimConfig, root: Path, *, progress: Callable[[int, int, int], None] | None = None
+) -> SimResult:
+    """Run ``config`` (on Trio's ``MockClock``: call it inside ``trio.run`` with one) with
+    data directories under ``root``; ``progress(slot, finalized, messages)`` once a slot."""
+    started = time.monotonic()
+    slot_s = config.slot_ms / 1000
+    digest = _Digest()
+    checker: Checker | None = None
+
+    def slot_now() -> int:
+        return int(trio.current_time() // slot_s)
+
+    def cut(a: int, b: int) -> bool:
+        slot = slot_now()
+        return any(p.separates(a, b, slot) for p in config.partitions)
+
+    def observe(at: float, to: int, frm: int, frame: bytes) -> None:
+        digest.add(at, to, frm, frame)
+        if checker is not None:
+            checker.on_frame(at, to, frm, frame)
+
+    link = LinkModel(config.latency_ms / 1000, config.jitter_ms / 1000, config.drop,
+                     config.duplicate, config.reorder)  # fmt: skip
+    net = SimNetwork(link, random.Random(config.seed), cut=cut, observe=observe)
+    violation: str | None = None
+    finality: list[int] = []
+    accepted = 0
+    cluster: Cluster | None = None
+    ids: list[bytes] = []
+    views = 0
+    try:
+        with offload.inline():
+            async with trio.open_nursery() as nursery:
+                await nursery.start(net.run)
+                cluster = Cluster(config, root, net, nursery)
+                genesis = cluster.genesis
+                ids = [k.address for k in cluster.keys.consensus]
+                genesis_hash = _genesis_hash(cluster)
+                epoch_length = genesis.consensus.epoch_length
+                honest = frozenset(ids[n.index] for n in cluster.honest)
+                checker = Checker(genesis.chain_id, genesis_hash, epoch_length,
+                                  dict.fromkeys(ids, STAKE), honest)  # fmt: skip
+                behaviours = config.behaviours or ("equivocator",)
+                for k, node in enumerate(n for n in cluster.nodes if not n.honest):
+                    net.tamper[node.index] = make_actor(
+                        behaviours[k % len(behaviours)], cluster.keys.consensus[node.index],
+                        genesis.chain_id, genesis_hash, epoch_length,
+                    )  # fmt: skip
+                for node in cluster.nodes:
+                    await cluster.start(node)
+                accepted = await _drive(config, cluster, checker, finality, progress)
+                views = max((n.handle.driver.core.view for n in cluster.live() if n.handle),
+                            default=0)  # fmt: skip
+                nursery.cancel_scope.cancel()
+    except* Violation as group:
+        violation = str(group.exceptions[0])
+    assert cluster is not None and checker is not None
+    return SimResult(
+        digest="0x" + digest.value.hex(),
+        slots=config.slots,
+        finalized=finality[-1] if finality else 0,
+        views=views,
+        messages=net.delivered,
+        dropped=net.dropped,
+        evidence=sum(checker.evidence_count.values()),
+        slashed={"0x" + v.hex(): n for v, n in sorted(checker.evidence_count.items())},
+        slashed_by_node={ids.index(v): n for v, n in checker.evidence_count.items()},
+        checks=checker.checks,
+        certificates=checker.certificates,
+        transactions=accepted,
+        finality_by_slot=tuple(finality),
+        violation=violation,
+        wall_s=round(time.monotonic() - started, 2),
+    )
+
+
+def _genesis_hash(cluster: Cluster) -> bytes:
+    block, _commit = build_genesis(cluster.genesis)
+    return block.hash
+
+
+async def _drive(
+    config: SimConfig, cluster: Cluster, checker: Checker, finality: list[int],
+    progress: Callable[[int, int, int], None] | None,
+) -> int:  # fmt: skip
+    """Step through the slots: faults on schedule, transactions, the chain checks."""
+    slot_s = config.slot_ms / 1000
+    rng = random.Random(config.seed ^ 0x5EED)
+    checked = dict.fromkeys(range(config.validators), 0)
+    backups: dict[int, Path] = {}
+    nonces = [0] * len(cluster.keys.users)
+    accepted = 0
+    tx_carry = 0.0
+    for slot in range(config.slots):
+        for crash in config.crashes:
+            node = cluster.nodes[crash.node]
+            if crash.slot == slot and node.handle is not None:
+                if crash.mode is CrashMode.RESTORE_BACKUP:
+                    backups[crash.node] = cluster.backup(node)
+                await cluster.crash(node)
+            if crash.restart == slot and node.handle is None:
+                await cluster.restart(node, crash.mode, backups.get(crash.node))
+        tx_carry += config.tx_rate * slot_s
+        while tx_carry >= 1:
+            tx_carry -= 1
+            live = [n for n in cluster.honest if n.handle is not None]
+            if not live:
+                break
+            u = rng.randrange(len(nonces))
+            raw = _transfer(cluster, u, nonces[u], rng.randrange(len(nonces)))
+            target = live[rng.randrange(len(live))]
+            assert target.handle is not None
+            results = await target.handle.service.submit_raw_transactions([raw])
+            if results and not isinstance(results[0], Exception):
+                nonces[u] += 1
+                accepted += 1
+        end = (slot + 1) * slot_s
+        while trio.current_time() < end:
+            await trio.sleep_until(min(end, trio.current_time() + CHECK_EVERY_S))
+            _check_chains(cluster, checker, checked)
+        live = [n for n in cluster.honest if n.handle is not None]
+        low = min((n.handle.service.finalized.number for n in live if n.handle), default=0)
+        finality.append(low)
+        if progress is not None:
+            progress(slot, low, cluster.net.delivered)
+    for node in cluster.honest:
+        if node.handle is not None:
+            state = node.handle.service.state_at(node.handle.service.finalized)
+            accounts = [k.address for k in cluster.keys.users]
+            accounts += [k.address for k in cluster.keys.owners]
+            accounts += [k.address for k in cluster.keys.consensus]
+            checker.check_supply(node.index, state, _genesis_amount(cluster), accounts)
+    return accepted
+
+
+def _check_chains(cluster: Cluster, checker: Checker, checked: dict[int, int]) -> None:
+    for node in cluster.honest:
+        handle = node.handle
+        if handle is None:
+            continue
+        top = handle.service.finalized.number
+        chaindb = handle.chain.chaindb
+        for height in range(min(checked[node.index], top) + 1, top + 1):
+            block_hash = chaindb.get_canonical_hash(height)
+            block = None if block_hash is None else chaindb.get_block(block_hash)
+            if block is None:
+                raise Violation(f"node {node.index} has no block at finalized height {height}")
+            checker.on_final(node.index, height, block)
+        checked[node.index] = top
+
+
+def _genesis_amount(cluster: Cluster) -> int:
+    return len(cluster.keys.users) * USER_BALANCE + len(cluster.keys.owners) * STAKE
+
+
+def _transfer(cluster: Cluster, sender: int, nonce: int, to: int) -> bytes:
+    tx = DynamicFeeTransaction(
+        chain_id=cluster.genesis.chain_id, nonce=nonce, max_priority_fee_per_gas=10**9,
+        max_fee_per_gas=10 * 10**9, gas=21_000, to=cluster.keys.users[to].address,
+        value=1_000 + nonce, data=b"",
+    )  # fmt: skip
+    return sign_transaction(tx, cluster.keys.users[sender]).raw
