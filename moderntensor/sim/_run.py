@@ -15,6 +15,7 @@ import trio
 
 from moderntensor import offload
 from moderntensor.chain.genesis import build_genesis
+from moderntensor.chain.staking import get_validators
 from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
 from moderntensor.codec import DecodeError
 from moderntensor.crypto import keccak256
@@ -42,10 +43,11 @@ class SimResult:
     messages: int
     dropped: int
     evidence: int
-    slashed: dict[str, int]
+    evidence_against: dict[str, int]
     """Validator (0x id) -> evidence items against it in finalized blocks."""
     slashed_by_node: dict[int, int]
-    """The same by node index."""
+    """Node index -> slash fractions its stake lost (from the final state of an honest node:
+    0, 1, 2 ... cuts, or -1 if its stake fits no whole number of cuts)."""
     checks: int
     certificates: int
     transactions: int
@@ -104,6 +106,7 @@ async def simulate(
     cluster: Cluster | None = None
     ids: list[bytes] = []
     views = 0
+    slashes: dict[int, int] = {}
     try:
         with offload.inline():
             async with trio.open_nursery() as nursery:
@@ -125,6 +128,7 @@ async def simulate(
                 for node in cluster.nodes:
                     await cluster.start(node)
                 accepted = await _drive(config, cluster, checker, finality, progress)
+                slashes = _slashes(cluster)
                 views = max((n.handle.driver.core.view for n in cluster.live() if n.handle),
                             default=0)  # fmt: skip
                 nursery.cancel_scope.cancel()
@@ -139,8 +143,8 @@ async def simulate(
         messages=net.delivered,
         dropped=net.dropped,
         evidence=sum(checker.evidence_count.values()),
-        slashed={"0x" + v.hex(): n for v, n in sorted(checker.evidence_count.items())},
-        slashed_by_node={ids.index(v): n for v, n in checker.evidence_count.items()},
+        evidence_against={"0x" + v.hex(): n for v, n in sorted(checker.evidence_count.items())},
+        slashed_by_node=slashes,
         checks=checker.checks,
         certificates=checker.certificates,
         transactions=accepted,
@@ -223,6 +227,25 @@ def _check_chains(cluster: Cluster, checker: Checker, checked: dict[int, int]) -
                 raise Violation(f"node {node.index} has no block at finalized height {height}")
             checker.on_final(node.index, height, block)
         checked[node.index] = top
+
+
+def _slashes(cluster: Cluster) -> dict[int, int]:
+    """Per validator, how many slash fractions its stake lost (read at an honest node)."""
+    node = next((n for n in cluster.honest if n.handle is not None), None)
+    if node is None or node.handle is None:
+        return {}
+    state = node.handle.service.state_at(node.handle.service.finalized)
+    bps = cluster.genesis.params.slash_fraction_bps
+    index = {k.address: i for i, k in enumerate(cluster.keys.owners)}
+    out: dict[int, int] = {}
+    for record in get_validators(state):
+        stake, cuts = STAKE, 0
+        while stake > record.stake + record.unbonding:
+            stake -= stake * bps // 10_000
+            cuts += 1
+        if cuts:
+            out[index[record.address]] = cuts if stake == record.stake + record.unbonding else -1
+    return out
 
 
 def _genesis_amount(cluster: Cluster) -> int:
