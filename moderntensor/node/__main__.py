@@ -119,6 +119,7 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
         p2p = network_config(
             genesis, listen_addr=str(config.p2p.listen_addr), port=int(config.p2p.port),
             bootstrap=config.p2p.bootstrap, max_peers=int(config.p2p.max_peers),
+            discover=config.p2p.discover,
         )  # fmt: skip
         if config.p2p.node_key_file is not None:
             node_key = load_node_key(config.p2p.node_key_file).key

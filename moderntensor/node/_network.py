@@ -89,11 +89,12 @@ def network_config(
     port: int = 30303,
     bootstrap: Sequence[Multiaddr] = (),
     max_peers: int = 50,
+    discover: bool = True,
 ) -> NetworkConfig:
     """``[p2p]`` for a network of ``genesis``: the gossip dedupe window is one slot (at least
     half a second), shorter than the core's re-send period, so re-sends get through."""
     slot_s = genesis.consensus.slot_duration_ms / 1000
     return NetworkConfig(
         listen_addr=listen_addr, port=port, bootstrap=tuple(bootstrap), max_peers=max_peers,
-        seen_ttl_s=max(0.5, slot_s),
+        discover=discover, seen_ttl_s=max(0.5, slot_s),
     )  # fmt: skip

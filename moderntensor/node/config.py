@@ -105,6 +105,9 @@ class P2PSection:
     port: Port = Port(30303)
     bootstrap: tuple[Multiaddr, ...] = ()
     max_peers: Positive = Positive(50)
+    discover: bool = True
+    """Dial addresses learned by peer exchange; false: only ``bootstrap`` (and inbound), e.g.
+    when every connection must go through a fault-injecting relay."""
     node_key_file: Path | None = None
     """Network identity key; none: ``<data_dir>/node.key``, created on first start."""
 
