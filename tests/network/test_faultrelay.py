@@ -293,17 +293,19 @@ async def test_a_receiver_that_does_not_read_backs_up_its_sender() -> None:
             sent += 1
 
     with trio.fail_after(40):
-        async with relayed(target, LinkConfig(), queue_messages=8) as (relay, ws):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(flood, ws)
-                await poll(lambda: relay.statistics().stalled >= 1, 30, "the relay's queue full")
-                for _ in range(20):  # the relay reads no more: the sender gets stuck
-                    held = sent
-                    await trio.sleep(0.5)
-                    if sent == held:
-                        break
-                assert sent == held < total
-                nursery.cancel_scope.cancel()
+        async with (
+            relayed(target, LinkConfig(), queue_messages=8) as (relay, ws),
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(flood, ws)
+            await poll(lambda: relay.statistics().stalled >= 1, 30, "the relay's queue full")
+            for _ in range(20):  # the relay reads no more: the sender gets stuck
+                held = sent
+                await trio.sleep(0.5)
+                if sent == held:
+                    break
+            assert sent == held < total
+            nursery.cancel_scope.cancel()
     assert relay.statistics().forwarded < total
 
 

@@ -293,7 +293,13 @@ class FaultRelay:
                 except _CLOSED:
                     return
                 self._counters.connections += 1
-                await self._forward(route, f"{index}/{number}", downstream, upstream)
+                event(log, logging.INFO, "relay connected", src=route.src, dst=route.dst,
+                      number=number)  # fmt: skip
+                try:
+                    await self._forward(route, f"{index}/{number}", downstream, upstream)
+                finally:
+                    event(log, logging.INFO, "relay closed", src=route.src, dst=route.dst,
+                          number=number)  # fmt: skip
         except trio_websocket.HandshakeError as exc:
             if entered:
                 return  # closing timed out: both sides are gone anyway
