@@ -111,7 +111,7 @@ class RelayStatistics:
     delayed: int
     """Messages given a delay above zero (and not dropped)."""
     stalled: int
-    """Times a reader waited for room in a full queue."""
+    """Times a reader found its queue full and had to wait for room."""
 
 
 @attrs.define(slots=True)
@@ -149,22 +149,20 @@ class _LaneQueue:
         self._changed.set()
         self._changed = trio.Event()
 
-    def _full(self, size: int) -> bool:
+    def is_full(self, size: int) -> bool:
+        """Whether a message of ``size`` must wait for room."""
         if not self._heap:
             return False
         return len(self._heap) >= self._max_messages or self._bytes + size > self._max_bytes
 
-    async def put(self, due: float, message: Message) -> bool:
-        """Queue ``message`` for ``due``; True if it had to wait for room."""
-        waited = False
-        while self._full(len(message)):
-            waited = True
+    async def put(self, due: float, message: Message) -> None:
+        """Queue ``message`` for ``due``, once there is room."""
+        while self.is_full(len(message)):
             await self._changed.wait()
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, message))
         self._bytes += len(message)
         self._notify()
-        return waited
 
     def close(self) -> None:
         """No more puts; ``get`` returns None once the rest is delivered."""
@@ -344,8 +342,9 @@ class FaultRelay:
                 if fate.delay_s > 0:
                     counters.delayed += 1
                 for due in fate.due:
-                    if await queue.put(due, message):
-                        counters.stalled += 1
+                    if queue.is_full(len(message)):
+                        counters.stalled += 1  # counted now: the wait may never end
+                    await queue.put(due, message)
         except _CLOSED:
             pass
         finally:
