@@ -295,6 +295,9 @@ class FaultRelay:
                       number=number)  # fmt: skip
                 try:
                     await self._forward(route, f"{index}/{number}", downstream, upstream)
+                except* Exception as group:  # a bug: this connection ends, the relay goes on
+                    log.error("relay connection failed", exc_info=group,
+                              extra={"fields": {"src": route.src, "dst": route.dst}})  # fmt: skip
                 finally:
                     event(log, logging.INFO, "relay closed", src=route.src, dst=route.dst,
                           number=number)  # fmt: skip
