@@ -325,6 +325,7 @@ def relay_routes(base: int) -> tuple[list[Route], dict[tuple[int, int], int]]:
     return routes, ports
 
 
+@pytest.mark.slow
 async def test_four_validators_through_the_relay_finalize_stall_when_split_and_resume(
     tmp_path: Path,
 ) -> None:
