@@ -122,6 +122,7 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
             max_inbound=config.p2p.inbound_limit, max_outbound=config.p2p.outbound_limit,
             max_inbound_per_ip=int(config.p2p.max_inbound_per_ip),
             bootnode=config.p2p.bootnode, stale_after_s=float(config.p2p.stale_after_s),
+            discover=config.p2p.discover,
         )  # fmt: skip
         if config.p2p.node_key_file is not None:
             node_key = load_node_key(config.p2p.node_key_file).key

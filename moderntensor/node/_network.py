@@ -104,6 +104,7 @@ def network_config(
     max_inbound_per_ip: int = 4,
     bootnode: bool = False,
     stale_after_s: float = 600.0,
+    discover: bool = True,
 ) -> NetworkConfig:
     """``[p2p]`` for a network of ``genesis``: the gossip dedupe window is one slot (at least
     half a second), shorter than the core's re-send period, so re-sends get through. A
@@ -112,6 +113,7 @@ def network_config(
     return NetworkConfig(
         listen_addr=listen_addr, port=port, bootstrap=tuple(bootstrap), max_peers=max_peers,
         max_inbound=max_inbound, max_outbound=max_outbound,
-        max_inbound_per_ip=max_inbound_per_ip, bootnode=bootnode, discover=not bootnode,
-        stale_after_s=stale_after_s, seen_ttl_s=max(0.5, slot_s),
+        max_inbound_per_ip=max_inbound_per_ip, bootnode=bootnode,
+        discover=discover and not bootnode, stale_after_s=stale_after_s,
+        seen_ttl_s=max(0.5, slot_s),
     )  # fmt: skip

@@ -118,6 +118,9 @@ class P2PSection:
     """Serve peer lists as the main job: serve the addresses seen recently, dial none learned."""
     stale_after_s: Positive = Positive(600)
     """Forget (and stop serving) an address not seen for this many seconds."""
+    discover: bool = True
+    """Dial addresses learned by peer exchange; false: only ``bootstrap`` (and inbound), e.g.
+    when every connection must go through a fault-injecting relay."""
     node_key_file: Path | None = None
     """Network identity key; none: ``<data_dir>/node.key``, created on first start."""
 

@@ -71,7 +71,8 @@ def print_summary(config: SimConfig, result: SimResult, problems: list[str]) -> 
         ("slots", result.slots), ("finalized height", result.finalized),
         ("views (highest)", result.views), ("messages delivered", result.messages),
         ("messages dropped", result.dropped), ("evidence in blocks", result.evidence),
-        ("validators slashed", sum(1 for n in result.slashed_by_node.values() if n)), ("transactions accepted", result.transactions),
+        ("validators slashed", sum(1 for n in result.slashed_by_node.values() if n)),
+        ("transactions accepted", result.transactions),
         ("invariant checks run", result.checks), ("certificates checked", result.certificates),
         ("wall time (s)", result.wall_s),
     ]  # fmt: skip

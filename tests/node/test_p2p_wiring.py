@@ -40,8 +40,9 @@ def test_p2p_settings_come_from_the_config_file(tmp_path: Path) -> None:
         "0.0.0.0", 30303, 50,
     )  # fmt: skip
     assert settings.p2p.seen_ttl_s == 1.0  # one slot of the genesis
+    assert settings.p2p.discover
     node_toml.write_text(
-        base + f'[p2p]\nlisten_addr = "127.0.0.1"\nport = 4000\nmax_peers = 7\n'
+        base + f'[p2p]\nlisten_addr = "127.0.0.1"\nport = 4000\nmax_peers = 7\ndiscover = false\n'
         f'node_key_file = "node.key"\nbootstrap = ["/ip4/10.0.0.2/tcp/30303/ws/p2p/{PEER}"]\n'
     )
     settings = config_settings(args_for(node_toml, p2p_port=4001))[0]
@@ -49,6 +50,7 @@ def test_p2p_settings_come_from_the_config_file(tmp_path: Path) -> None:
     assert (settings.p2p.listen_addr, settings.p2p.port, settings.p2p.max_peers) == (
         "127.0.0.1", 4001, 7,
     )  # fmt: skip
+    assert not settings.p2p.discover
     assert settings.p2p.bootstrap == (parse_multiaddr(f"/ip4/10.0.0.2/tcp/30303/ws/p2p/{PEER}"),)
     assert settings.node_key is not None and settings.node_key.secret == key(78).secret
     node_toml.write_text(base + "[p2p]\nenabled = false\n")
