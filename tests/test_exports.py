@@ -14,6 +14,7 @@ PACKAGES = [
     "moderntensor.crypto",
     "moderntensor.codec",
     "moderntensor.network",
+    "moderntensor.faucet",
 ]
 
 

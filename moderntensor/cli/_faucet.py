@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def load_faucet_key(path: Path) -> PrivateKey:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from moderntensor.faucet import ConfigError, RpcUnavailable, load_config, serve_faucet
+    from moderntensor.faucet import ConfigError, NodeUnavailable, load_config, serve_faucet
     from moderntensor.node._logging import setup_logging
 
     setup_logging("info", args.log_format)
@@ -81,12 +82,20 @@ def _run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
 
     async def main() -> None:
-        await serve_faucet(config, key, args.rpc, chain_id=args.chain_id)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            await serve_faucet(config, key, args.rpc, chain_id=args.chain_id)
 
     try:
         trio.run(main)
-    except (ConfigError, RpcUnavailable, ValueError) as exc:
-        raise CLIError(str(exc)) from None
-    except KeyboardInterrupt:
-        return 0
+    except* (ConfigError, NodeUnavailable, ValueError) as group:
+        raise CLIError(str(group.exceptions[0])) from None
     return 0
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    """SIGINT or SIGTERM: stop serving; every claim is already on disk (exit code 0)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return

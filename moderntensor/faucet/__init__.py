@@ -13,13 +13,13 @@ small page (docs/faucet.md). The pieces, each one idea:
 * ``_api``: the routes; ``_http``: h11 server loop; ``_service``: start-up and the tasks.
 """
 
-from moderntensor.faucet._api import FaucetApi, Request, Response
+from moderntensor.faucet._api import FaucetApi
 from moderntensor.faucet._config import ConfigError, FaucetConfig, load_config, parse_ether
 from moderntensor.faucet._limits import Allowed, Refused, Usage, decide_claim, is_ip_blocked
 from moderntensor.faucet._payer import CRASH_ENV, Payer, PayoutFailed
 from moderntensor.faucet._pow import PowBook, count_leading_zero_bits, pow_hash
 from moderntensor.faucet._request import BadRequest, ClaimRequest, compute_client_ip, parse_claim
-from moderntensor.faucet._rpc import RpcClient, RpcError, RpcUnavailable
+from moderntensor.faucet._rpc import NodeError, NodeUnavailable, RpcClient
 from moderntensor.faucet._service import FaucetHandle, serve_faucet
 from moderntensor.faucet._store import ClaimRow, Store, open_store
 
@@ -33,15 +33,13 @@ __all__ = [
     "FaucetApi",
     "FaucetConfig",
     "FaucetHandle",
+    "NodeError",
+    "NodeUnavailable",
     "Payer",
     "PayoutFailed",
     "PowBook",
     "Refused",
-    "Request",
-    "Response",
     "RpcClient",
-    "RpcError",
-    "RpcUnavailable",
     "Store",
     "Usage",
     "compute_client_ip",

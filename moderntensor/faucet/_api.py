@@ -37,7 +37,7 @@ from moderntensor.faucet._limits import Allowed, decide_claim, is_ip_blocked
 from moderntensor.faucet._payer import Payer, PayoutFailed
 from moderntensor.faucet._pow import PowBook
 from moderntensor.faucet._request import BadRequest, compute_client_ip, parse_claim
-from moderntensor.faucet._rpc import RpcError, RpcUnavailable
+from moderntensor.faucet._rpc import NodeError, NodeUnavailable
 from moderntensor.faucet._store import Store
 from moderntensor.node._logging import event
 
@@ -219,7 +219,7 @@ class FaucetApi:
                     "eth_getBalance", [self.payer.address_hex, "latest"]
                 )
                 value = int(answer, 16)
-            except (RpcError, RpcUnavailable, ValueError, TypeError):
+            except (NodeError, NodeUnavailable, ValueError, TypeError):
                 value = None
             self._balance = (self.monotonic(), value)
         return value

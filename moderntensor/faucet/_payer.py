@@ -43,7 +43,7 @@ import trio
 from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
 from moderntensor.crypto import PrivateKey, parse_address
 from moderntensor.faucet._config import FaucetConfig
-from moderntensor.faucet._rpc import RpcClient, RpcError, RpcUnavailable
+from moderntensor.faucet._rpc import NodeError, NodeUnavailable, RpcClient
 from moderntensor.faucet._store import ClaimRow, Store
 from moderntensor.node._logging import event
 
@@ -163,7 +163,7 @@ class Payer:
                         self.next_nonce = await self._resync()
                     nonce = self.next_nonce
                     max_fee, tip = await self._fees()
-                except (RpcError, RpcUnavailable) as exc:
+                except (NodeError, NodeUnavailable) as exc:
                     self.store.set_failed(claim_id, f"node unavailable: {exc}")
                     raise PayoutFailed("the faucet cannot reach its node; try again") from None
                 tx = sign_transaction(
@@ -184,12 +184,12 @@ class Payer:
                 _crash_point("after-sign")
                 try:
                     await self.rpc.call("eth_sendRawTransaction", ["0x" + tx.raw.hex()])
-                except RpcUnavailable as exc:
+                except NodeUnavailable as exc:
                     event(
                         log, logging.WARNING, "faucet.send_deferred", claim=claim_id, error=str(exc)
                     )
                     return tx_hash  # stays `signed`: the watcher re-sends these bytes
-                except RpcError as exc:
+                except NodeError as exc:
                     message = exc.message
                     if _is_nonce_low(message):
                         self.next_nonce = None
@@ -219,7 +219,7 @@ class Payer:
         """Resume every active claim after a start (module docstring: Recovery).
 
         Raises:
-            RpcUnavailable, RpcError: the node cannot be asked (the faucet does not start).
+            NodeUnavailable, NodeError: the node cannot be asked (the faucet does not start).
         """
         active = self.store.get_active()
         self.in_flight = len(active)
@@ -240,9 +240,9 @@ class Payer:
         assert row.raw_tx is not None and row.tx_hash is not None
         try:
             await self.rpc.call("eth_sendRawTransaction", ["0x" + row.raw_tx.hex()])
-        except RpcUnavailable:
+        except NodeUnavailable:
             return
-        except RpcError as exc:
+        except NodeError as exc:
             if _is_nonce_low(exc.message):
                 receipt = await self.rpc.call("eth_getTransactionReceipt", [row.tx_hash])
                 if receipt is None:  # the nonce went to another transaction: sign anew
@@ -264,7 +264,7 @@ class Payer:
         while True:
             try:
                 await self.check_once()
-            except (RpcUnavailable, RpcError) as exc:
+            except (NodeUnavailable, NodeError) as exc:
                 event(log, logging.WARNING, "faucet.watch_failed", error=str(exc))
             await trio.sleep(self.config.poll_interval)
 

@@ -2,8 +2,8 @@
 
 Keep-alive connections are pooled (at most ``max_connections`` open at once, each used by one
 call at a time); a connection the node closed is reopened once per call. Errors split by
-blame: :class:`RpcUnavailable` (the node cannot be reached or answered garbage: retry later)
-and :class:`RpcError` (the node answered with a JSON-RPC error: its code and message, e.g.
+blame: :class:`NodeUnavailable` (the node cannot be reached or answered garbage: retry later)
+and :class:`NodeError` (the node answered with a JSON-RPC error: its code and message, e.g.
 ``nonce too low``).
 """
 
@@ -18,16 +18,16 @@ import h11
 import orjson
 import trio
 
-__all__ = ["RpcClient", "RpcError", "RpcUnavailable"]
+__all__ = ["NodeError", "NodeUnavailable", "RpcClient"]
 
 _MAX_RESPONSE = 16 * 1024 * 1024
 
 
-class RpcUnavailable(Exception):
+class NodeUnavailable(Exception):
     """The node could not be reached, timed out or sent something that is not JSON-RPC."""
 
 
-class RpcError(Exception):
+class NodeError(Exception):
     """The node answered with a JSON-RPC error."""
 
     def __init__(self, code: int, message: str) -> None:
@@ -63,8 +63,8 @@ class RpcClient:
         """The call's ``result``.
 
         Raises:
-            RpcError: the node answered with an error.
-            RpcUnavailable: no answer (unreachable, timeout, not JSON-RPC).
+            NodeError: the node answered with an error.
+            NodeUnavailable: no answer (unreachable, timeout, not JSON-RPC).
         """
         body = orjson.dumps(
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
@@ -74,14 +74,14 @@ class RpcClient:
         try:
             doc = orjson.loads(answer)
         except orjson.JSONDecodeError:
-            raise RpcUnavailable(f"{method}: the node's answer is not JSON") from None
+            raise NodeUnavailable(f"{method}: the node's answer is not JSON") from None
         if not isinstance(doc, dict):
-            raise RpcUnavailable(f"{method}: the node's answer is not a JSON-RPC object")
+            raise NodeUnavailable(f"{method}: the node's answer is not a JSON-RPC object")
         error = doc.get("error")
         if isinstance(error, dict):
-            raise RpcError(int(error.get("code", 0)), str(error.get("message", "")))
+            raise NodeError(int(error.get("code", 0)), str(error.get("message", "")))
         if "result" not in doc:
-            raise RpcUnavailable(f"{method}: the answer has neither result nor error")
+            raise NodeUnavailable(f"{method}: the answer has neither result nor error")
         return doc["result"]
 
     async def aclose(self) -> None:
@@ -117,10 +117,10 @@ class RpcClient:
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
                 if reused and attempt == 0:
                     continue  # the node closed an idle keep-alive connection: reconnect once
-                raise RpcUnavailable(f"cannot reach the node at {self.url}") from None
+                raise NodeUnavailable(f"cannot reach the node at {self.url}") from None
             except trio.TooSlowError:
-                raise RpcUnavailable(f"the node at {self.url} did not answer in time") from None
-        raise RpcUnavailable(f"cannot reach the node at {self.url}")
+                raise NodeUnavailable(f"the node at {self.url} did not answer in time") from None
+        raise NodeUnavailable(f"cannot reach the node at {self.url}")
 
     async def _exchange(self, conn: _Conn, body: bytes) -> tuple[bytes, bool]:
         headers = [
@@ -148,14 +148,14 @@ class RpcClient:
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > _MAX_RESPONSE:
-                    raise RpcUnavailable("the node's answer is too large")
+                    raise NodeUnavailable("the node's answer is too large")
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 break
             elif isinstance(event, h11.ConnectionClosed):
                 raise trio.BrokenResourceError("closed before the response")
         if status != 200:
-            raise RpcUnavailable(f"the node answered HTTP {status}")
+            raise NodeUnavailable(f"the node answered HTTP {status}")
         keep = conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE
         if keep:
             conn.h11.start_next_cycle()

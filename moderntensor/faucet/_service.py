@@ -23,7 +23,7 @@ from moderntensor.faucet._api import FaucetApi
 from moderntensor.faucet._config import ConfigError, FaucetConfig, check_amount_against_stake
 from moderntensor.faucet._http import serve_connection
 from moderntensor.faucet._payer import Payer
-from moderntensor.faucet._rpc import RpcClient, RpcError
+from moderntensor.faucet._rpc import NodeError, RpcClient
 from moderntensor.faucet._store import Store, open_store
 from moderntensor.node._logging import event
 
@@ -43,7 +43,7 @@ class FaucetHandle:
 async def _validator_stakes(rpc: RpcClient) -> list[int]:
     try:
         validators = await rpc.call("mt_validators")
-    except RpcError:
+    except NodeError:
         return []  # not a ModernTensor node (or an old one): HARD_MAX_AMOUNT still applies
     stakes = []
     for v in validators if isinstance(validators, list) else []:
@@ -68,7 +68,7 @@ async def serve_faucet(
 
     Raises:
         ConfigError: the node's chain id or validator stakes rule the config out.
-        RpcUnavailable: the node cannot be reached at start.
+        NodeUnavailable: the node cannot be reached at start.
     """
     rpc = RpcClient(rpc_url)
     node_chain = int(await rpc.call("eth_chainId"), 16)

@@ -79,7 +79,11 @@ class FaucetThread:
             async with trio.open_nursery() as nursery:
                 self.handle = await nursery.start(
                     lambda task_status: serve_faucet(
-                        self.config, self.key, self.rpc_url, clock=self.clock, task_status=task_status
+                        self.config,
+                        self.key,
+                        self.rpc_url,
+                        clock=self.clock,
+                        task_status=task_status,
                     )
                 )
                 self._ready.set()
@@ -133,7 +137,9 @@ class Client:
         headers = {"content-type": "application/json"}
         if xff is not None:
             headers["x-forwarded-for"] = xff
-        return self.request("POST", "/api/claim", orjson.dumps({"address": address, **extra}), headers)
+        return self.request(
+            "POST", "/api/claim", orjson.dumps({"address": address, **extra}), headers
+        )
 
     def get(self, path: str, token: str | None = None) -> tuple[int, Any, dict[str, str]]:
         headers = {"authorization": f"Bearer {token}"} if token else {}

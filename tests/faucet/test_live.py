@@ -38,7 +38,7 @@ def test_claim_pays_and_finalizes(node: DevNode, start_faucet) -> None:
     status, stats, _ = run.client.get("/api/stats")
     assert stats["claimsPaid"] == 1 and stats["weiPaid"] == str(ETH // 2)
     assert stats["byStatus"]["final"] == 1 and stats["payer"]["inFlight"] == 0
-    status, page, headers = run.client.get("/")
+    status, page, _ = run.client.get("/")
     assert status == 200 and b"/api/claim" not in page and b"faucet.js" in page
     assert run.client.get("/static/faucet.js")[1].count(b"/api/claim") == 1
 
@@ -174,7 +174,9 @@ def test_bad_input(start_faucet) -> None:
 
     refused(b'{"address": "0x1234"}', json_header, 400, "bad_address")
     refused(b'{"address": "0xZZ' + b"0" * 38 + b'"}', json_header, 400, "bad_address")
-    refused(b'{"address": "f39fd6e51aad88f6f4ce6ab8827279cfffb92266"}', json_header, 400, "bad_address")
+    refused(
+        b'{"address": "f39fd6e51aad88f6f4ce6ab8827279cfffb92266"}', json_header, 400, "bad_address"
+    )
     bad_checksum = "0xF39fd6e51aad88f6f4ce6ab8827279cfffb92266"
     refused(b'{"address": "%s"}' % bad_checksum.encode(), json_header, 400, "bad_address")
     refused(b'{"address": "0x' + b"0" * 40 + b'"}', json_header, 400, "zero_address")
@@ -183,7 +185,9 @@ def test_bad_input(start_faucet) -> None:
     refused(b'{"address": 5}', json_header, 400, "bad_address")
     refused(b"[1, 2]", json_header, 400, "bad_json")
     refused(b"{not json", json_header, 400, "bad_json")
-    refused(b'{"address": "0x' + b"1" * 40 + b'"}', {"content-type": "text/plain"}, 415, "content_type")
+    refused(
+        b'{"address": "0x' + b"1" * 40 + b'"}', {"content-type": "text/plain"}, 415, "content_type"
+    )
     refused(b'{"address": "0x' + b"1" * 40 + b'"}', {}, 415, "content_type")
     huge = b'{"address": "0x' + b"1" * 40 + b'", "pad": "' + b"x" * 100_000 + b'"}'
     status, doc, _ = c.request("POST", "/api/claim", huge, json_header)
