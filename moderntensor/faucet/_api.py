@@ -115,7 +115,7 @@ class FaucetApi:
 
     async def _route(self, request: Request) -> Response:
         path = urlsplit(request.target).path
-        if path in _STATIC and request.method in ("GET", "HEAD"):
+        if path in _STATIC and request.method == "GET":
             name, content_type = _STATIC[path]
             body = importlib.resources.files("moderntensor.faucet").joinpath("static", name)
             return Response(200, body.read_bytes(), content_type)

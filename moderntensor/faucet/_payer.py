@@ -7,13 +7,16 @@ gap unless a send is lost; up to ``max_in_flight`` payouts are sent and not yet 
 (a claim waits for room). Write-ahead: the signed bytes, hash and nonce are committed to the
 store (``signed``) before they are sent.
 
-Send outcomes. Accepted or ``already known``: ``sent``. ``nonce too low`` on a transaction we
-just signed: another transaction took the nonce (someone else spends from the key), so ours
-can never be included; resync the counter and sign again with a fresh nonce (at most
-``_RESIGN_ATTEMPTS`` times). Any other rejection (``insufficient funds``...): the nonce was not
-used, the counter is resynced and the claim is ``failed`` (503 to the claimant, counted in the
-statistics, not against the limits). The node unreachable: the claim stays ``signed`` and
-the watcher re-sends the same bytes.
+Send outcomes. Accepted or ``already known``: ``sent``. ``nonce too low`` or ``replacement
+transaction underpriced`` on a transaction we just signed: another transaction took the nonce
+(someone else spends from the key), so ours can never be included; resync the counter and
+sign again with a fresh nonce (at most ``_RESIGN_ATTEMPTS`` times). Any other rejection
+(``insufficient funds``...): the nonce was not used, the counter is resynced and the claim is
+``failed`` (503 to the claimant, counted in the statistics, not against the limits). The
+node unreachable: the claim stays ``signed`` and the watcher re-sends the same bytes.
+
+Races. The watcher leaves alone a claim that is being signed or sent, and a re-sign asked
+for hash H happens only if the claim still holds H: two tasks never both replace a payout.
 
 Watching. Every ``poll_interval`` each active claim's receipt is looked up; once its block is
 at or below the node's ``finalized`` block the claim is ``final`` (a reverted receipt is
@@ -72,8 +75,11 @@ def _is_known(message: str) -> bool:
     return "already known" in message
 
 
-def _is_nonce_low(message: str) -> bool:
-    return "nonce too low" in message
+def _is_nonce_taken(message: str) -> bool:
+    """Another transaction holds the nonce: mined (``nonce too low``) or waiting in the pool
+    with a higher fee (``replacement transaction underpriced``; ours is never the holder,
+    since a resync never reuses an active nonce of ours)."""
+    return "nonce too low" in message or "replacement transaction underpriced" in message
 
 
 class Payer:
@@ -102,6 +108,8 @@ class Payer:
         self.resigned = 0
         self.nonce_resyncs = 0
         self._room = trio.Event()
+        self._sending: set[int] = set()
+        """Claims inside _sign_and_send: the watcher leaves them alone."""
         self._gas_price: tuple[float, int] | None = None
 
     # -- claim path ----------------------------------------------------------------------
@@ -150,12 +158,24 @@ class Payer:
         self.nonce_resyncs += 1
         return max([pending, *(n + 1 for n in local)])
 
-    async def _sign_and_send(self, claim_id: int, exclude_nonce: int | None = None) -> str:
-        """Under the lock: a fresh nonce, sign, commit, send (module docstring)."""
+    async def _sign_and_send(self, claim_id: int, replaces: str | None = None) -> str:
+        """Under the lock: a fresh nonce, sign, commit, send (module docstring). With
+        ``replaces``, only if the claim still holds that hash (else someone re-signed it
+        meanwhile and its current payout stands)."""
+        self._sending.add(claim_id)
+        try:
+            return await self._sign_and_send_locked(claim_id, replaces)
+        finally:
+            self._sending.discard(claim_id)
+
+    async def _sign_and_send_locked(self, claim_id: int, replaces: str | None) -> str:
         async with self.lock:
             row = self.store.get_claim(claim_id)
             if row is None or row.status in ("final", "failed"):
                 raise PayoutFailed("the claim is no longer active")
+            if replaces is not None and row.tx_hash != replaces:
+                assert row.tx_hash is not None
+                return row.tx_hash
             message = ""
             for _ in range(_RESIGN_ATTEMPTS):
                 try:
@@ -191,7 +211,7 @@ class Payer:
                     return tx_hash  # stays `signed`: the watcher re-sends these bytes
                 except NodeError as exc:
                     message = exc.message
-                    if _is_nonce_low(message):
+                    if _is_nonce_taken(message):
                         self.next_nonce = None
                         self.resigned += 1
                         continue
@@ -243,13 +263,13 @@ class Payer:
         except NodeUnavailable:
             return
         except NodeError as exc:
-            if _is_nonce_low(exc.message):
+            if _is_nonce_taken(exc.message):
                 receipt = await self.rpc.call("eth_getTransactionReceipt", [row.tx_hash])
                 if receipt is None:  # the nonce went to another transaction: sign anew
                     self.resigned += 1
                     self.next_nonce = None
                     try:
-                        await self._sign_and_send(row.id)
+                        await self._sign_and_send(row.id, replaces=row.tx_hash)
                     except PayoutFailed:
                         self._release()
                 return
@@ -264,12 +284,16 @@ class Payer:
         while True:
             try:
                 await self.check_once()
-            except (NodeUnavailable, NodeError) as exc:
-                event(log, logging.WARNING, "faucet.watch_failed", error=str(exc))
+            except (NodeUnavailable, NodeError, KeyError, ValueError, TypeError) as exc:
+                event(log, logging.WARNING, "faucet.watch_failed", error=repr(exc))
             await trio.sleep(self.config.poll_interval)
 
     async def check_once(self) -> None:
-        active = [r for r in self.store.get_active() if r.tx_hash is not None]
+        active = [
+            r
+            for r in self.store.get_active()
+            if r.tx_hash is not None and r.id not in self._sending
+        ]
         if not active:
             self.stuck = 0
             return

@@ -8,9 +8,11 @@ moving the faucet's clock (tests/faucet/harness.py ShiftClock), not by sleeping.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 
 import pytest
 
+from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
 from moderntensor.crypto import checksum_address
 from moderntensor.faucet import pow_hash
 from moderntensor.faucet._pow import count_leading_zero_bits
@@ -260,3 +262,42 @@ def test_refuses_validator_sized_amount(node: DevNode, start_faucet) -> None:
         start_faucet(amount=100 * ETH)  # the dev validator stakes 1,000 ETH
     with pytest.raises(ConfigError, match="validator-sized"):
         start_faucet(amount=101 * ETH)
+
+
+@pytest.mark.parametrize("fee_factor", [1, 100])
+def test_another_spender_takes_a_nonce(node: DevNode, start_faucet, fee_factor: int) -> None:
+    """Someone else spends from the faucet's key: the faucet's next payout meets ``nonce too
+    low`` (theirs mined) or ``replacement transaction underpriced`` (theirs pending with a
+    higher fee), resyncs its counter and signs again; both transfers land, the claim once."""
+    run = start_faucet(proxy_count=1, ip_claims=100)
+    c = run.client
+    c.wait_final(c.claim(new_address(), xff="10.11.0.1")[1]["txHash"])  # the counter is set
+    sender = "0x" + FAUCET_KEY.address.hex()
+    nonce = int(rpc_call(node.url, "eth_getTransactionCount", [sender, "pending"]), 16)
+    price = int(rpc_call(node.url, "eth_gasPrice", []), 16)
+    other = new_address()
+    tx = sign_transaction(
+        DynamicFeeTransaction(
+            chain_id=1337,
+            nonce=nonce,
+            max_priority_fee_per_gas=price * fee_factor,
+            max_fee_per_gas=price * fee_factor * 3,
+            gas=21_000,
+            to=bytes.fromhex(other[2:]),
+            value=12345,
+        ),
+        FAUCET_KEY,
+    )
+    rpc_call(node.url, "eth_sendRawTransaction", ["0x" + tx.raw.hex()])
+    if fee_factor == 1:  # let it be mined first: the faucet then meets "nonce too low"
+        deadline = time.monotonic() + 20
+        while rpc_call(node.url, "eth_getTransactionReceipt", ["0x" + tx.hash.hex()]) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    to = new_address()
+    status, doc, _ = c.claim(to, xff="10.11.0.2")
+    assert status == 200, doc
+    final = c.wait_final(doc["txHash"])
+    assert final["status"] == "final" and final["nonce"] == nonce + 1
+    assert balance(node.url, to) == run.config.amount and balance(node.url, other) == 12345
+    assert run.faucet.handle.payer.resigned == 1

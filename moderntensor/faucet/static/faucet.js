@@ -34,7 +34,7 @@ async function loadInfo() {
     $("info-limits").textContent =
       `${l.addressClaims} per address every ${duration(l.addressWindow)}, ` +
       `${l.ipClaims} per IP every ${duration(l.ipWindow)}, ${ether(l.dailyCap)} ${info.symbol} a day in all`;
-    $("info-paid").textContent = `${stats.claimsPaid} claims, ${ether(stats.weiPaid)} ${info.symbol}`;
+    $("info-paid").textContent = `${stats.claimsPaid} claim${stats.claimsPaid === 1 ? "" : "s"}, ${ether(stats.weiPaid)} ${info.symbol}`;
     $("claim").textContent = `Request ${ether(info.amount)} ${info.symbol}`;
   } catch (err) {
     show(`Cannot reach the faucet: ${err}`, "error");
