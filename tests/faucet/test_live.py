@@ -8,16 +8,26 @@ moving the faucet's clock (tests/faucet/harness.py ShiftClock), not by sleeping.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import socket
+import threading
 import time
 
 import pytest
 
 from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
 from moderntensor.crypto import checksum_address
-from moderntensor.faucet import pow_hash
+from moderntensor.faucet import FaucetConfig, pow_hash
 from moderntensor.faucet._pow import count_leading_zero_bits
 from tests.faucet.conftest import FAUCET_KEY, TOKEN
-from tests.faucet.harness import balance, new_address, rpc_call
+from tests.faucet.harness import (
+    Client,
+    FaucetThread,
+    ShiftClock,
+    balance,
+    new_address,
+    rpc_call,
+)
 from tests.rpc.devnode import DevNode
 
 ETH = 10**18
@@ -301,3 +311,85 @@ def test_another_spender_takes_a_nonce(node: DevNode, start_faucet, fee_factor: 
     assert final["status"] == "final" and final["nonce"] == nonce + 1
     assert balance(node.url, to) == run.config.amount and balance(node.url, other) == 12345
     assert run.faucet.handle.payer.resigned == 1
+
+
+class SwitchableProxy:
+    """A TCP relay to the node that can be cut: while down, every connection is dropped."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.down = False
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.down:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.down = True
+        with self.lock:
+            for s in self.open:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            self.open.clear()
+
+    def restore(self) -> None:
+        self.down = False
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_payout_sent_while_the_node_is_unreachable_is_resent(
+    node: DevNode, tmp_path, request
+) -> None:
+    """The node drops away between signing and sending: the claim still answers with its
+    hash (recorded as signed), and once the node is back the watcher sends the same bytes."""
+    proxy = SwitchableProxy(node.port)
+    request.addfinalizer(proxy.close)
+    config = FaucetConfig(
+        port=0,
+        database=str(tmp_path / "f.sqlite3"),
+        poll_interval=0.1,
+        gas_price_refresh=3_600.0,
+        proxy_count=1,
+        ip_claims=100,
+    )
+    with FaucetThread(config, FAUCET_KEY, f"http://127.0.0.1:{proxy.port}", ShiftClock()) as f:
+        c = Client(f.port)
+        c.wait_final(c.claim(new_address(), xff="10.12.0.1")[1]["txHash"])  # nonce, gas price
+        proxy.cut()
+        to = new_address()
+        status, doc, _ = c.claim(to, xff="10.12.0.2")
+        assert status == 200, doc
+        assert c.get(f"/api/tx/{doc['txHash']}")[1]["status"] == "signed"
+        assert rpc_call(node.url, "eth_getTransactionByHash", [doc["txHash"]]) is None
+        proxy.restore()
+        final = c.wait_final(doc["txHash"])
+        assert final["status"] == "final" and final["attempts"] >= 1
+        assert balance(node.url, to) == config.amount
