@@ -247,7 +247,7 @@ class FaucetApi:
     async def _stats(self) -> dict[str, Any]:
         now = self.clock()
         stats = self.store.get_stats(now)
-        stats["paidToday"] = str(self.store.get_usage("", "", (1.0, 1.0), now).paid_today)
+        stats["paidToday"] = str(self.store.get_paid_today(now))
         stats["dailyCap"] = str(self.config.daily_cap)
         stats["payer"] = self.payer.statistics()
         stats["pow"] = self.pow.statistics()

@@ -94,6 +94,8 @@ class FaucetConfig:
     priority_fee: int = attrs.field(default=10**9, validator=_non_negative)
     gas_price_refresh: float = attrs.field(default=5.0, validator=_positive)
     max_body_bytes: int = attrs.field(default=4_096, validator=_positive)
+    max_connections: int = attrs.field(default=256, validator=_positive)
+    """Open HTTP connections at once; more are closed on accept."""
     blocked_addresses: tuple[str, ...] = ()
     blocked_ips: tuple[str, ...] = ()
     symbol: str = "ETH"

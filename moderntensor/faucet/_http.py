@@ -111,6 +111,9 @@ async def _read_and_handle(
         return None
     if not isinstance(event, h11.Request):
         raise _Done
+    if len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers) > MAX_HEAD:
+        # h11 bounds only a head that arrives in pieces; one that came whole is measured here
+        return _error(431, "head too large")
     headers: dict[str, list[str]] = {}
     for name, value in event.headers:
         headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))

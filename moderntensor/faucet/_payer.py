@@ -130,11 +130,14 @@ class Payer:
             raise PayoutFailed("the faucet is busy; try again in a minute") from None
         self.in_flight += 1
         _crash_point("after-accept")
+        signed = False
         try:
-            return await self._sign_and_send(claim_id)
-        except PayoutFailed:
-            self._release()
-            raise
+            tx_hash = await self._sign_and_send(claim_id)
+            signed = True
+            return tx_hash
+        finally:
+            if not signed:  # refused (the claim is failed) or an error: no payout in flight
+                self._release()
 
     def _release(self) -> None:
         self.in_flight -= 1

@@ -104,11 +104,13 @@ class RpcClient:
             try:
                 with trio.fail_after(self.timeout):
                     conn = self._idle.pop() if reused else await self._open()
+                    answered = False
                     try:
                         data, keep = await self._exchange(conn, body)
-                    except BaseException:
-                        await trio.aclose_forcefully(conn.stream)
-                        raise
+                        answered = True
+                    finally:
+                        if not answered:  # a half-used connection is never reused
+                            await trio.aclose_forcefully(conn.stream)
                 if keep:
                     self._idle.append(conn)
                 else:
@@ -129,8 +131,10 @@ class RpcClient:
             ("content-length", str(len(body))),
         ]
         request = h11.Request(method="POST", target=self.target, headers=headers)
-        out = conn.h11.send(request) + conn.h11.send(h11.Data(data=body))  # type: ignore[operator]
-        out += conn.h11.send(h11.EndOfMessage()) or b""
+        out = b"".join(
+            conn.h11.send(event) or b""
+            for event in (request, h11.Data(data=body), h11.EndOfMessage())
+        )
         await conn.stream.send_all(out)
         status = 0
         chunks: list[bytes] = []

@@ -9,7 +9,6 @@ id disagrees with ``chain_id`` (if given) or the amount is validator-sized again
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -84,9 +83,19 @@ async def serve_faucet(
         api = FaucetApi(config, store, payer, clock, trio.current_time)
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         port = listeners[0].socket.getsockname()[1]
-        handler = functools.partial(
-            serve_connection, handle=api.handle, max_body=config.max_body_bytes
-        )
+        limiter = trio.CapacityLimiter(config.max_connections)
+
+        async def handler(stream: trio.SocketStream) -> None:
+            try:
+                limiter.acquire_nowait()
+            except trio.WouldBlock:
+                await trio.aclose_forcefully(stream)
+                return
+            try:
+                await serve_connection(stream, api.handle, config.max_body_bytes)
+            finally:
+                limiter.release()
+
         async with trio.open_nursery() as nursery:
             await nursery.start(payer.watch)
             nursery.start_soon(_cleanup_loop, api, config.cleanup_interval)

@@ -130,15 +130,19 @@ class Store:
         q = "SELECT created FROM claims WHERE {} = ? AND created > ? AND status != 'failed'"
         by_address = self.db.execute(q.format("address"), (address, now - address_window))
         by_ip = self.db.execute(q.format("ip"), (ip, now - ip_window))
+        return Usage(
+            tuple(r[0] for r in by_address),
+            tuple(r[0] for r in by_ip),
+            self.get_paid_today(now),
+        )
+
+    def get_paid_today(self, now: float) -> int:
+        """Wei paid or promised (claims not failed) since midnight UTC."""
         today = self.db.execute(
             "SELECT amount FROM claims WHERE created >= ? AND status != 'failed'",
             (compute_day_start(now),),
         )
-        return Usage(
-            tuple(r[0] for r in by_address),
-            tuple(r[0] for r in by_ip),
-            sum(int(r[0]) for r in today),
-        )
+        return sum(int(r[0]) for r in today)
 
     def add_claim(self, address: str, ip: str, amount: int, now: float) -> int:
         cursor = self._write(

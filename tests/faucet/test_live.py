@@ -204,6 +204,8 @@ def test_bad_input(start_faucet) -> None:
     huge = b'{"address": "0x' + b"1" * 40 + b'", "pad": "' + b"x" * 100_000 + b'"}'
     status, doc, _ = c.request("POST", "/api/claim", huge, json_header)
     assert status == 413 and "1024" in doc["message"]
+    status, doc, _ = c.request("POST", "/api/claim", b"{}", {"x-junk": "j" * 20_000})
+    assert status == 431 and doc["message"] == "head too large"
     assert c.request("GET", "/api/claim")[0] == 405
     assert c.request("DELETE", "/api/info")[0] == 405
     assert c.get("/nope")[0] == 404
@@ -393,3 +395,31 @@ def test_payout_sent_while_the_node_is_unreachable_is_resent(
         final = c.wait_final(doc["txHash"])
         assert final["status"] == "final" and final["attempts"] >= 1
         assert balance(node.url, to) == config.amount
+
+
+def test_connection_cap(start_faucet) -> None:
+    run = start_faucet(max_connections=2)
+    held = [socket.create_connection(("127.0.0.1", run.faucet.port)) for _ in range(2)]
+    try:
+        time.sleep(0.2)  # both accepted and waiting for a request
+        extra = socket.create_connection(("127.0.0.1", run.faucet.port))
+        extra.settimeout(10)
+        extra.sendall(b"GET /api/info HTTP/1.1\r\nhost: x\r\n\r\n")
+        try:
+            answer = extra.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b""  # closed on accept, unanswered
+        extra.close()
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 10
+    while True:  # the held connections' tasks notice the close and free their places
+        try:
+            if run.client.get("/api/info")[0] == 200:
+                break
+        except (ConnectionError, OSError):
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
