@@ -220,7 +220,7 @@ class Payer:
                         continue
                     if not _is_known(message):
                         self.next_nonce = None
-                        self.store.set_failed(claim_id, message)
+                        self.store.set_failed(claim_id, message, refused=True)
                         event(
                             log,
                             logging.WARNING,
@@ -233,7 +233,7 @@ class Payer:
                 _crash_point("after-send")
                 event(log, logging.INFO, "faucet.sent", claim=claim_id, nonce=nonce, tx=tx_hash)
                 return tx_hash
-            self.store.set_failed(claim_id, message)
+            self.store.set_failed(claim_id, message, refused=True)
             raise PayoutFailed(f"the node refused the payout: {message}")
 
     # -- recovery and watching -----------------------------------------------------------

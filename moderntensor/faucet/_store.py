@@ -181,10 +181,14 @@ class Store:
                 self._bump("claims_paid", 1)
                 self._bump("wei_paid", int(amount))
 
-    def set_failed(self, claim_id: int, error: str) -> None:
+    def set_failed(self, claim_id: int, error: str, refused: bool = False) -> None:
+        """``refused``: the node never accepted the payout, so its transaction is forgotten
+        (a later claim may sign the very same bytes: same nonce, recipient and amount)."""
+        forget = ", tx_hash = NULL, raw_tx = NULL" if refused else ""
         with self.db:
             self.db.execute(
-                "UPDATE claims SET status = 'failed', error = ? WHERE id = ?", (error, claim_id)
+                f"UPDATE claims SET status = 'failed', error = ?{forget} WHERE id = ?",
+                (error, claim_id),
             )
             self._bump("claims_failed", 1)
 

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
-from moderntensor.crypto import checksum_address
+from moderntensor.crypto import PrivateKey, checksum_address
 from moderntensor.faucet import FaucetConfig, pow_hash
 from moderntensor.faucet._pow import count_leading_zero_bits
 from tests.faucet.conftest import FAUCET_KEY, TOKEN
@@ -423,3 +423,19 @@ def test_connection_cap(start_faucet) -> None:
             pass
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_empty_faucet_reports_503_and_counts_nothing(node: DevNode, tmp_path) -> None:
+    config = FaucetConfig(port=0, database=str(tmp_path / "empty.sqlite3"), poll_interval=0.1)
+    with FaucetThread(config, PrivateKey.generate(), node.url, ShiftClock()) as f:
+        c = Client(f.port)
+        to = new_address()
+        status, doc, _ = c.claim(to)
+        assert status == 503 and doc["error"] == "payout_failed"
+        assert "insufficient funds" in doc["message"]
+        stats = c.get("/api/stats")[1]
+        assert stats["claimsFailed"] == 1 and stats["claimsPaid"] == 0
+        assert stats["payer"]["inFlight"] == 0 and stats["paidToday"] == "0"
+        status, doc, _ = c.claim(to)  # a failed payout does not count against the cooldown
+        assert status == 503 and doc["error"] == "payout_failed"
+        assert balance(node.url, to) == 0
