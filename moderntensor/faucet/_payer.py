@@ -104,7 +104,7 @@ class Payer:
         self.lock = trio.Lock()
         self.next_nonce: int | None = None
         self.in_flight = 0
-        self.stuck = 0
+        self._stuck: set[int] = set()
         self.resigned = 0
         self.nonce_resyncs = 0
         self._room = trio.Event()
@@ -292,44 +292,49 @@ class Payer:
             await trio.sleep(self.config.poll_interval)
 
     async def check_once(self) -> None:
+        """One round: count the stuck (from the store alone, so a dead node is no excuse),
+        then finalize what is final and re-send what is due."""
+        now = self.clock()
         active = [
             r
             for r in self.store.get_active()
             if r.tx_hash is not None and r.id not in self._sending
         ]
+        stuck = {
+            r.id
+            for r in active
+            if r.signed_at is not None and now - r.signed_at >= self.config.stuck_after
+        }
+        for claim_id in sorted(stuck - self._stuck):
+            event(log, logging.WARNING, "faucet.stuck", claim=claim_id)
+        self._stuck = stuck
         if not active:
-            self.stuck = 0
             return
         finalized = await self.rpc.call("eth_getBlockByNumber", ["finalized", False])
         final_number = -1 if finalized is None else int(finalized["number"], 16)
-        now = self.clock()
-        stuck = 0
         for row in active:
             receipt = await self.rpc.call("eth_getTransactionReceipt", [row.tx_hash])
             if receipt is not None:
                 number = int(receipt["blockNumber"], 16)
                 if number <= final_number:
                     if int(receipt.get("status", "0x1"), 16) == 1:
-                        self.store.set_final(row.id, number, now)
+                        self.store.set_final(row.id, number, self.clock())
                         event(log, logging.INFO, "faucet.final", claim=row.id, block=number)
                     else:
                         self.store.set_failed(row.id, "the payout reverted")
+                    self._stuck.discard(row.id)
                     self._release()
                 continue
             since = row.sent_at if row.status == "sent" and row.sent_at is not None else None
             if since is None or now - since >= self.config.rebroadcast_after:
                 await self._resend(row)
-            if row.signed_at is not None and now - row.signed_at >= self.config.stuck_after:
-                stuck += 1
-                event(log, logging.WARNING, "faucet.stuck", claim=row.id, tx=row.tx_hash)
-        self.stuck = stuck
 
     def statistics(self) -> dict[str, Any]:
         return {
             "inFlight": self.in_flight,
             "maxInFlight": self.config.max_in_flight,
             "nextNonce": self.next_nonce,
-            "stuck": self.stuck,
+            "stuck": len(self._stuck),
             "resigned": self.resigned,
             "nonceResyncs": self.nonce_resyncs,
         }

@@ -367,11 +367,12 @@ class SwitchableProxy:
         self.listener.close()
 
 
-def test_payout_sent_while_the_node_is_unreachable_is_resent(
+def test_payout_while_the_node_is_unreachable_is_reported_and_resent(
     node: DevNode, tmp_path, request
 ) -> None:
-    """The node drops away between signing and sending: the claim still answers with its
-    hash (recorded as signed), and once the node is back the watcher sends the same bytes."""
+    """The node drops away before the payout is sent: the claim still answers with its hash
+    (recorded as signed), is reported stuck after ``stuck_after``, and once the node is back
+    the watcher sends the same bytes."""
     proxy = SwitchableProxy(node.port)
     request.addfinalizer(proxy.close)
     config = FaucetConfig(
@@ -391,10 +392,17 @@ def test_payout_sent_while_the_node_is_unreachable_is_resent(
         assert status == 200, doc
         assert c.get(f"/api/tx/{doc['txHash']}")[1]["status"] == "signed"
         assert rpc_call(node.url, "eth_getTransactionByHash", [doc["txHash"]]) is None
+        assert c.get("/api/stats")[1]["payer"]["stuck"] == 0
+        f.clock.advance(config.stuck_after + 1)  # not final 10 minutes after signing
+        deadline = time.monotonic() + 10
+        while c.get("/api/stats")[1]["payer"]["stuck"] != 1:  # reported with the node down
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         proxy.restore()
         final = c.wait_final(doc["txHash"])
         assert final["status"] == "final" and final["attempts"] >= 1
         assert balance(node.url, to) == config.amount
+        assert c.get("/api/stats")[1]["payer"]["stuck"] == 0
 
 
 def test_connection_cap(start_faucet) -> None:
