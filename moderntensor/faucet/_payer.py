@@ -15,8 +15,9 @@ sign again with a fresh nonce (at most ``_RESIGN_ATTEMPTS`` times). Any other re
 ``failed`` (503 to the claimant, counted in the statistics, not against the limits). The
 node unreachable: the claim stays ``signed`` and the watcher re-sends the same bytes.
 
-Races. The watcher leaves alone a claim that is being signed or sent, and a re-sign asked
-for hash H happens only if the claim still holds H: two tasks never both replace a payout.
+Races. Only an ``accepted`` claim is signed, and a re-sign asked for hash H happens only if
+the claim still holds H, both checked under the lock: two tasks never both sign one claim.
+The watcher also leaves alone the claims a claimant is waiting for and those being signed.
 
 Watching. Every ``poll_interval`` each active claim's receipt is looked up; once its block is
 at or below the node's ``finalized`` block the claim is ``final`` (a reverted receipt is
@@ -27,7 +28,9 @@ low`` and there is still no receipt for our hash, that nonce went to another tra
 claim is signed again with a fresh nonce, recorded before it is sent.
 
 Recovery (start). Claims left ``signed``/``sent`` are re-sent (same bytes) or found included;
-claims left ``accepted`` (crash before signing) are signed and sent. The counter starts at
+claims left ``accepted`` (crash before signing) are signed and sent, and if the node cannot
+be asked they stay ``accepted`` for the watcher to sign later (nobody waits for them, so
+they are never failed for a node outage). The counter starts at
 ``max(pending count, highest recorded active nonce + 1)``. So after a kill -9 at any point a
 claim is paid exactly once: never twice (one signed transaction per nonce, re-sent verbatim)
 and never lost (every accepted claim is resumed).
@@ -110,6 +113,8 @@ class Payer:
         self._room = trio.Event()
         self._sending: set[int] = set()
         """Claims inside _sign_and_send: the watcher leaves them alone."""
+        self._claiming: set[int] = set()
+        """Claims a claimant waits for (in ``pay``): not the watcher's to sign."""
         self._gas_price: tuple[float, int] | None = None
 
     # -- claim path ----------------------------------------------------------------------
@@ -121,21 +126,26 @@ class Payer:
             PayoutFailed: refused by the node or no room within ROOM_TIMEOUT (the claim is
                 then ``failed``).
         """
+        self._claiming.add(claim_id)
         try:
             with trio.fail_after(ROOM_TIMEOUT):
                 while self.in_flight >= self.config.max_in_flight:
                     await self._room.wait()
         except trio.TooSlowError:
+            self._claiming.discard(claim_id)
             self.store.set_failed(claim_id, "faucet busy")
             raise PayoutFailed("the faucet is busy; try again in a minute") from None
         self.in_flight += 1
         _crash_point("after-accept")
         signed = False
         try:
-            tx_hash = await self._sign_and_send(claim_id)
+            tx_hash = await self._sign_and_send(claim_id, keep=False)
+            if tx_hash is None:  # cannot happen with keep=False; typed for the checker
+                raise PayoutFailed("the claim is no longer active")
             signed = True
             return tx_hash
         finally:
+            self._claiming.discard(claim_id)
             if not signed:  # refused (the claim is failed) or an error: no payout in flight
                 self._release()
 
@@ -161,23 +171,30 @@ class Payer:
         self.nonce_resyncs += 1
         return max([pending, *(n + 1 for n in local)])
 
-    async def _sign_and_send(self, claim_id: int, replaces: str | None = None) -> str:
-        """Under the lock: a fresh nonce, sign, commit, send (module docstring). With
-        ``replaces``, only if the claim still holds that hash (else someone re-signed it
-        meanwhile and its current payout stands)."""
+    async def _sign_and_send(
+        self, claim_id: int, *, replaces: str | None = None, keep: bool = True
+    ) -> str | None:
+        """Under the lock: a fresh nonce, sign, commit, send (module docstring).
+
+        Only an ``accepted`` claim is signed, or, with ``replaces``, a claim that still holds
+        that hash (else another task signed it meanwhile and its payout stands: its hash is
+        returned). ``keep``: when the node cannot be asked for a nonce or a price, leave the
+        claim as it is for the watcher to retry (None) rather than fail it.
+        """
         self._sending.add(claim_id)
         try:
-            return await self._sign_and_send_locked(claim_id, replaces)
+            return await self._sign_and_send_locked(claim_id, replaces, keep)
         finally:
             self._sending.discard(claim_id)
 
-    async def _sign_and_send_locked(self, claim_id: int, replaces: str | None) -> str:
+    async def _sign_and_send_locked(
+        self, claim_id: int, replaces: str | None, keep: bool
+    ) -> str | None:
         async with self.lock:
             row = self.store.get_claim(claim_id)
             if row is None or row.status in ("final", "failed"):
                 raise PayoutFailed("the claim is no longer active")
-            if replaces is not None and row.tx_hash != replaces:
-                assert row.tx_hash is not None
+            if row.tx_hash != replaces or (replaces is None and row.status != "accepted"):
                 return row.tx_hash
             message = ""
             for _ in range(_RESIGN_ATTEMPTS):
@@ -187,7 +204,10 @@ class Payer:
                     nonce = self.next_nonce
                     max_fee, tip = await self._fees()
                 except (NodeError, NodeUnavailable) as exc:
-                    self.store.set_failed(claim_id, f"node unavailable: {exc}")
+                    if keep:
+                        self.store.note_error(claim_id, f"node unavailable: {exc}")
+                        return None
+                    self.store.set_failed(claim_id, f"node unavailable: {exc}", refused=True)
                     raise PayoutFailed("the faucet cannot reach its node; try again") from None
                 tx = sign_transaction(
                     DynamicFeeTransaction(
@@ -252,10 +272,7 @@ class Payer:
         self.next_nonce = await self._resync()
         for row in active:
             if row.raw_tx is None:
-                try:
-                    await self._sign_and_send(row.id)
-                except PayoutFailed:
-                    self._release()
+                await self._sign_unsigned(row)
         event(log, logging.INFO, "faucet.recovered", claims=len(active), next_nonce=self.next_nonce)
 
     async def _resend(self, row: ClaimRow) -> None:
@@ -281,6 +298,14 @@ class Payer:
                 return
         self.store.set_sent(row.id, self.clock())
 
+    async def _sign_unsigned(self, row: ClaimRow) -> None:
+        """Sign and send an ``accepted`` claim nobody waits for (left by a crash, or by a node
+        that could not be asked); it stays accepted while the node is unreachable."""
+        try:
+            await self._sign_and_send(row.id)
+        except PayoutFailed:
+            self._release()
+
     async def watch(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Poll receipts and finality forever; re-send what did not land."""
         task_status.started()
@@ -298,7 +323,7 @@ class Payer:
         active = [
             r
             for r in self.store.get_active()
-            if r.tx_hash is not None and r.id not in self._sending
+            if r.id not in self._sending and r.id not in self._claiming
         ]
         stuck = {
             r.id
@@ -313,6 +338,9 @@ class Payer:
         finalized = await self.rpc.call("eth_getBlockByNumber", ["finalized", False])
         final_number = -1 if finalized is None else int(finalized["number"], 16)
         for row in active:
+            if row.tx_hash is None:
+                await self._sign_unsigned(row)
+                continue
             receipt = await self.rpc.call("eth_getTransactionReceipt", [row.tx_hash])
             if receipt is not None:
                 number = int(receipt["blockNumber"], 16)
