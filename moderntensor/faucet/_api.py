@@ -52,7 +52,7 @@ _STATIC = {
     "/static/sha256.js": ("sha256.js", "text/javascript; charset=utf-8"),
     "/static/faucet.css": ("faucet.css", "text/css; charset=utf-8"),
 }
-_BALANCE_TTL = 5.0
+_BALANCE_TTL = 2.0
 
 
 @attrs.frozen(slots=True)

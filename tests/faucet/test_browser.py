@@ -69,6 +69,9 @@ def test_page_claims_and_shows_the_finalized_tx(node: DevNode, start_faucet, bro
     page.wait_for_selector("#status.error", timeout=30_000)
     assert "Try again in" in (page.text_content("#status") or "")
     page.screenshot(path=str(ARTIFACTS / "faucet-cooldown.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than it
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "faucet-phone.png"), full_page=True)
     page.close()
 
 

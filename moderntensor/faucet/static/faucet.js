@@ -100,7 +100,8 @@ async function claim(event) {
     const doc = await answer.json();
     if (!answer.ok) {
       const wait = doc.retryAfter ? ` Try again in ${duration(doc.retryAfter)}.` : "";
-      show(`${doc.message}.${wait}`, "error");
+      const message = doc.message.charAt(0).toUpperCase() + doc.message.slice(1);
+      show(`${message}.${wait}`, "error");
       return;
     }
     show(`Sent ${ether(doc.amount)} ${info.symbol} to ${doc.address}: ${doc.txHash}`);
