@@ -15,6 +15,8 @@ PACKAGES = [
     "moderntensor.codec",
     "moderntensor.network",
     "moderntensor.network.faultrelay",
+    "moderntensor.faucet",
+    "moderntensor.sim",
 ]
 
 

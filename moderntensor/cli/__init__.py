@@ -1,4 +1,4 @@
-"""The ``moderntensor`` console script: keys, genesis, testnet, transactions.
+"""The ``moderntensor`` console script: keys, genesis, testnet, transactions, faucet.
 
 Each command group lives in its own ``_*.py`` module exposing ``register(subparsers)``; a
 command handler returns the process exit code. Errors a user can fix print one line naming
@@ -21,15 +21,15 @@ class CLIError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from moderntensor.cli import _genesis, _keys, _testnet, _tx
+    from moderntensor.cli import _faucet, _genesis, _keys, _testnet, _tx
 
     parser = argparse.ArgumentParser(
         prog="moderntensor",
-        description="ModernTensor node tools: keys, genesis, testnet, transactions.",
+        description="ModernTensor node tools: keys, genesis, testnet, transactions, faucet.",
     )
     parser.add_argument("--version", action="version", version=f"moderntensor {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
-    for module in (_keys, _genesis, _testnet, _tx):
+    for module in (_keys, _genesis, _testnet, _tx, _faucet):
         module.register(groups)
     return parser
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from moderntensor.cli import CLIError, _protection
-from moderntensor.crypto import PrivateKey
+from moderntensor.cli._faucet import load_faucet_key
+from moderntensor.crypto import PrivateKey, checksum_address
 from moderntensor.keys import (
     KeyFileError,
     NodeKey,
@@ -27,10 +29,11 @@ def register(groups: Any) -> None:
     new = sub.add_parser(
         "new",
         help="create a key file (mode 0600)",
-        description="Create a node key (network identity) or validator keys (account key that "
-        "owns the stake plus consensus key that signs votes). Prints the public part as JSON.",
+        description="Create a node key (network identity), validator keys (account key that "
+        "owns the stake plus consensus key that signs votes) or an account key (e.g. the "
+        "faucet's). Prints the public part as JSON.",
     )
-    new.add_argument("kind", choices=("node", "validator"))
+    new.add_argument("kind", choices=("node", "validator", "account"))
     new.add_argument("--out", required=True, help="key file to create (never overwritten)")
     new.add_argument("--name", default="", help="validator name (validator keys only)")
     new.set_defaults(handler=_new)
@@ -52,6 +55,13 @@ def _new(args: argparse.Namespace) -> int:
     doc: dict[str, Any]
     if args.kind == "node":
         doc = NodeKey(PrivateKey.generate()).to_json()
+    elif args.kind == "account":
+        key = PrivateKey.generate()
+        doc = {
+            "kind": "account",
+            "address": checksum_address(key.address),
+            "private_key": "0x" + key.secret.hex(),
+        }
     else:
         doc = ValidatorKeys(args.name, PrivateKey.generate(), PrivateKey.generate()).to_json()
     try:
@@ -72,6 +82,12 @@ def _show(args: argparse.Namespace) -> int:
     try:
         if kind == "node":
             print(json.dumps(load_node_key(args.file).to_json(args.private), indent=2))
+        elif kind == "account":
+            key = load_faucet_key(Path(args.file))
+            doc = {"kind": "account", "address": checksum_address(key.address)}
+            if args.private:
+                doc["private_key"] = "0x" + key.secret.hex()
+            print(json.dumps(doc, indent=2))
         else:
             print(json.dumps(load_validator_keys(args.file).to_json(args.private), indent=2))
     except KeyFileError as exc:
