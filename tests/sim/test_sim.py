@@ -1,0 +1,129 @@
+"""The simulator: real nodes on simulated links in virtual time. Runs are small (4-5
+validators, tens of slots) so the suite stays fast; the README has the large ones."""
+
+from __future__ import annotations
+
+import logging
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from moderntensor.sim import SimConfig, SimResult, SpecError, simulate
+from moderntensor.sim._network import LinkModel
+from moderntensor.sim._report import judge
+from moderntensor.sim._spec import Crash, CrashMode, Partition, parse_crash, parse_partition
+from moderntensor.sim._trio import deterministic_scheduling
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> Iterator[None]:
+    logging.disable(logging.CRITICAL)
+    yield
+    logging.disable(logging.NOTSET)
+
+
+def run(config: SimConfig, root: Path) -> SimResult:
+    with deterministic_scheduling(config.seed):
+        return trio.run(simulate, config, root,
+                        clock=trio.testing.MockClock(autojump_threshold=0))  # fmt: skip
+
+
+def test_specs_parse_and_bad_ones_say_what_is_wrong() -> None:
+    assert parse_partition("30-80:0,1,2|3,4") == Partition(
+        30, 80, (frozenset({0, 1, 2}), frozenset({3, 4}))
+    )
+    assert parse_crash("2:40:90:wipe") == Crash(2, 40, 90, CrashMode.WIPE)
+    assert parse_crash("1:5") == Crash(1, 5)
+    for bad, words in [("30:0|1", "START-END"), ("80-30:0|1", "after the start"),
+                       ("1-5:0,1|1,2", "in two groups"), ("1-5:0,1", "two non-empty")]:  # fmt: skip
+        with pytest.raises(SpecError, match=words):
+            parse_partition(bad)
+    for bad, words in [
+        ("2:40:30", "after the crash"),
+        ("2:40:90:nuke", "not wipe"),
+        ("x:1", "node"),
+    ]:
+        with pytest.raises(SpecError, match=words):
+            parse_crash(bad)
+    with pytest.raises(SpecError, match="node 9 does not exist"):
+        SimConfig(validators=4, crashes=(Crash(9, 1),))
+
+
+def test_the_link_model_is_a_function_of_its_seed() -> None:
+    model = LinkModel(0.05, 0.02, drop=0.1, duplicate=0.1)
+    first = [model.delays(random.Random(7)) for _ in range(3)]
+    again = [model.delays(random.Random(7)) for _ in range(3)]
+    assert first == again
+    fates = [model.delays(rng) for rng in [random.Random(1)] for _ in range(2000)]
+    lost = sum(1 for f in fates if not f) / len(fates)
+    doubled = sum(1 for f in fates if len(f) == 2) / len(fates)
+    assert 0.07 < lost < 0.13 and 0.06 < doubled < 0.13
+    assert all(0.03 <= d <= 0.07 for f in fates for d in f)
+
+
+def test_an_honest_run_finalizes_and_repeats_to_the_digest(tmp_path: Path) -> None:
+    config = SimConfig(validators=4, slots=12, seed=3, drop=0.02)
+    first = run(config, tmp_path / "a")
+    second = run(config, tmp_path / "b")
+    assert first.violation is None and judge(config, first) == []
+    assert first.finalized >= 8  # 1 s slots, 50 +- 20 ms links, 2% loss
+    assert first.digest == second.digest and first.finality_by_slot == second.finality_by_slot
+    other = run(SimConfig(validators=4, slots=12, seed=4, drop=0.02), tmp_path / "c")
+    assert other.digest != first.digest
+    assert first.checks > 100 and first.certificates > 10
+
+
+def test_an_equivocator_is_slashed_exactly_once(tmp_path: Path) -> None:
+    config = SimConfig(validators=4, byzantine=1, slots=30, seed=1, epoch_length=8)
+    result = run(config, tmp_path)
+    assert result.violation is None
+    assert result.slashed_by_node == {3: 1}, result.slashed_by_node
+    assert result.evidence >= 1
+    assert judge(config, result) == []
+
+
+def test_a_partition_with_no_quorum_side_stops_finality_then_heals(tmp_path: Path) -> None:
+    partition = parse_partition("6-16:0,1|2,3")
+    config = SimConfig(validators=4, slots=40, seed=2, partitions=(partition,))
+    result = run(config, tmp_path)
+    by_slot = result.finality_by_slot
+    assert result.violation is None
+    assert by_slot[6] >= 3  # finalizing before
+    assert by_slot[15] <= by_slot[7]  # nothing new final while split (a certificate in flight
+    # at the cut may still land in the first slot)
+    assert by_slot[39] > by_slot[15] + 5  # finality back after the heal
+    assert judge(config, result) == []
+
+
+def test_a_validator_wiped_and_restarted_is_not_slashed(tmp_path: Path) -> None:
+    config = SimConfig(validators=4, slots=40, seed=5, epoch_length=8,
+                       crashes=(parse_crash("3:10:20:wipe"),))  # fmt: skip
+    result = run(config, tmp_path)
+    assert result.violation is None
+    assert result.slashed_by_node == {}
+    assert result.finality_by_slot[-1] > result.finality_by_slot[20] + 5
+    assert judge(config, result) == []
+
+
+def test_the_command_line_prints_json_and_exits_by_the_verdict(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "moderntensor.sim", "--validators", "4", "--slots", "6",
+            "--seed", "1", "--json"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    doc = json.loads(done.stdout)
+    assert doc["problems"] == [] and doc["slots"] == 6 and doc["digest"].startswith("0x")
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert json.loads(again.stdout)["digest"] == doc["digest"]
+    bad = subprocess.run([*argv[:3], "--partition", "5:0|1"], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "START-END" in bad.stderr
