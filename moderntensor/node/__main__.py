@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _given_dev_flags(args: argparse.Namespace) -> dict[str, Any]:
-    return {field: getattr(args, field) for field in DEV_FLAGS if getattr(args, field) is not None}
+    values = {field: getattr(args, field, None) for field in DEV_FLAGS}
+    return {field: value for field, value in values.items() if value is not None}
 
 
 def _check_port(flag: str, port: int | None) -> None:
@@ -154,8 +155,25 @@ def _check_ip(flag: str, addr: str) -> None:
         ) from None
 
 
-def dev_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, Path | None]:
-    """Settings of the dev chain, its banner, and the temporary data dir to remove at exit.
+def dev_listeners(args: argparse.Namespace) -> list[Listener]:
+    """What the dev chain listens on, named by its flags (for :func:`check_listeners`).
+
+    Raises:
+        StartupError: a bad --rpc-addr, --rpc-port or --p2p-port.
+    """
+    rpc_addr = args.rpc_addr or "127.0.0.1"
+    _check_ip("--rpc-addr", rpc_addr)
+    _check_port("--rpc-port", args.rpc_port)
+    _check_port("--p2p-port", args.p2p_port)
+    listeners = [Listener("--rpc-port", rpc_addr, 8545 if args.rpc_port is None else args.rpc_port)]
+    if args.p2p_port is not None:
+        listeners.append(Listener("--p2p-port", "127.0.0.1", args.p2p_port))
+    return listeners
+
+
+def dev_settings(args: argparse.Namespace) -> tuple[NodeSettings, str]:
+    """Settings of the dev chain and its banner; without --data-dir the data dir is a new
+    temporary directory (the caller removes it at exit).
 
     Its genesis is kept in the data dir (``dev-genesis.json``) so a restart resumes. Every
     check runs before anything is written, and a temporary data dir is made last, so a
@@ -164,14 +182,8 @@ def dev_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, Path | No
     Raises:
         StartupError, DevOptionsError, GenesisError: a mistake, in one line.
     """
-    rpc_addr = args.rpc_addr or "127.0.0.1"
-    _check_ip("--rpc-addr", rpc_addr)
-    _check_port("--rpc-port", args.rpc_port)
-    _check_port("--p2p-port", args.p2p_port)
-    rpc = RpcConfig(addr=rpc_addr, port=8545 if args.rpc_port is None else args.rpc_port)
-    listeners = [Listener("--rpc-port", rpc.addr, rpc.port)]
-    if args.p2p_port is not None:
-        listeners.append(Listener("--p2p-port", "127.0.0.1", args.p2p_port))
+    rpc_listener = dev_listeners(args)[0]
+    rpc = RpcConfig(addr=rpc_listener.addr, port=rpc_listener.port)
     given = _given_dev_flags(args)
     options = DevOptions(**given)
     options.check()
@@ -192,21 +204,24 @@ def dev_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, Path | No
         keys = dev_keys(options.mnemonic, options.accounts)
         doc = dev_genesis_for(int(time.time()), options, keys)
         genesis = parse_genesis(doc, "dev genesis")
-    check_listeners(listeners)
-    temporary = None
-    if args.data_dir is None:
-        temporary = data_dir = Path(tempfile.mkdtemp(prefix="moderntensor-dev-"))
-    else:
-        data_dir = args.data_dir
-    if doc is not None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        (data_dir / "dev-genesis.json").write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
     p2p = None
     if args.p2p_port is not None:  # a dev chain needs no peers; listen only when asked
         p2p = network_config(genesis, listen_addr="127.0.0.1", port=args.p2p_port)
-    settings = NodeSettings(data_dir, genesis, keys.validator.consensus, rpc, p2p=p2p)
     banner = format_dev_banner(keys, chain_id=genesis.chain_id, balance=options.balance)
-    return settings, banner, temporary
+    if args.data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="moderntensor-dev-"))
+    else:
+        data_dir = args.data_dir
+    if doc is not None:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            (data_dir / "dev-genesis.json").write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+        except OSError as exc:
+            if args.data_dir is None:
+                shutil.rmtree(data_dir, ignore_errors=True)
+            raise StartupError(f"--data-dir {data_dir}: cannot write: {exc.strerror}") from None
+    settings = NodeSettings(data_dir, genesis, keys.validator.consensus, rpc, p2p=p2p)
+    return settings, banner
 
 
 def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
@@ -216,8 +231,8 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
         ConfigError, GenesisError, KeyFileError, StartupError: a mistake, in one line each.
     """
     given = _given_dev_flags(args)
-    if given or args.dev:
-        flag = "--dev" if args.dev else DEV_FLAGS[next(iter(given))]
+    if given or getattr(args, "dev", False):
+        flag = DEV_FLAGS[next(iter(given))] if given else "--dev"
         raise StartupError(
             f"{flag} is for the dev chain: a node.toml node takes its chain from node.genesis "
             "(drop --config to run a dev chain)"
@@ -256,19 +271,23 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
         )  # fmt: skip
         if config.p2p.node_key_file is not None:
             node_key = load_node_key(config.p2p.node_key_file).key
-    listeners = []
-    if rpc is not None:
-        listeners.append(Listener("rpc.port", rpc.addr, rpc.port))
-    if metrics is not None:
-        listeners.append(Listener("metrics.port", metrics.addr, metrics.port))
-    if p2p is not None and p2p.listen_addr is not None:
-        listeners.append(Listener("p2p.port", p2p.listen_addr, p2p.port))
-    check_listeners(listeners)
     settings = NodeSettings(
         config.node.data_dir, genesis, key, rpc, config.mempool.to_pool_config(), metrics,
         p2p, node_key,
     )  # fmt: skip
     return settings, str(config.node.log_level), str(config.node.log_format)
+
+
+def config_listeners(settings: NodeSettings) -> list[Listener]:
+    """What a node.toml node listens on, named by its keys (for :func:`check_listeners`)."""
+    listeners = []
+    if settings.rpc is not None:
+        listeners.append(Listener("rpc.port", settings.rpc.addr, settings.rpc.port))
+    if settings.metrics is not None:
+        listeners.append(Listener("metrics.port", settings.metrics.addr, settings.metrics.port))
+    if settings.p2p is not None and settings.p2p.listen_addr is not None:
+        listeners.append(Listener("p2p.port", settings.p2p.listen_addr, settings.p2p.port))
+    return listeners
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,10 +296,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.config is not None:
             settings, level, fmt = config_settings(args)
+            check_listeners(config_listeners(settings))
             banner = ""
         else:
-            settings, banner, temporary = dev_settings(args)
+            check_listeners(dev_listeners(args))
+            settings, banner = dev_settings(args)
             level, fmt = "info", "text"
+            if args.data_dir is None:
+                temporary = settings.data_dir
         setup_logging(args.log_level or level, args.log_format or fmt)
         if banner:
             print(banner, flush=True)

@@ -165,7 +165,10 @@ async def open_node(
         moderntensor.state.store.DatabaseError: the data directory cannot be opened.
         moderntensor.keys.KeyFileError: the node key does not load or cannot be created.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"data dir {settings.data_dir}: cannot create: {exc.strerror}") from None
     peers = outbound_receive = node_key = None
     if settings.p2p is not None:
         node_key = settings.node_key or node_key_for(settings.data_dir, None)

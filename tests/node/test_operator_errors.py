@@ -236,3 +236,14 @@ def test_resumed_dev_chain_refuses_other_genesis_flags(
     (tmp_path / "dd" / "dev-genesis.json").write_text(json.dumps(doc))
     line = run_node(tmp_path, "--dev", "--data-dir", "dd", flag, value)
     assert line.startswith(f"error: {said}; genesis flags apply only to a new data dir")
+
+
+def test_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    line = run_node(tmp_path, "--dev", "--data-dir", "file/dd")
+    assert line.startswith("error: --data-dir file/dd: cannot write: ")
+    net = make_testnet(tmp_path)
+    body = config_body("genesis.json").replace('"data"', f'"{tmp_path / "file" / "dd"}"')
+    config = write_config(net / "node.toml", body)
+    line = run_node(tmp_path, "--config", str(config), process=True)
+    assert line.startswith(f"error: data dir {tmp_path / 'file' / 'dd'}: cannot create: ")
