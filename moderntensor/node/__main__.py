@@ -231,11 +231,12 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
         ConfigError, GenesisError, KeyFileError, StartupError: a mistake, in one line each.
     """
     given = _given_dev_flags(args)
-    if given or getattr(args, "dev", False):
-        flag = DEV_FLAGS[next(iter(given))] if given else "--dev"
+    if getattr(args, "dev", False):
+        raise StartupError("--dev and --config: give one (--dev runs a dev chain, no node.toml)")
+    if given:
         raise StartupError(
-            f"{flag} is for the dev chain: a node.toml node takes its chain from node.genesis "
-            "(drop --config to run a dev chain)"
+            f"{DEV_FLAGS[next(iter(given))]} is for the dev chain: a node.toml node takes its "
+            "chain from node.genesis (drop --config to run a dev chain)"
         )
     overrides = ConfigOverrides(
         data_dir=args.data_dir,

@@ -247,3 +247,10 @@ def test_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
     config = write_config(net / "node.toml", body)
     line = run_node(tmp_path, "--config", str(config), process=True)
     assert line.startswith(f"error: data dir {tmp_path / 'file' / 'dd'}: cannot create: ")
+
+
+def test_dev_and_config_together(tmp_path: Path) -> None:
+    net = make_testnet(tmp_path)
+    config = write_config(net / "node.toml", config_body("genesis.json"))
+    line = run_node(tmp_path, "--dev", "--config", str(config))
+    assert line.startswith("error: --dev and --config: give one")
