@@ -154,3 +154,13 @@ def test_validate_refuses_more_validators_than_max_validators(
     path = genesis_file(tmp_path, capsys, consensus__max_validators=2)
     line = refused(capsys, "genesis", "validate", str(path))
     assert "validators: 3 listed but consensus.max_validators is 2: 1 of them could never" in line
+
+
+def test_genesis_new_with_more_validators_than_can_be_active_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "net"
+    argv = ["genesis", "new", "--validators", "101", "--chain-id", "5", "--out", str(out)]
+    line = refused(capsys, *argv)
+    assert "validators: 101 listed but consensus.max_validators is 100" in line
+    assert not out.exists()  # no key files for validators that could never be active
