@@ -58,6 +58,7 @@ __all__ = [
     "check_resume",
     "dev_genesis",
     "dev_genesis_doc",
+    "dev_genesis_for",
     "dev_keys",
     "format_dev_banner",
 ]
@@ -233,7 +234,7 @@ def check_resume(genesis: Genesis, given: dict[str, Any], where: str) -> DevOpti
     balances = {account.balance for _, account in genesis.alloc}
     stored = DevOptions(
         accounts=len(genesis.alloc),
-        balance=balances.pop() if len(balances) == 1 else DEV_BALANCE,
+        balance=balances.pop() if len(balances) == 1 else given.get("balance", DEV_BALANCE),
         mnemonic=given.get("mnemonic", DEV_MNEMONIC),
         chain_id=genesis.chain_id,
         gas_limit=genesis.block.gas_limit,
