@@ -92,10 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data-dir", type=Path, help="override node.data_dir (dev: persist)")
     parser.add_argument(
-        "--rpc-addr", "--host", help="override rpc.addr, an IP address (default 127.0.0.1)"
+        "--rpc-addr",
+        "--host",
+        metavar="ADDR",
+        help="override rpc.addr, an IP address (default 127.0.0.1)",
     )
     parser.add_argument(
-        "--rpc-port", "--port", "-p", type=int, help="override rpc.port (default 8545)"
+        "--rpc-port",
+        "--port",
+        "-p",
+        type=int,
+        metavar="PORT",
+        help="override rpc.port (default 8545)",
     )
     parser.add_argument(
         "--p2p-port",
@@ -112,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "on a resumed --data-dir a value other than the chain's is refused)"
     )
     dev.add_argument(
-        "--block-time", "--slot-duration", "-b", dest="slot_duration", type=_seconds,
+        "--block-time", "--blockTime", "--slot-duration", "-b", dest="slot_duration",
+        type=_seconds,
         metavar="SECONDS", help="seconds per slot, ms precision (default 1)",
     )  # fmt: skip
     dev.add_argument(
