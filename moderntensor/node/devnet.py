@@ -100,8 +100,11 @@ class DevOptions:
     """Seconds per slot (``--block-time``, alias ``--slot-duration``), millisecond precision."""
 
     def check(self) -> None:
-        """Raises:
-        DevOptionsError: the first flag out of range, by name."""
+        """Refuse values no chain can run with, before anything is derived or written.
+
+        Raises:
+            DevOptionsError: the first flag out of range, by name.
+        """
         if not 0 <= self.accounts <= MAX_DEV_ACCOUNTS:
             raise DevOptionsError(
                 f"--accounts: expected 0 to {MAX_DEV_ACCOUNTS}, got {self.accounts}"
