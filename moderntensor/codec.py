@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TypeAlias
 
 import rlp
-from rlp.exceptions import RLPException
 
 __all__ = [
     "MAX_RLP_DEPTH",
@@ -74,11 +73,39 @@ def decode_rlp(raw: bytes, what: str = "rlp", max_size: int | None = None) -> RL
         raise DecodeError(what, f"lists nested deeper than {MAX_RLP_DEPTH} levels")
     try:
         item: RLPItem = rlp.decode(raw, strict=True)
-    except RLPException as exc:
-        raise DecodeError(what, f"invalid RLP ({type(exc).__name__}: {exc})") from None
-    except Exception as exc:  # a backend error of another type still means bad input
-        raise DecodeError(what, f"invalid RLP ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # RLPException, or a backend error of another type: bad input
+        raise DecodeError(what, f"invalid RLP: {_describe_rlp_error(exc)}") from None
     return item
+
+
+_RUST_RLP_ERRORS = {
+    "RlpIsTooShort": "ends before the length its prefix announces",
+    "RlpIsTooBig": "longer than its prefix announces",
+    "RlpInvalidIndirection": "a long-form length prefix for a short item, not canonical",
+    "RlpDataLenWithZeroPrefix": "a length with a leading zero byte, not canonical",
+    "RlpListLenWithZeroPrefix": "a list length with a leading zero byte, not canonical",
+    "RlpInconsistentLengthAndData": "the length prefix disagrees with the data",
+    "RlpInvalidLength": "an invalid length",
+    "RlpExpectedToBeList": "expected a list",
+    "RlpExpectedToBeData": "expected a byte string",
+    "RlpIncorrectListLen": "a list of the wrong length",
+}
+"""The Rust backend's error names (its ``Debug`` output) in words a user can act on."""
+
+
+def _describe_rlp_error(exc: BaseException) -> str:
+    """What is wrong with an RLP input, without the backend's debug output (``Trailing bytes.
+    Payload Info PayloadInfo { header_len: 2, value_len: 108 }``, ``RlpIsTooShort``)."""
+    text = str(exc).strip()
+    if text.startswith("Trailing bytes"):
+        return "trailing bytes after the item"
+    for name, words in _RUST_RLP_ERRORS.items():
+        if name in text:
+            return words
+    if "as short string although single byte was possible" in text:
+        return "a single byte below 0x80 given a length prefix, not canonical"
+    text = text.split(". Payload Info", 1)[0].split(" PayloadInfo", 1)[0]
+    return text or type(exc).__name__
 
 
 def _too_deep(raw: bytes) -> bool:

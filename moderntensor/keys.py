@@ -82,6 +82,8 @@ def write_key_file(path: str | Path, doc: dict[str, Any]) -> None:
         KeyFileError: the file exists already (keys are never overwritten) or cannot be written.
     """
     target = Path(path)
+    if target.is_dir():
+        raise KeyFileError(f"{target}: is a directory; give the key file to create")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -101,6 +103,8 @@ def _read(path: str | Path, kind: str) -> dict[str, Any]:
         raise KeyFileError(f"{path}: key file not found") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path}: not a UTF-8 text file (expected a JSON key file)") from None
     except json.JSONDecodeError as exc:
         raise KeyFileError(f"{path}: not JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("kind") != kind:

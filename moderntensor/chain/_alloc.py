@@ -31,7 +31,10 @@ class GenesisError(ValueError):
     def __init__(self, errors: list[str], source: str = "genesis") -> None:
         self.errors = errors
         self.source = source
-        super().__init__(f"{source}: {len(errors)} error(s):\n  " + "\n  ".join(errors))
+        if len(errors) == 1:  # one problem, one line (what an operator sees on stderr)
+            super().__init__(f"{source}: {errors[0]}")
+        else:
+            super().__init__(f"{source}: {len(errors)} errors:\n  " + "\n  ".join(errors))
 
 
 @attrs.frozen(slots=True)

@@ -29,6 +29,8 @@ from moderntensor.state.account import Account
 from moderntensor.state.statedb import StateDB
 
 __all__ = [
+    "NO_CONTRACT_CALLS",
+    "NO_CONTRACT_CREATION",
     "BlockEnv",
     "ChainParams",
     "TransactionRejected",
@@ -41,6 +43,15 @@ __all__ = [
     "pay_block_reward",
     "required_gas",
 ]
+
+
+NO_CONTRACT_CREATION = "contract creation is not supported on this chain"
+NO_CONTRACT_CALLS = (
+    "contract execution is not supported on this chain: "
+    "calls with data are only accepted by the staking address"
+)
+"""The one wording of this chain's refusals to run contracts, wherever a transaction or call
+meets them (the pool, eth_sendRawTransaction, eth_call, eth_estimateGas)."""
 
 
 @attrs.frozen(slots=True)
@@ -132,13 +143,9 @@ def check_transaction_rules(tx: Transaction, base_fee: int, params: ChainParams)
             f"invalid chain id: have {tx.chain_id}, want {params.chain_id}", tx.hash
         )
     if tx.to is None:
-        raise TransactionRejected("contract creation is not supported on this chain", tx.hash)
+        raise TransactionRejected(NO_CONTRACT_CREATION, tx.hash)
     if tx.data and tx.to != STAKING_ADDRESS:
-        raise TransactionRejected(
-            "calls with data are only supported to the staking address "
-            "(this chain does not execute contracts)",
-            tx.hash,
-        )
+        raise TransactionRejected(NO_CONTRACT_CALLS, tx.hash)
     if tx.gas > params.gas_limit:
         raise TransactionRejected("exceeds block gas limit", tx.hash)
     if tx.gas < required_gas(tx):

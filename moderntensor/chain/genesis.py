@@ -61,6 +61,7 @@ from moderntensor.state.trie import MemoryNodeStore, NodeReader
 
 __all__ = [
     "DEFAULT_EVIDENCE_EPOCHS",
+    "MAX_CHAIN_ID",
     "ConsensusConfig",
     "Genesis",
     "GenesisAccount",
@@ -74,6 +75,12 @@ __all__ = [
 ]
 
 _MAX_GENESIS_TIME = 2**40  # far beyond any real date, and safely inside u64 slot arithmetic
+
+MAX_CHAIN_ID = 2**63 - 37
+"""EIP-2294's "max range": ``floor(MAX_UINT64 / 2) - 36`` = 9,223,372,036,854,775,771, so an
+EIP-155 ``v = chain_id * 2 + 36`` still fits in 64 bits, which wallets, hardware signers and
+clients assume. (Its "safe range", for JavaScript numbers, ends at 2**31 - 1; MetaMask accepts
+up to 4,503,599,627,370,476.)"""
 
 DEFAULT_EVIDENCE_EPOCHS = 2
 """``consensus.evidence_epochs`` when the genesis file leaves it out."""
@@ -192,6 +199,8 @@ def parse_genesis(doc: Any, source: str = "genesis") -> Genesis:
         errs,
     )  # fmt: skip
     chain_id = _int(doc, "chain_id", "chain_id", errs, minimum=1)
+    if chain_id > MAX_CHAIN_ID:
+        errs.add("chain_id", f"{chain_id} is above {MAX_CHAIN_ID}, the largest EIP-2294 allows")
     name = doc.get("network_name")
     if not isinstance(name, str) or not name:
         errs.add("network_name", "missing or not a non-empty string")
@@ -224,6 +233,13 @@ def parse_genesis(doc: Any, source: str = "genesis") -> Genesis:
         seen.setdefault(v.address, where)
     if not validators:
         errs.add("validators", "at least one validator is required")
+    elif consensus.max_validators and len(validators) > consensus.max_validators:
+        errs.add(
+            "validators",
+            f"{len(validators)} listed but consensus.max_validators is "
+            f"{consensus.max_validators}: {len(validators) - consensus.max_validators} of them "
+            "could never be active",
+        )
     genesis = Genesis(
         chain_id, name, genesis_time, consensus, network, block, total_supply, decimals,
         tuple(validators), tuple(alloc),
@@ -364,8 +380,12 @@ def load_genesis(path: str | Path) -> Genesis:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise GenesisError(["is a directory, expected the genesis JSON file"], source) from None
     except OSError as exc:
         raise GenesisError([f"cannot read: {exc.strerror}"], source) from None
+    except UnicodeDecodeError:
+        raise GenesisError(["not a UTF-8 text file (expected genesis JSON)"], source) from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -18,7 +18,7 @@ from moderntensor.chain.genesis import (
     parse_genesis,
 )
 from moderntensor.cli import CLIError
-from moderntensor.crypto import PrivateKey, checksum_address
+from moderntensor.crypto import PrivateKey, checksum_address, parse_address
 from moderntensor.keys import KeyFileError, ValidatorKeys, write_key_file
 
 TOKEN = 10**18
@@ -83,7 +83,13 @@ def genesis_document(
     for item in args.alloc:
         address, _, amount = item.partition("=")
         if not amount.isdigit():
-            raise CLIError(f"--alloc {item!r}: expected ADDR=TOKENS")
+            raise CLIError(f"--alloc {item!r}: expected ADDR=TOKENS, TOKENS a whole number")
+        try:
+            parse_address(address)
+        except ValueError:
+            raise CLIError(
+                f"--alloc {item!r}: {address!r} is not an address (0x and 40 hex digits)"
+            ) from None
         alloc[address] = {"balance": hex(int(amount) * TOKEN)}
     doc = {
         "chain_id": args.chain_id,
@@ -125,9 +131,12 @@ def write_genesis(out: Path, doc: dict[str, Any], keys: list[ValidatorKeys]) -> 
     """Write ``genesis.json`` and ``keys/validator-I.json`` (mode 0600); return the key paths.
 
     Raises:
-        CLIError: a key file cannot be written.
+        CLIError: the directory or a key file cannot be written.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"--out {out}: cannot create the directory: {exc.strerror}") from None
     paths = [out / "keys" / f"validator-{i}.json" for i in range(len(keys))]
     try:
         for path, k in zip(paths, keys, strict=True):
@@ -136,6 +145,27 @@ def write_genesis(out: Path, doc: dict[str, Any], keys: list[ValidatorKeys]) -> 
         raise CLIError(str(exc)) from None
     (out / "genesis.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return paths
+
+
+def check_out_dir(text: str) -> Path:
+    """``--out DIR`` of ``genesis new`` and ``testnet init``: a directory, new or without a
+    genesis.json (``keys new --out`` takes a file; a name ending in .json here is a mix-up, and
+    would otherwise silently become a directory).
+
+    Raises:
+        CLIError: ``text`` names an existing file, a .json name, or a directory that already
+            holds a genesis.json.
+    """
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out}: exists and is not a directory (--out takes a directory)")
+    if not out.exists() and out.suffix.lower() == ".json":
+        raise CLIError(
+            f"--out {out}: --out takes a directory, where genesis.json and keys/ are written"
+        )
+    if (out / "genesis.json").exists():
+        raise CLIError(f"{out / 'genesis.json'} already exists; refusing to overwrite it")
+    return out
 
 
 def add_genesis_options(parser: argparse.ArgumentParser, *, slot: float, epoch: int) -> None:
@@ -185,9 +215,7 @@ def add_genesis_options(parser: argparse.ArgumentParser, *, slot: float, epoch: 
 def _new(args: argparse.Namespace) -> int:
     if args.validators < 1:
         raise CLIError("--validators must be at least 1")
-    out = Path(args.out)
-    if (out / "genesis.json").exists():
-        raise CLIError(f"{out / 'genesis.json'} already exists; refusing to overwrite it")
+    out = check_out_dir(args.out)
     doc, keys = genesis_document(args, [f"validator-{i}" for i in range(args.validators)])
     paths = write_genesis(out, doc, keys)
     block, _ = build_genesis(parse_genesis(doc, "generated genesis"))
@@ -235,6 +263,8 @@ def _alloc_root(args: argparse.Namespace) -> int:
         doc = json.loads(text)
     except OSError as exc:
         raise CLIError(f"{args.file}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CLIError(f"{args.file}: not a UTF-8 text file (expected JSON)") from None
     except json.JSONDecodeError as exc:
         raise CLIError(f"{args.file}: not JSON: {exc}") from None
     try:

@@ -78,7 +78,12 @@ def _show(args: argparse.Namespace) -> int:
         with open(args.file, encoding="utf-8") as handle:
             kind = json.load(handle).get("kind")
     except (OSError, ValueError, AttributeError):
-        kind = None
+        kind = None  # unreadable: the loader below names the problem
+    else:
+        if kind not in ("node", "validator"):
+            raise CLIError(
+                f"{args.file}: not a key file: kind is {kind!r}, expected 'node' or 'validator'"
+            )
     try:
         if kind == "node":
             print(json.dumps(load_node_key(args.file).to_json(args.private), indent=2))

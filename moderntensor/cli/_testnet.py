@@ -22,12 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from moderntensor.chain.genesis import build_genesis, parse_genesis
 from moderntensor.cli import CLIError
-from moderntensor.cli._genesis import add_genesis_options, genesis_document, write_genesis
+from moderntensor.cli._genesis import (
+    add_genesis_options,
+    check_out_dir,
+    genesis_document,
+    write_genesis,
+)
 from moderntensor.crypto import PrivateKey
 from moderntensor.keys import KeyFileError, NodeKey, write_key_file
 from moderntensor.network import is_loopback
@@ -118,9 +122,7 @@ def _init(args: argparse.Namespace) -> int:
         raise CLIError("--validators must be at least 1")
     if args.full_nodes < 0:
         raise CLIError("--full-nodes must not be negative")
-    out = Path(args.out)
-    if (out / "genesis.json").exists():
-        raise CLIError(f"{out / 'genesis.json'} already exists; refusing to overwrite it")
+    out = check_out_dir(args.out)
     if args.genesis_time is None:
         args.genesis_time = int(time.time()) + args.start_in
     names = [f"validator-{i}" for i in range(args.validators)]
@@ -130,8 +132,10 @@ def _init(args: argparse.Namespace) -> int:
     nodes += [(name, f"../keys/{path.name}") for name, path in zip(names, key_paths, strict=True)]
     nodes += [(f"fullnode-{j}", None) for j in range(args.full_nodes)]
     node_keys = {name: NodeKey(PrivateKey.generate()) for name, _ in nodes}
+    ip = "ip6" if ":" in args.host else "ip4"
+    url_host = f"[{args.host}]" if ":" in args.host else args.host  # RFC 3986 brackets
     addrs = {
-        name: f"/ip4/{args.host}/tcp/{args.p2p_port + i}/ws/p2p/{node_keys[name].peer_id}"
+        name: f"/{ip}/{args.host}/tcp/{args.p2p_port + i}/ws/p2p/{node_keys[name].peer_id}"
         for i, (name, _) in enumerate(nodes)
     }
     summary: list[dict[str, Any]] = []
@@ -156,7 +160,7 @@ def _init(args: argparse.Namespace) -> int:
                 {
                     "name": name,
                     "config": str(out / name / "node.toml"),
-                    "rpc": f"http://{args.host}:{args.rpc_port + i}",
+                    "rpc": f"http://{url_host}:{args.rpc_port + i}",
                     "p2p": addrs[name],
                     "validator": validator_key is not None,
                 }

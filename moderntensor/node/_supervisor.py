@@ -23,21 +23,23 @@ Chain work (building, executing, committing) runs in worker threads one at a tim
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import random
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
 import attrs
 import trio
 
-from moderntensor.chain.chain import Chain
+from moderntensor.chain.chain import Chain, ChainMismatch
 from moderntensor.chain.genesis import Genesis
+from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.crypto import PrivateKey
 from moderntensor.mempool import Mempool, MempoolConfig
 from moderntensor.network import (
@@ -55,13 +57,14 @@ from moderntensor.node._logging import event
 from moderntensor.node._loop_monitor import LoopMonitor
 from moderntensor.node._network import NodeLink, node_key_for
 from moderntensor.node._pool_service import MempoolService
+from moderntensor.node._preflight import Listener, StartupError, bind_error, format_http_url
 from moderntensor.node._producer import BlockProducer
 from moderntensor.node._status import ConsensusStatus
 from moderntensor.node._sync import RangeSync
-from moderntensor.node._ticker import Ticker
+from moderntensor.node._ticker import Ticker, log_genesis_countdown
 from moderntensor.rpc import MetricsConfig, RpcApp, RpcConfig, RpcMetrics, serve_metrics, serve_rpc
 from moderntensor.service import ChainService
-from moderntensor.state.store import Database
+from moderntensor.state.store import Database, DatabaseLocked
 
 __all__ = ["NodeHandle", "NodeSettings", "freeze_startup_objects", "open_node", "run_node"]
 
@@ -171,12 +174,15 @@ async def open_node(
     fetcher a node cannot get a block it missed: it logs what it wants and waits.
 
     Raises:
+        StartupError: an operator's mistake, in one line: the database is held by another
+            process or holds another chain; the RPC, metrics or p2p port cannot be bound.
         moderntensor.state.store.DatabaseError: the data directory cannot be opened.
-        moderntensor.chain.chain.ChainMismatch: it holds another chain.
         moderntensor.keys.KeyFileError: the node key does not load or cannot be created.
-        OSError: the p2p address cannot be bound.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"data dir {settings.data_dir}: cannot create: {exc.strerror}") from None
     peers = outbound_receive = node_key = None
     if settings.p2p is not None and settings.p2p.scores_file is None:  # kept across restarts
         p2p = attrs.evolve(settings.p2p, scores_file=str(settings.data_dir / PEER_SCORES_FILE))
@@ -189,12 +195,22 @@ async def open_node(
     # Block building runs in a worker thread; C calls that release the GIL (signature
     # recovery, RocksDB reads) would otherwise wait up to 5 ms each to get it back.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    db = Database.open(settings.data_dir / "chaindb")
     try:
-        parts = assemble_node(
-            db, settings.genesis, settings.consensus_key, mempool=settings.mempool,
-            clock=clock, fetcher=fetcher, outbound=outbound,
-        )  # fmt: skip
+        db = Database.open(settings.data_dir / "chaindb")
+    except DatabaseLocked:
+        raise StartupError(
+            f"data dir {settings.data_dir}: its database is in use by another process "
+            "(is another node running on this data dir?)"
+        ) from None
+    announced = False
+    try:
+        try:
+            parts = assemble_node(
+                db, settings.genesis, settings.consensus_key, mempool=settings.mempool,
+                clock=clock, fetcher=fetcher, outbound=outbound,
+            )  # fmt: skip
+        except ChainMismatch as exc:
+            raise StartupError(f"data dir {settings.data_dir}: {exc}") from None
         chain, service, core, driver = parts.chain, parts.service, parts.core, parts.driver
         monitor = LoopMonitor()
         service.consensus = _NodeStatus(driver, parts.producer, monitor)
@@ -204,7 +220,11 @@ async def open_node(
               chain_id=parts.config.chain_id, genesis="0x" + chain.genesis_hash.hex()[:16],
               head=chain.head.number, epoch=core.epoch, validator=validator,
               synced=core.synced)  # fmt: skip
+        announced = True
+        _warn_if_not_a_validator(service, chain.head.number, core.validator_id)
         async with trio.open_nursery() as nursery:
+            if parts.config.genesis_time_ms > clock():
+                nursery.start_soon(log_genesis_countdown, parts.config.genesis_time_ms, clock)
             await nursery.start(monitor.run)
             await nursery.start(parts.pool_service.run, parts.heads_receive)
             await nursery.start(parts.producer.run, parts.build_receive, parts.built_send)
@@ -225,7 +245,8 @@ async def open_node(
                 )  # fmt: skip
                 service.peer_count = peers.__len__
                 service.network = network
-                p2p_port = await nursery.start(network.run, outbound_receive)
+                where = Listener("p2p port", settings.p2p.listen_addr or "", settings.p2p.port)
+                p2p_port = await _bind(where, nursery.start(network.run, outbound_receive))
                 range_sync = RangeSync(chain, service, parts.chain_lock, parts.verifier, peers,
                                        parts.inbox_send.clone())  # fmt: skip
                 await nursery.start(range_sync.run)
@@ -233,13 +254,19 @@ async def open_node(
             app = None
             if settings.rpc is not None:
                 app = RpcApp(service, settings.rpc)
-                rpc_port = await nursery.start(partial(serve_rpc, app=app), service, settings.rpc)
+                where = Listener("rpc port", settings.rpc.addr, settings.rpc.port)
+                rpc_port = await _bind(
+                    where, nursery.start(partial(serve_rpc, app=app), service, settings.rpc)
+                )
                 event(log, logging.INFO, "rpc listening", addr=settings.rpc.addr, port=rpc_port,
-                      url=f"http://{settings.rpc.addr}:{rpc_port}",
+                      url=format_http_url(settings.rpc.addr, rpc_port),
                       websocket=settings.rpc.ws_enabled)  # fmt: skip
             if settings.metrics is not None:
                 render = app.metrics.render if app else RpcMetrics(service).render
-                metrics_port = await nursery.start(serve_metrics, render, settings.metrics)
+                where = Listener("metrics port", settings.metrics.addr, settings.metrics.port)
+                metrics_port = await _bind(
+                    where, nursery.start(serve_metrics, render, settings.metrics)
+                )
                 event(log, logging.INFO, "metrics listening", addr=settings.metrics.addr,
                       port=metrics_port, path="/metrics")  # fmt: skip
             task_status.started(
@@ -264,17 +291,55 @@ async def open_node(
             )
     finally:
         db.close()
-        event(log, logging.INFO, "database closed", data_dir=str(settings.data_dir))
+        if announced:
+            event(log, logging.INFO, "database closed", data_dir=str(settings.data_dir))
+
+
+async def _bind(where: Listener, starting: Awaitable[int]) -> int:
+    """The port a listener task reports once started; a bind failure becomes one line.
+
+    Raises:
+        StartupError: the address cannot be bound (port taken, address not on this host).
+    """
+    try:
+        return await starting
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise bind_error(where, exc) from None
+        raise
+
+
+def _warn_if_not_a_validator(
+    service: ChainService, head_number: int, validator_id: bytes | None
+) -> None:
+    """A validator key outside the validator set signs nothing: say so once, at start, rather
+    than leave the operator watching a node that never produces a block."""
+    if validator_id is None:
+        return
+    epoch = compute_block_epoch(head_number + 1, service.chain.params.epoch_length)
+    vset = service.validator_set(epoch)
+    if vset is not None and vset.stake_of(validator_id) == 0:
+        event(log, logging.WARNING,
+              "validator key is not in the validator set: this node will sign nothing until "
+              "the key is staked (is validator.key_file the key the genesis lists?)",
+              validator="0x" + validator_id.hex(), epoch=epoch)  # fmt: skip
 
 
 async def run_node(settings: NodeSettings) -> int:
-    """The process's main task: a node plus signal handling; returns the exit code."""
+    """The process's main task: a node plus signal handling; returns the exit code.
+
+    Raises:
+        StartupError: an operator's mistake found while starting (see :func:`open_node`).
+    """
     started = time.monotonic()
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(_watch_signals, nursery.cancel_scope)
             await nursery.start(open_node, settings)
     except Exception as exc:  # a component failed: the nursery already cancelled the rest
+        mistakes = [e for e in _leaves(exc) if isinstance(e, StartupError)]
+        if mistakes and len(mistakes) == len(_leaves(exc)):
+            raise mistakes[0] from None  # the operator's to fix: main prints it as one line
         reasons = "; ".join(f"{type(e).__name__}: {e}" for e in _leaves(exc))
         log.error("node stopped by a failure: %s", reasons, exc_info=exc)
         return 1

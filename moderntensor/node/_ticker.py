@@ -8,14 +8,19 @@ blocks, so the two tasks cannot wait on each other: ticks flow one way over a bo
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 import attrs
 import trio
 
 from moderntensor.consensus import ConsensusConfig, compute_slot_at, compute_slot_start_ms
+from moderntensor.node._logging import event
 
-__all__ = ["Tick", "Ticker"]
+__all__ = ["Tick", "Ticker", "compute_countdown_wait_ms", "log_genesis_countdown"]
+
+log = logging.getLogger("moderntensor.node")
 
 
 @attrs.frozen(slots=True)
@@ -73,3 +78,23 @@ class Ticker:
                 self.deadline_ms = None  # fired; the core sets the next one
             self.ticks += 1
             await ticks.send(Tick(now, self.slot_at(now)))
+
+
+def compute_countdown_wait_ms(remaining_ms: int) -> int:
+    """How long until the next "waiting for genesis" line: at each whole minute while more
+    than a minute remains, then every 10 s (a node started two minutes early logs 7 lines).
+    A clock half a second off a mark counts as on it, so a sleep that ends a little early
+    does not add a line."""
+    ahead = remaining_ms - 500
+    step = 60_000 if ahead > 60_000 else 10_000
+    return remaining_ms - max(0, ahead // step * step)
+
+
+async def log_genesis_countdown(genesis_ms: int, clock: Callable[[], int]) -> None:
+    """Log how long until genesis, so a node started early is not silent until its first
+    block; returns at genesis (the ticker sleeps on its own, this task only reports)."""
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(genesis_ms // 1000))
+    while (remaining := genesis_ms - clock()) > 0:
+        event(log, logging.INFO, "waiting for genesis", genesis_time=at,
+              in_s=max(1, round(remaining / 1000)))  # fmt: skip
+        await trio.sleep(compute_countdown_wait_ms(remaining) / 1000)

@@ -325,7 +325,9 @@ def _check_files(config: NodeConfig) -> list[str]:
     if data_dir.exists() and not data_dir.is_dir():
         problems.append(f"node.data_dir: {data_dir} exists and is not a directory")
     genesis = config.node.genesis
-    if genesis is not None and not genesis.is_file():
+    if genesis is not None and genesis.is_dir():
+        problems.append(f"node.genesis: {genesis} is a directory, expected the genesis JSON file")
+    elif genesis is not None and not genesis.is_file():
         problems.append(f"node.genesis: file not found: {genesis}")
     checks: list[tuple[str, Path | None, Callable[[Path], object]]] = [
         ("validator.key_file", config.validator.key_file, load_validator_keys),

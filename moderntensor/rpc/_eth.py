@@ -11,7 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from moderntensor.chain.constants import STAKING_ADDRESS
-from moderntensor.chain.execution import TransactionRejected, required_gas
+from moderntensor.chain.execution import (
+    NO_CONTRACT_CALLS,
+    NO_CONTRACT_CREATION,
+    TransactionRejected,
+    required_gas,
+)
 from moderntensor.chain.transactions import DynamicFeeTransaction
 from moderntensor.codec import DecodeError
 from moderntensor.crypto import checksum_address, keccak256
@@ -200,7 +205,7 @@ class EthApi:
     def _check_call(self, args: CallArgs, ref: BlockRef) -> int:
         """What a plain transfer or staking operation would cost in gas; rejects the rest."""
         if args.to is None:
-            raise RpcError(SERVER_ERROR, "contract creation is not supported on this chain")
+            raise RpcError(SERVER_ERROR, NO_CONTRACT_CREATION)
         header = self.view.header_for_ref(ref)
         state = self.service.state_at(header)
         if state.get_code(args.to):
@@ -208,10 +213,7 @@ class EthApi:
                 SERVER_ERROR, f"{_NOT_SUPPORTED}: {checksum_address(args.to)} holds code"
             )
         if args.data and args.to != STAKING_ADDRESS:
-            raise RpcError(
-                SERVER_ERROR,
-                f"{_NOT_SUPPORTED}: calls with data are only accepted by the staking address",
-            )
+            raise RpcError(SERVER_ERROR, NO_CONTRACT_CALLS)
         gas = required_gas(
             DynamicFeeTransaction(
                 chain_id=self.service.chain_id,

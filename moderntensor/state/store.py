@@ -30,7 +30,7 @@ from typing import Any, Self
 
 import rocksdict
 
-__all__ = ["Column", "Database", "DatabaseError", "WriteBatch"]
+__all__ = ["Column", "Database", "DatabaseError", "DatabaseLocked", "WriteBatch"]
 
 _BLOCK_CACHE_BYTES = 256 << 20
 _NODES_WRITE_BUFFER = 64 << 20
@@ -53,6 +53,10 @@ class Column(enum.Enum):
 
 class DatabaseError(Exception):
     """The database cannot be opened or used: the message names the path and the cause."""
+
+
+class DatabaseLocked(DatabaseError):
+    """Another process (or another open handle in this one) holds the database."""
 
 
 def _block_options(cache: rocksdict.Cache, bloom: bool) -> rocksdict.BlockBasedOptions:
@@ -142,8 +146,8 @@ class Database:
         """Open (creating if needed) the database at ``path``.
 
         Raises:
-            DatabaseError: the path is unusable, the database is locked by another open
-                handle or process, or its files are corrupt.
+            DatabaseLocked: another open handle or process holds the database.
+            DatabaseError: the path is unusable, or its files are corrupt.
         """
         text = os.fspath(path)
         try:
@@ -156,7 +160,7 @@ class Database:
         except Exception as exc:  # rocksdict raises bare Exception for every RocksDB status
             message = str(exc)
             if "lock" in message.lower():
-                raise DatabaseError(
+                raise DatabaseLocked(
                     f"database {text} is in use (locked by another process or handle): {message}"
                 ) from None
             raise DatabaseError(f"cannot open database {text}: {message}") from None

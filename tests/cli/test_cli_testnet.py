@@ -71,3 +71,15 @@ def test_init_on_a_shared_non_loopback_address_lifts_the_per_ip_cap(
     summary = json.loads(capsys.readouterr().out)
     for node in summary["nodes"]:
         assert load_config(node["config"]).p2p.max_inbound_per_ip == 8
+
+
+def test_init_on_ipv6_brackets_urls_and_uses_ip6_multiaddrs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "net"
+    assert main(["testnet", "init", "--validators", "1", "--out", str(out), "--host", "::1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [n["rpc"] for n in summary["nodes"]] == ["http://[::1]:8545", "http://[::1]:8546"]
+    assert all(n["p2p"].startswith("/ip6/::1/tcp/") for n in summary["nodes"])
+    config = load_config(out / "validator-0" / "node.toml")  # the bootstrap list parses
+    assert len(config.p2p.bootstrap) == 1

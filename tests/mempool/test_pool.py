@@ -66,7 +66,7 @@ def test_admitted_transaction_is_readable() -> None:
         (make_tx(0, 0, gas=20_999), "intrinsic gas too low: have 20999, want 21000"),
         (make_tx(0, 0, max_fee=MIN_BASE_FEE - 1, tip=1), "max fee per gas less than block base"),
         (make_tx(0, 0, to=None, gas=100_000), "contract creation is not supported"),
-        (make_tx(0, 0, data=b"\x01", gas=30_000), "calls with data are only supported"),
+        (make_tx(0, 0, data=b"\x01", gas=30_000), "contract execution is not supported"),
         (make_tx(0, 0, gas=21_000, to=STAKING_ADDRESS), "intrinsic gas too low"),
     ],
 )

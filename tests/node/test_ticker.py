@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 import trio
 import trio.testing
 
 from moderntensor.consensus import ConsensusConfig, Preset
-from moderntensor.node._ticker import Tick, Ticker
+from moderntensor.node._ticker import (
+    Tick,
+    Ticker,
+    compute_countdown_wait_ms,
+    log_genesis_countdown,
+)
 
 SLOT_MS = 1000
 
@@ -87,3 +95,27 @@ async def test_clearing_the_deadline(autojump_clock: trio.testing.MockClock) -> 
     ticker.set_deadline(None)
     ticks = await collect(ticker, 1)
     assert ticks[0].now_ms == 1000
+
+
+def test_countdown_marks() -> None:
+    """Whole minutes while more than a minute remains, then every 10 s; a clock a little off
+    a mark counts as on it."""
+    waits, remaining = [], 134_000
+    while remaining > 0:
+        wait = compute_countdown_wait_ms(remaining)
+        waits.append(wait)
+        remaining -= wait
+    assert waits == [14_000, 60_000, 10_000, 10_000, 10_000, 10_000, 10_000, 10_000]
+    assert compute_countdown_wait_ms(60_300) == 10_300  # not one more line at 60.3 s
+    assert compute_countdown_wait_ms(400) == 400  # the last stretch ends at genesis
+
+
+async def test_waiting_for_genesis_is_logged_with_a_countdown(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    logging.getLogger("moderntensor").propagate = True
+    with caplog.at_level(logging.INFO, logger="moderntensor.node"):
+        await log_genesis_countdown(74_000, lambda: round(trio.current_time() * 1000))
+    lines = [r for r in caplog.records if r.getMessage() == "waiting for genesis"]
+    assert [r.fields["in_s"] for r in lines] == [74, 60, 50, 40, 30, 20, 10]  # type: ignore[attr-defined]
+    assert trio.current_time() == 74.0  # returns at genesis, not later

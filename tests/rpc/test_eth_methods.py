@@ -6,6 +6,8 @@ import pytest
 from eth_account import Account
 
 from moderntensor.chain.constants import STAKING_ADDRESS
+from moderntensor.chain.execution import NO_CONTRACT_CALLS
+from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
 from moderntensor.crypto import checksum_address, keccak256
 from moderntensor.state.account import EMPTY_CODE_HASH, EMPTY_ROOT
 from moderntensor.state.trie import HexaryTrie, MemoryNodeStore
@@ -79,6 +81,29 @@ def test_call_and_estimate(rpc: RawClient) -> None:
     with pytest.raises(RpcFailed) as broke:
         rpc.call("eth_estimateGas", [{"from": to, "to": DEV0, "value": "0x1"}])
     assert "insufficient funds" in broke.value.message
+
+
+def test_one_wording_for_the_no_contracts_refusal(rpc: RawClient) -> None:
+    """eth_call, eth_estimateGas and eth_sendRawTransaction refuse data sent to an account
+    other than the staking address with the same words."""
+    to = Account.create().address
+    call = {"from": DEV0, "to": to, "data": "0x70a08231"}
+    messages = set()
+    for method, params in (("eth_call", [call, "latest"]), ("eth_estimateGas", [call])):
+        with pytest.raises(RpcFailed) as refused:
+            rpc.call(method, params)
+        messages.add(refused.value.message)
+    tx = sign_transaction(
+        DynamicFeeTransaction(
+            chain_id=1337, nonce=0, max_priority_fee_per_gas=10**9, max_fee_per_gas=10**11,
+            gas=100_000, to=bytes.fromhex(to[2:]), data=bytes.fromhex("70a08231"),
+        ),
+        DEV_KEYS[5],
+    )  # fmt: skip
+    with pytest.raises(RpcFailed) as sent:
+        rpc.call("eth_sendRawTransaction", ["0x" + tx.raw.hex()])
+    messages.add(sent.value.message)
+    assert messages == {NO_CONTRACT_CALLS}
 
 
 def test_unknown_things_are_null(rpc: RawClient) -> None:
