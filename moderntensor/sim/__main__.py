@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--crash", action="append", default=[], metavar="NODE:SLOT[:RESTART[:MODE]]")
     p.add_argument("--tx-rate", type=float, default=0.0, metavar="TX/S")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--replay", metavar="FILE", help="run the simulation a replay file describes")
+    p.add_argument("--search", type=int, metavar="RUNS",
+                   help="let Hypothesis draw up to RUNS fault schedules (--validators, --slots) "
+                        "and shrink the first failure")  # fmt: skip
+    p.add_argument("--save", metavar="FILE", help="with --search: write the failure to replay")
     p.add_argument("--log-level", default="CRITICAL", help="the nodes' log level (default: none)")
     return p
 
@@ -77,12 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             sys.executable, [sys.executable, "-m", "moderntensor.sim", *(argv or sys.argv[1:])]
         )
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    if args.search is not None:
+        return _search(args)
     try:
-        config = config_from(args)
+        config = config_from(args) if args.replay is None else _load(Path(args.replay))
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    if args.replay is not None and not args.json:
+        print("\n".join(config.events()))
     show = None if args.json else progress_line(config, sys.stderr)
     clock = trio.testing.MockClock(autojump_threshold=0)
     with (
@@ -96,6 +105,37 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_summary(config, result, problems)
     return 1 if problems else 0
+
+
+def _load(path: Path) -> SimConfig:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SpecError(f"replay file {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise SpecError(f"replay file {path}: expected a JSON object")
+    return SimConfig.from_json(doc)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from moderntensor.sim._search import search  # Hypothesis is imported only here
+
+    def show(n: int, config: SimConfig, problems: list[str]) -> None:
+        verdict = "FAIL " + problems[0] if problems else "ok"
+        print(f"run {n}: {len(config.events())} events: {verdict}", file=sys.stderr)
+
+    found = search(args.search, validators=args.validators, slots=args.slots, on_run=show)
+    if found is None:
+        print(f"no failure in {args.search} simulations")
+        return 0
+    print(f"failure found after {found.runs} simulations (with shrinking), as:")
+    print("\n".join(found.config.events()))
+    for problem in found.problems:
+        print(f"FAIL {problem}")
+    if args.save:
+        Path(args.save).write_text(json.dumps(found.config.to_json(), indent=1) + "\n")
+        print(f"replay: python -m moderntensor.sim --replay {args.save}")
+    return 1
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 that holds its consensus key *without* slashing protection, and rewrites, adds or withholds
 frames per destination (``SimNetwork.tamper``).
 
-* ``equivocator``: to every odd-numbered peer it sends, instead of its own NOTARIZE, one
-  for another block of the same slot, and instead of its own proposal, another block of the
-  same slot (the same block with other extra data, re-signed: as valid as the first). The
-  honest nodes relay both halves, see two signatures for one slot and report evidence; the
-  validator must be slashed, exactly once.
+* ``equivocator``: to every odd-numbered peer it sends, instead of its own proposal, another
+  block of the same slot (the same block with other extra data, re-signed: as valid as the
+  first), and its NOTARIZE and FINALIZE votes for that other block (for a block not its own:
+  a NOTARIZE for a block that does not exist). Split along a partition of the honest nodes by
+  parity, each side sees a leader and a voter that back its own block. The honest nodes
+  relay both halves, see two signatures for one slot and report evidence; the validator must
+  be slashed, exactly once.
 * ``withholder``: sends none of its NOTARIZE, FINALIZE or NULLIFY votes (it still proposes).
 * ``spammer``: adds, to every frame it sends, a vote of its own for a slot far in the future.
 * ``silent``: sends nothing at all after the handshake (a crashed validator that looks up).
@@ -67,6 +69,8 @@ def make_actor(
 ) -> Actor:
     """The frame rewriter of one byzantine validator."""
     signer = _Signer(key, chain_id, genesis_hash, epoch_length)
+    others: dict[bytes, bytes] = {}  # its block -> the other block it showed the odd half
+    others_block: dict[bytes, Proposal] = {}
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"unknown behaviour {behaviour!r} (one of {', '.join(BEHAVIOURS)})")
 
@@ -89,12 +93,21 @@ def make_actor(
             return [frame, encode_message(extra)]
         if dst % 2 == 0:  # equivocator: the even half gets the real thing
             return [frame]
-        if isinstance(message, SignedVote) and message.kind is VoteKind.NOTARIZE:
-            other = keccak256(b"equivocation" + message.block_hash)
-            return [encode_message(signer.vote(VoteKind.NOTARIZE, message.epoch, message.slot,
+        if isinstance(message, SignedVote) and message.kind in (VoteKind.NOTARIZE,
+                                                                 VoteKind.FINALIZE):  # fmt: skip
+            other = others.get(message.block_hash)
+            if other is None:  # not its own block: a vote for a block that does not exist
+                if message.kind is VoteKind.FINALIZE:
+                    return [frame]
+                other = keccak256(b"equivocation" + message.block_hash)
+            return [encode_message(signer.vote(message.kind, message.epoch, message.slot,
                                                other))]  # fmt: skip
         if isinstance(message, Proposal):
-            return [encode_message(signer.other_block(message))]
+            alternative = others_block.get(message.block_hash)
+            if alternative is None:
+                alternative = others_block[message.block_hash] = signer.other_block(message)
+                others[message.block_hash] = alternative.block_hash
+            return [encode_message(alternative)]
         return [frame]
 
     return act

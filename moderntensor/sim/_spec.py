@@ -43,6 +43,15 @@ class Partition:
     end: int
     groups: tuple[frozenset[int], ...]
 
+    @property
+    def spec(self) -> str:
+        sides = "|".join(",".join(str(n) for n in sorted(g)) for g in self.groups)
+        return f"{self.start}-{self.end}:{sides}"
+
+    def describe(self) -> str:
+        sides = " | ".join("{" + ", ".join(str(n) for n in sorted(g)) + "}" for g in self.groups)
+        return f"slots {self.start}-{self.end}: partition {sides}"
+
     def separates(self, a: int, b: int, slot: int) -> bool:
         """Whether nodes ``a`` and ``b`` are cut off from each other at ``slot``."""
         if not self.start <= slot < self.end:
@@ -57,6 +66,23 @@ class Crash:
     slot: int
     restart: int | None = None
     mode: CrashMode = CrashMode.RESUME
+
+    @property
+    def spec(self) -> str:
+        parts = [str(self.node), str(self.slot)]
+        if self.restart is not None:
+            parts.append(str(self.restart))
+            if self.mode is not CrashMode.RESUME:
+                parts.append(self.mode.value)
+        return ":".join(parts)
+
+    def describe(self) -> str:
+        text = f"slot {self.slot}: node {self.node} crashes"
+        if self.restart is None:
+            return text + " for good"
+        how = {CrashMode.RESUME: "on its data", CrashMode.WIPE: "on an empty data directory",
+               CrashMode.RESTORE_BACKUP: "on a backup one epoch old"}[self.mode]  # fmt: skip
+        return f"{text}, restarts at slot {self.restart} {how}"
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -78,6 +104,47 @@ class SimConfig:
     epoch_length: int = 16
     behaviours: tuple[str, ...] = ()
     """Byzantine behaviour per byzantine validator (default: equivocators)."""
+
+    def to_json(self) -> dict[str, object]:
+        """The replay file's contents (``from_json`` reads it back)."""
+        doc = attrs.asdict(self, recurse=False)
+        doc["partitions"] = [p.spec for p in self.partitions]
+        doc["crashes"] = [c.spec for c in self.crashes]
+        doc["behaviours"] = list(self.behaviours)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> SimConfig:
+        fields = {a.name for a in attrs.fields(cls)}
+        unknown = set(doc) - fields
+        if unknown:
+            raise SpecError(f"replay file: unknown key {sorted(unknown)[0]!r}")
+        values = dict(doc)
+        values["partitions"] = tuple(parse_partition(str(s)) for s in doc.get("partitions", []))  # type: ignore[attr-defined]
+        values["crashes"] = tuple(parse_crash(str(s)) for s in doc.get("crashes", []))  # type: ignore[attr-defined]
+        values["behaviours"] = tuple(doc.get("behaviours", []))  # type: ignore[arg-type]
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise SpecError(f"replay file: {exc}") from None
+
+    def events(self) -> list[str]:
+        """The run as a short numbered story (what a shrunk failure prints)."""
+        lines = [f"{self.validators} validators, {self.slots} slots of {self.slot_ms} ms, "
+                 f"epochs of {self.epoch_length} blocks, seed {self.seed}"]  # fmt: skip
+        behaviours = self.behaviours or ("equivocator",)
+        for k in range(self.byzantine):
+            node = self.validators - self.byzantine + k
+            lines.append(f"node {node} is byzantine: {behaviours[k % len(behaviours)]}")
+        if self.drop or self.duplicate or self.reorder:
+            lines.append(f"links lose {self.drop:.0%}, duplicate {self.duplicate:.0%}"
+                         + (", reorder" if self.reorder else ""))  # fmt: skip
+        if self.tx_rate:
+            lines.append(f"{self.tx_rate:g} transfers/s")
+        timed = [(p.start, p.describe()) for p in self.partitions]
+        timed += [(c.slot, c.describe()) for c in self.crashes]
+        lines += [text for _, text in sorted(timed)]
+        return [f"{i}. {line}" for i, line in enumerate(lines, 1)]
 
     def __attrs_post_init__(self) -> None:
         if self.validators < 1:

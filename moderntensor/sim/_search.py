@@ -1,0 +1,104 @@
+"""Hypothesis drives whole simulations: it draws fault schedules (partitions, crashes with
+resume/wipe/backup restarts, byzantine validators, loss), runs each, and when one fails
+shrinks it to a short story of events that ``--replay`` runs again.
+
+The budget is a number of simulations with ``derandomize=True``: the same search, in the same
+order, on every machine and for every seed, so "found within N runs" is a fixed fact.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import trio
+import trio.testing
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from moderntensor.sim._byzantine import BEHAVIOURS
+from moderntensor.sim._report import judge
+from moderntensor.sim._run import simulate
+from moderntensor.sim._spec import Crash, CrashMode, Partition, SimConfig
+from moderntensor.sim._trio import deterministic_scheduling
+
+__all__ = ["Found", "run_once", "schedules", "search"]
+
+
+@attrs.frozen(slots=True)
+class Found:
+    config: SimConfig
+    problems: list[str]
+    runs: int
+
+
+def run_once(config: SimConfig) -> list[str]:
+    """One simulation in a fresh Trio run on a mock clock; its problems ([] if it passed)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="mt-sim-") as root,
+        deterministic_scheduling(config.seed),
+    ):
+        result = trio.run(simulate, config, Path(root),
+                          clock=trio.testing.MockClock(autojump_threshold=0))  # fmt: skip
+    return judge(config, result)
+
+
+@st.composite
+def schedules(draw: st.DrawFn, validators: int = 5, slots: int = 30) -> SimConfig:
+    """A fault schedule for ``validators`` over ``slots`` (every fault ends by 2/3 of the run,
+    so the liveness check after the last fault applies)."""
+    last = slots * 2 // 3
+    byzantine = draw(st.integers(0, (validators - 1) // 3))
+    honest = list(range(validators - byzantine))
+    partitions = []
+    for _ in range(draw(st.integers(0, 2))):
+        start = draw(st.integers(1, last - 2))
+        end = draw(st.integers(start + 1, last))
+        side = draw(st.sets(st.sampled_from(honest), min_size=1, max_size=len(honest) - 1))
+        rest = frozenset(honest) - side
+        partitions.append(Partition(start, end, (frozenset(side), rest)))
+    crashes = []
+    for node in draw(st.sets(st.sampled_from(honest), max_size=1)):
+        slot = draw(st.integers(1, last - 2))
+        restart = draw(st.integers(slot + 1, last))
+        mode = draw(st.sampled_from(list(CrashMode)))
+        crashes.append(Crash(node, slot, restart, mode))
+    return SimConfig(
+        validators=validators, byzantine=byzantine, slots=slots,
+        seed=draw(st.integers(0, 1000)), drop=draw(st.sampled_from([0.0, 0.02])),
+        partitions=tuple(partitions), crashes=tuple(crashes), epoch_length=8,
+        behaviours=tuple(draw(st.lists(st.sampled_from(BEHAVIOURS[:3]), min_size=byzantine,
+                                       max_size=byzantine))),
+    )  # fmt: skip
+
+
+def search(
+    runs: int, *, validators: int = 5, slots: int = 30,
+    on_run: Callable[[int, SimConfig, list[str]], None] | None = None,
+) -> Found | None:  # fmt: skip
+    """Up to ``runs`` simulations, then shrinking if one failed; the smallest failure."""
+    count = 0
+    failures: list[tuple[SimConfig, list[str]]] = []
+
+    @settings(max_examples=runs, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck),
+              phases=[Phase.generate, Phase.shrink])  # fmt: skip
+    @given(schedules(validators, slots))
+    def check(config: SimConfig) -> None:
+        nonlocal count
+        count += 1
+        problems = run_once(config)
+        if on_run is not None:
+            on_run(count, config, problems)
+        if problems:
+            failures.append((config, problems))
+            raise AssertionError(problems[0])
+
+    try:
+        check()
+    except AssertionError:
+        config, problems = failures[-1]  # Hypothesis re-runs the shrunk example last
+        return Found(config, problems, count)
+    return None
