@@ -1,31 +1,59 @@
-"""``python -m fuzz [--examples N] [TARGET ...]``: run the fuzz targets with many examples."""
+"""``python -m fuzz [--seconds N | --examples N] [TARGET ...]``: run the fuzz targets.
+
+With ``--seconds`` each target runs in batches of fresh random examples until its time is up
+(a failure stops it and prints Hypothesis' shrunk example); with ``--examples`` each runs that
+many. HypoFuzz runs the same targets without a bound: ``hypothesis fuzz -- fuzz/targets.py``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 import time
 
 from hypothesis import HealthCheck, settings
 
 from fuzz.targets import TARGETS
 
+BATCH = {"simulation": 1, "consensus": 5}
+"""Examples per batch of the slow targets (a batch must fit in a short ``--seconds``)."""
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("targets", nargs="*", choices=[*sorted(TARGETS), []], default=[])
-    parser.add_argument("--examples", type=int, default=20_000)
+
+def run(name: str, examples: int) -> None:
+    if name == "consensus":  # a stateful machine: its settings are an argument
+        TARGETS[name](max_examples=examples)
+        return
+    settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck),
+             database=None)(TARGETS[name])()  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("targets", nargs="*", default=[], metavar="TARGET",
+                        help=f"some of: {', '.join(sorted(TARGETS))} (default: all)")  # fmt: skip
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--seconds", type=float, help="time per target")
+    budget.add_argument("--examples", type=int, default=None, help="examples per target")
     args = parser.parse_args()
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target {unknown[0]!r} (one of {', '.join(sorted(TARGETS))})")
+    logging.disable(logging.CRITICAL)  # the simulation's nodes log every block
     for name in args.targets or sorted(TARGETS):
         started = time.perf_counter()
-        run = settings(
-            max_examples=args.examples,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        )(TARGETS[name])
-        run()
-        print(f"{name}: {args.examples} examples ok in {time.perf_counter() - started:.1f} s")
+        done = 0
+        if args.seconds is None:
+            done = args.examples or 20_000
+            run(name, done)
+        else:
+            batch = BATCH.get(name, 200)
+            while time.perf_counter() - started < args.seconds:
+                run(name, batch)
+                done += batch
+        print(f"{name}: {done} examples ok in {time.perf_counter() - started:.1f} s", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,10 +1,12 @@
-"""Hypothesis fuzz targets: any bytes give a value or the one decode error, never a crash."""
+"""Hypothesis fuzz targets: any bytes give a value or the one decode error, never a crash;
+the consensus core's stateful machine keeps its invariants; a whole simulation under any
+fault schedule keeps every invariant (``moderntensor.sim``)."""
 
 from __future__ import annotations
 
 import contextlib
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from moderntensor.chain.blocks import decode_block, decode_header
@@ -23,6 +25,8 @@ from moderntensor.network import (
     NonceBook,
     decode_message,
 )
+from moderntensor.sim import SimConfig
+from moderntensor.sim._search import run_once, schedules
 from moderntensor.state.account import decode_account
 from moderntensor.state.proof import InvalidProof, verify_proof
 
@@ -96,9 +100,31 @@ def fuzz_handshake(frames: list[bytes]) -> None:
             return
 
 
+def fuzz_consensus(max_examples: int = 5) -> None:
+    """The consensus core's stateful machine (tests/consensus/test_stateful.py): honest and
+    byzantine validators, partitions, restarts, set changes; every invariant after each step."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from tests.consensus.test_stateful import ConsensusMachine
+
+    run_state_machine_as_test(ConsensusMachine, settings=settings(
+        max_examples=max_examples, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck)))  # fmt: skip
+
+
+@given(schedules(validators=4, slots=16))
+def fuzz_simulation(config: SimConfig) -> None:
+    """A whole simulation (real nodes, virtual time) under a drawn fault schedule."""
+    problems = run_once(config)
+    assert not problems, "\n".join([*config.events(), *problems])
+
+
 TARGETS = {
     "decoders": fuzz_decoders,
     "proof": fuzz_verify_proof,
     "wire": fuzz_wire,
     "handshake": fuzz_handshake,
+    "consensus": fuzz_consensus,
+    "simulation": fuzz_simulation,
 }
+"""Each is a Hypothesis test: HypoFuzz finds them (``hypothesis fuzz -- fuzz/targets.py``)."""

@@ -19,3 +19,21 @@ def test_wire_target() -> None:
 
 def test_handshake_target() -> None:
     fuzz_handshake()
+
+
+def test_consensus_target_runs_a_few_examples() -> None:
+    from fuzz.targets import fuzz_consensus
+
+    fuzz_consensus(max_examples=2)
+
+
+def test_simulation_target_and_the_bounded_runner() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "fuzz", "--seconds", "1", "wire", "simulation"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("wire: ") and "examples ok" in lines[0]
+    assert lines[1].startswith("simulation: 1 examples ok")
