@@ -80,10 +80,9 @@ def _show(args: argparse.Namespace) -> int:
     except (OSError, ValueError, AttributeError):
         kind = None  # unreadable: the loader below names the problem
     else:
-        if kind not in ("node", "validator"):
-            raise CLIError(
-                f"{args.file}: not a key file: kind is {kind!r}, expected 'node' or 'validator'"
-            )
+        if kind not in ("node", "validator", "account"):
+            raise CLIError(f"{args.file}: not a key file: kind is {kind!r}, "
+                           "expected 'node', 'validator' or 'account'")  # fmt: skip
     try:
         if kind == "node":
             print(json.dumps(load_node_key(args.file).to_json(args.private), indent=2))

@@ -102,7 +102,7 @@ def test_keys_show_of_a_json_that_is_no_key(
 ) -> None:
     (tmp_path / "empty.json").write_text("{}")
     line = refused(capsys, "keys", "show", str(tmp_path / "empty.json"))
-    assert "not a key file: kind is None, expected 'node' or 'validator'" in line
+    assert "not a key file: kind is None, expected 'node', 'validator' or 'account'" in line
 
 
 def test_alloc_mistakes_say_what_is_expected(

@@ -21,10 +21,10 @@ def test_localnet_runs_each_node_as_a_process_and_stops_them(tmp_path: Path) -> 
     args = ["testnet", "init", "--validators", "1", "--out", str(out), "--start-in", "1"]
     assert main([*args, "--rpc-port", str(rpc), "--p2p-port", str(p2p)]) == 0
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "localnet.py"), str(out), "--seconds", "8"],
+        [sys.executable, str(ROOT / "scripts" / "localnet.py"), str(out), "--seconds", "15"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=90,
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-2000:]
