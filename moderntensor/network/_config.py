@@ -47,6 +47,8 @@ class NetworkConfig:
     handshake_timeout_s: float = attrs.field(default=5.0, validator=_positive)
     request_timeout_s: float = attrs.field(default=2.0, validator=_positive)
     """One request to one peer; then the next peer is asked."""
+    relay_window_s: float = attrs.field(default=120.0, validator=_positive)
+    """A gossip frame is relayed at most once in this window (``_relay``: no echo loops)."""
     seen_ttl_s: float = attrs.field(default=1.0, validator=_positive)
     """The gossip dedupe window (see ``_gossip``: about a slot; the node passes its slot)."""
     peer_queue: int = attrs.field(default=1024, validator=_positive)

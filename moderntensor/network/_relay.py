@@ -13,6 +13,12 @@ flooding; beyond, each frame costs D full copies per node instead of one per pee
 ``Have``/``Want`` path repairs any hole in the mesh. The node's own messages and the
 transactions it admitted go to every peer / the eager peers respectively (flood publish).
 
+Two windows: a frame is handed to the node again once ``seen_ttl_s`` (about a slot) has
+passed -- the core's re-sends after a timeout are byte-identical and must get through -- but
+it is *relayed* at most once per ``relay_window_s`` (a minute or more). With one window, a
+frame whose trip around a cycle of peers took longer than the short one (slow links, busy
+nodes) came back as new, was relayed again and circulated for ever; the simulator found it.
+
 Before relaying, each consensus message is screened by the node (``ConsensusLink.screen``):
 ACCEPT is relayed and delivered, IGNORE neither (no blame), REJECT disconnects the sender.
 """
@@ -76,6 +82,7 @@ class GossipRelay:
     def _init_mesh(self) -> None:
         self.cache = MessageCache(self.config.seen_ttl_s + 1.0, self.config.message_cache_bytes)
         self.wanted = SeenCache(self.config.request_timeout_s)  # ids asked for, not yet got
+        self.relayed_ids = SeenCache(self.config.relay_window_s, capacity=262_144)
         self._haves: defaultdict[str, list[bytes]] = defaultdict(list)
         self._ranks: dict[str, bytes] = {}
         self.rejected = self.haves_sent = self.wants_sent = self.wants_served = 0
@@ -185,7 +192,8 @@ class GossipRelay:
         if verdict is GossipVerdict.REJECT:
             self.rejected += 1
             raise NetworkRemoteError(DisconnectReason.BAD_MESSAGE, why)
-        self.relayed += self._relay(frame, message_id, peer, now)
+        if self.relayed_ids.add(message_id, now):  # relayed once per relay window
+            self.relayed += self._relay(frame, message_id, peer, now)
         self.delivered += 1
         await self.link.deliver(message)
 
@@ -204,6 +212,7 @@ class GossipRelay:
             now = trio.current_time()
             message_id = compute_message_id(frame)
             self.seen.add(message_id, now)
+            self.relayed_ids.add(message_id, now)  # our echoes are not relayed back out
             self.cache.put(message_id, frame, now)  # a peer may Want it after a relay's Have
             if isinstance(message, SignedVote):
                 self.vote_keys.add(compute_vote_key(message), now)

@@ -24,6 +24,7 @@ __all__ = [
     "FUTURE_VOTE_COST",
     "REPEAT_COST",
     "TIMEOUT_COST",
+    "TIMEOUT_FLOOR",
     "PeerScores",
     "RateLimit",
 ]
@@ -42,8 +43,11 @@ FUTURE_VOTE_COST = 1.0
 KEEP_SCORE = 0.01
 """Scores closer to 0 than this are not kept across restarts."""
 TIMEOUT_COST = 2.0
-"""A request the peer let time out: fifty in a row, faster than the scores decay, ban it (a
-busy honest peer lets one time out now and then; a mute one is gone within minutes)."""
+"""A request the peer let time out. Slowness alone never bans (``TIMEOUT_FLOOR``): a far or
+busy honest peer must stay connected, since a validator may need it for a quorum; a mute
+peer ends up with the lowest score of its kind and is asked last where that matters."""
+TIMEOUT_FLOOR = BAN_THRESHOLD / 2
+"""Timeouts lower a score to here at most."""
 REPEAT_COST = 1.0
 """A gossip frame the same peer already sent within the seen window (dropped before decoding)."""
 
@@ -63,9 +67,12 @@ class PeerScores:
         decay: float = 0.5 ** (max(0.0, now - when) / self.half_life_s)
         return value * decay
 
-    def charge(self, peer_id: str, cost: float, now: float) -> bool:
-        """Lower the peer's score by ``cost``; True if this (or an earlier charge) bans it."""
+    def charge(self, peer_id: str, cost: float, now: float, *, floor: float | None = None) -> bool:
+        """Lower the peer's score by ``cost`` (not below ``floor``: a fault that alone must
+        never ban); True if this (or an earlier charge) bans it."""
         value = self.score(peer_id, now) - cost
+        if floor is not None:
+            value = max(value, min(floor, self.score(peer_id, now)))
         self._scores[peer_id] = (value, now)
         if value <= BAN_THRESHOLD and not self.is_banned(peer_id, now):
             self._banned[peer_id] = now + self.ban_s

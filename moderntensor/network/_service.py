@@ -42,7 +42,6 @@ from typing import TypeVar
 import trio
 
 from moderntensor import offload
-from moderntensor.chain.votes import SignedVote
 from moderntensor.codec import DecodeError
 from moderntensor.consensus import SignatureVerifier
 from moderntensor.network._config import NetworkConfig
@@ -76,11 +75,8 @@ from moderntensor.network._messages import (
     Have,
     Hello,
     HelloAck,
-    Peers,
     Request,
     Response,
-    Status,
-    Votes,
     Want,
     WireMessage,
 )
@@ -109,8 +105,6 @@ decoding) are decoded in a worker thread, off the event loop."""
 TX_SUBSCRIPTION = 4096
 """Admitted transactions waiting to be gossiped (beyond it, the chain service drops some)."""
 GOODBYE_TIMEOUT_S = 1.0
-GREET_ATTEMPTS = 3
-"""Tries at a new peer's status and our votes it holds (a busy peer may time out once)."""
 REPEATS_TRACKED = 4096
 """Gossip ids remembered per peer, to charge a peer that sends the same frame twice."""
 
@@ -385,7 +379,10 @@ class NetworkService(GossipRelay, PeerUpkeep):
         """
         limit = RateLimit(self.config.max_frames_per_s, self.config.frame_burst,
                           trio.current_time())  # fmt: skip
-        repeated = SeenCache(self.config.seen_ttl_s, capacity=REPEATS_TRACKED)  # its own frames
+        # Its own frames, once and twice: one repeat within the window is forgiven (a core
+        # re-sending just after its relay, jitter bunching two sends), a third copy is not.
+        repeated = SeenCache(self.config.seen_ttl_s, capacity=REPEATS_TRACKED)
+        twice = SeenCache(self.config.seen_ttl_s, capacity=REPEATS_TRACKED)
         while True:
             frame = await peer.conn.receive()
             if not limit.take(trio.current_time()):
@@ -400,7 +397,7 @@ class NetworkService(GossipRelay, PeerUpkeep):
                 self.received += 1
                 message_id = compute_message_id(frame)
                 now = trio.current_time()
-                if not repeated.add(message_id, now):  # the same frame again from this peer
+                if not repeated.add(message_id, now) and not twice.add(message_id, now):
                     self._charge_repeat(peer, now)
                 if not self.seen.is_fresh(message_id, now):
                     self.duplicates += 1
@@ -437,36 +434,6 @@ class NetworkService(GossipRelay, PeerUpkeep):
         reply = answer_request(request, self.link, self.service.chain, others, self.rng)
         self.served += 1
         peer.send_nowait(encode_message(reply))
-
-    async def _greet(self, peer: Peer) -> None:
-        """Ask a new peer where it stands and what it holds of our votes (the driver gets a
-        ``PeerStatus``; up to GREET_ATTEMPTS tries, the peer may be busy), then its peers."""
-        for attempt in range(1, GREET_ATTEMPTS + 1):
-            if await self._exchange_status(peer):
-                break
-            event(log, logging.WARNING, "peer status not received", peer=peer.label,
-                  attempt=attempt)  # fmt: skip
-            await trio.sleep(attempt * self.config.request_timeout_s)
-        peers = await self.peers.request(peer, GetPeers)
-        if isinstance(peers, Peers):
-            self._learn(peers.addrs)
-
-    async def _exchange_status(self, peer: Peer) -> bool:
-        """One status and votes round with ``peer``; True if the driver got its status."""
-        status = await self.peers.request(peer, GetStatus)
-        if not isinstance(status, Status):
-            return False
-        own: tuple[SignedVote, ...] = ()
-        me = self.link.validator_id
-        if me is not None:
-            reply = await self.peers.request(peer, lambda rid: GetVotes(rid, me))
-            if not isinstance(reply, Votes):  # without them no status: we may not sign yet
-                return False
-            own = tuple(v for v in reply.votes if v.signer == me)
-        await self.link.peer_status(status.certified, own)
-        event(log, logging.DEBUG, "peer status", peer=peer.label, head=status.head_number,
-              certified=status.certified, own_votes=len(own))  # fmt: skip
-        return True
 
     def _learn(self, addrs: Sequence[Multiaddr]) -> None:
         """Remember addresses from peer exchange; dial some while below ``max_peers`` and

@@ -21,22 +21,39 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
 import trio
 
+from moderntensor.chain.votes import SignedVote
 from moderntensor.network._config import NetworkConfig
+from moderntensor.network._link import ConsensusLink
 from moderntensor.network._logging import event
-from moderntensor.network._messages import DisconnectReason
+from moderntensor.network._messages import (
+    DisconnectReason,
+    GetPeers,
+    GetStatus,
+    GetVotes,
+    Peers,
+    Status,
+    Votes,
+)
+from moderntensor.network._multiaddr import Multiaddr
 from moderntensor.network._peerbook import AddressBook
 from moderntensor.network._peers import Direction, Peer, PeerManager
 from moderntensor.network._persist import encode_scores, load_scores, write_atomic
-from moderntensor.network._score import REPEAT_COST, TIMEOUT_COST, PeerScores
+from moderntensor.network._score import REPEAT_COST, TIMEOUT_COST, TIMEOUT_FLOOR, PeerScores
 
 __all__ = ["NetworkStats", "PeerInfo", "PeerUpkeep", "compute_disconnect_label"]
 
 log = logging.getLogger("moderntensor.network")
+
+GREET_ATTEMPTS = 3
+"""Failed tries at a new peer's status logged one by one (then every tenth)."""
+GREET_MAX_WAIT = 16
+"""The longest wait for a status answer, in request timeouts (tries wait 1, 2, 4 ... times)."""
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -85,16 +102,13 @@ class PeerUpkeep:
     """The upkeep half of :class:`NetworkService` (a mixin: the attributes are its)."""
 
     def _charge_repeat(self, peer: Peer, now: float) -> None:
-        """A peer sent a frame twice within the window (an honest one relays each once)."""
+        """A peer sent a frame a third time within the window (an honest one relays each once)."""
         if self.scores.charge(peer.peer_id, REPEAT_COST, now):
             peer.kick(DisconnectReason.BANNED)
 
     def _charge_timeout(self, peer: Peer) -> None:
         """A connected peer let a request time out (the caller asks another peer)."""
-        if self.scores.charge(peer.peer_id, TIMEOUT_COST, trio.current_time()):
-            event(log, logging.WARNING, "peer banned", peer=peer.label, reason="TIMEOUT",
-                  ban_s=self.config.ban_s)  # fmt: skip
-            peer.kick(DisconnectReason.BANNED)
+        self.scores.charge(peer.peer_id, TIMEOUT_COST, trio.current_time(), floor=TIMEOUT_FLOOR)
 
     def _charge(self, peer: Peer, reason: DisconnectReason) -> None:
         """Score a remote error against the peer (maybe banning it; see ``_score``)."""
@@ -103,6 +117,8 @@ class PeerUpkeep:
                   ban_s=self.config.ban_s)  # fmt: skip
 
     config: NetworkConfig
+    link: ConsensusLink
+    _learn: Callable[[Sequence[Multiaddr]], None]
     peers: PeerManager
     scores: PeerScores
     book: AddressBook
@@ -218,3 +234,41 @@ class PeerUpkeep:
             "score_mean": sum(scores) / len(scores) if scores else 0.0,
         }
         return NetworkStats(counts=counts, disconnects=dict(self.disconnects))
+
+    # -- the greeting -----------------------------------------------------------------------
+
+    async def _greet(self, peer: Peer) -> None:
+        """Ask a new peer where it stands and what it holds of our votes (the driver gets a
+        ``PeerStatus``), then its peers. A validator signs nothing before it has statuses,
+        so this never gives up while the peer is connected: each try waits longer for the
+        answer (a slow or far peer), up to ``GREET_MAX_WAIT`` request timeouts."""
+        attempt = 0
+        while True:
+            attempt += 1
+            wait = self.config.request_timeout_s * min(2 ** (attempt - 1), GREET_MAX_WAIT)
+            if await self._exchange_status(peer, wait):
+                break
+            if attempt <= GREET_ATTEMPTS or attempt % 10 == 0:
+                event(log, logging.WARNING, "peer status not received", peer=peer.label,
+                      attempt=attempt, waited_s=wait)  # fmt: skip
+            await trio.sleep(min(attempt, GREET_MAX_WAIT) * self.config.request_timeout_s / 2)
+        peers = await self.peers.request(peer, GetPeers, timeout_s=wait)
+        if isinstance(peers, Peers):
+            self._learn(peers.addrs)
+
+    async def _exchange_status(self, peer: Peer, wait: float) -> bool:
+        """One status and votes round with ``peer``; True if the driver got its status."""
+        status = await self.peers.request(peer, GetStatus, timeout_s=wait)
+        if not isinstance(status, Status):
+            return False
+        own: tuple[SignedVote, ...] = ()
+        me = self.link.validator_id
+        if me is not None:
+            reply = await self.peers.request(peer, lambda rid: GetVotes(rid, me), timeout_s=wait)
+            if not isinstance(reply, Votes):  # without them no status: we may not sign yet
+                return False
+            own = tuple(v for v in reply.votes if v.signer == me)
+        await self.link.peer_status(status.certified, own)
+        event(log, logging.DEBUG, "peer status", peer=peer.label, head=status.head_number,
+              certified=status.certified, own_votes=len(own))  # fmt: skip
+        return True

@@ -20,6 +20,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from moderntensor.node._logging import setup_logging
 from moderntensor.sim._byzantine import BEHAVIOURS
 from moderntensor.sim._report import judge, print_summary, progress_line
 from moderntensor.sim._run import simulate
@@ -82,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.executable, [sys.executable, "-m", "moderntensor.sim", *(argv or sys.argv[1:])]
         )
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    if args.log_level.upper() == "CRITICAL":
+        logging.disable(logging.CRITICAL)  # the nodes log every block: quiet unless asked
+    else:
+        setup_logging(args.log_level.lower())
     if args.search is not None:
         return _search(args)
     try:
