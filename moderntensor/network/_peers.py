@@ -54,6 +54,8 @@ __all__ = ["Direction", "Peer", "PeerManager"]
 
 KNOWN_TXS = 32_768
 """Transaction hashes remembered per peer (sent to it or received from it): not sent again."""
+RANGE_TIMEOUTS = 4
+"""A range request waits this many request timeouts for its answer."""
 MAX_PENDING_REQUESTS = 64
 """Requests in flight to one peer; more fail at once (the caller asks another peer)."""
 
@@ -293,8 +295,12 @@ class PeerManager:
         return heads
 
     async def fetch_range(self, peer: Peer, start: int, count: int) -> BlockRange | None:
-        """Blocks ``start`` .. ``start + count - 1`` with their certificates from ``peer``."""
-        reply = await self.request(peer, lambda rid: GetBlockRange(rid, start, count))
+        """Blocks ``start`` .. ``start + count - 1`` with their certificates from ``peer``
+        (given ``RANGE_TIMEOUTS`` request timeouts: a range of full blocks is megabytes, and
+        decoding it recovers every sender before the answer counts as arrived)."""
+        wait = self.config.request_timeout_s * RANGE_TIMEOUTS
+        reply = await self.request(peer, lambda rid: GetBlockRange(rid, start, count),
+                                   timeout_s=wait)  # fmt: skip
         return reply if isinstance(reply, BlockRange) else None
 
     def punish(self, peer: Peer, reason: str) -> None:

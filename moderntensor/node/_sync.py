@@ -56,6 +56,7 @@ from moderntensor.node._sync_download import (
     MAX_RANGE,
     Downloads,
     Entry,
+    RangeSize,
     RangeSource,
     fetch_chunk,
     plan_chunks,
@@ -122,6 +123,8 @@ class RangeSync:
         self.window = window
         self.synced_blocks = 0
         self.refused = 0
+        self.size = RangeSize()
+        """Blocks one request asks for, adapted to how fast peers answer."""
         self.peers_used: set[int] = set()
         """Ids of the peers chunks came from (how parallel the last syncs were)."""
         self._began = 0.0
@@ -172,7 +175,8 @@ class RangeSync:
     async def _sync_to(self, peers: list[tuple[Any, int]], best: int, bad: set[int]) -> int:
         """Sync up to ``best`` from ``peers``; the blocks committed."""
         pending = deque(plan_chunks(self.chain.head.number + 1, best, self.epoch_length))
-        downloads = Downloads(self.source, peers, list(pending), window=self.window, bad=bad)
+        downloads = Downloads(self.source, peers, list(pending), window=self.window, bad=bad,
+                              size=self.size)  # fmt: skip
         synced = failures = 0
         carry: list[Entry] = []
         async with trio.open_nursery() as nursery:
@@ -191,7 +195,8 @@ class RangeSync:
                         peer, got = fetched.peer, fetched.entries[want - chunk.start :]
                 if not got:  # a gap: a short reply, a refused peer, the driver's own commits
                     gap = plan_chunks(want, best, self.epoch_length)[0]
-                    peer, got = await fetch_chunk(self.source, peers, gap, failures, bad)
+                    peer, got = await fetch_chunk(self.source, peers, gap, failures, bad,
+                                                  self.size)  # fmt: skip
                 if not got:
                     break  # no peer has the next blocks
                 entries, carried = carry + got, len(carry)

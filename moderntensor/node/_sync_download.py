@@ -22,10 +22,21 @@ from moderntensor.chain.blocks import Block
 from moderntensor.chain.timing import compute_block_epoch, compute_boundary_height
 from moderntensor.consensus import Certificate
 
-__all__ = ["MAX_RANGE", "Chunk", "Downloads", "Entry", "RangeSource", "fetch_chunk", "plan_chunks"]
+__all__ = [
+    "MAX_RANGE",
+    "Chunk",
+    "Downloads",
+    "Entry",
+    "RangeSize",
+    "RangeSource",
+    "fetch_chunk",
+    "plan_chunks",
+]
 
 MAX_RANGE = 128
-"""Blocks asked for in one request (the wire cap, ``MAX_RANGE_BLOCKS``)."""
+"""Blocks asked for in one request at most (the wire cap, ``MAX_RANGE_BLOCKS``)."""
+FAST_REPLY_S = 0.5
+"""A range answered this fast: the next request may ask for twice as many blocks."""
 
 Entry = tuple[Block, Certificate | None]
 
@@ -65,6 +76,23 @@ def plan_chunks(start: int, last: int, epoch_length: int) -> list[Chunk]:
     return chunks
 
 
+@attrs.define
+class RangeSize:
+    """How many blocks one request asks for: halved after a request not answered in time,
+    doubled after a fast answer (1 .. ``MAX_RANGE``). Full blocks take long to read, send and
+    decode (every sender recovered): 128 blocks of 100 transfers timed out again and again on
+    a busy 2-core machine, and sync never started."""
+
+    value: int = MAX_RANGE
+
+    def timed_out(self, asked: int) -> None:
+        self.value = max(1, min(self.value, asked // 2))
+
+    def answered(self, asked: int, seconds: float) -> None:
+        if seconds < FAST_REPLY_S and asked >= self.value:
+            self.value = min(MAX_RANGE, 2 * self.value)
+
+
 @attrs.define(eq=False)
 class Fetched:
     """One chunk's download: ``entries`` from ``peer`` (fewer than asked if no peer had them
@@ -91,7 +119,9 @@ class Downloads:
         *,
         window: int,
         bad: set[int],
+        size: RangeSize,
     ) -> None:
+        self.size = size
         self.source = source
         self.peers = list(peers)
         self.chunks = list(chunks)
@@ -119,17 +149,19 @@ class Downloads:
             self._slots.release()
 
     async def _download(self, index: int, fetched: Fetched) -> None:
-        peer, entries = await fetch_chunk(self.source, self.peers, fetched.chunk, index, self.bad)
+        peer, entries = await fetch_chunk(self.source, self.peers, fetched.chunk, index, self.bad,
+                                          self.size)  # fmt: skip
         fetched.peer, fetched.entries = peer, entries
         fetched.done.set()
 
 
 async def fetch_chunk(
     source: RangeSource, peers: Sequence[tuple[Any, int]], chunk: Chunk, index: int,
-    bad: set[int],
+    bad: set[int], size: RangeSize,
 ) -> tuple[Any, list[Entry]]:  # fmt: skip
     """The most blocks of ``chunk`` one peer gives (asked in turn from the ``index``-th peer
-    whose head reaches the chunk's start), and that peer; ``(None, [])`` if none had any."""
+    whose head reaches the chunk's start, ``size`` blocks a request), and that peer;
+    ``(None, [])`` if none had any."""
     able = [p for p, head in peers if head >= chunk.start]
     best: tuple[Any, list[Entry]] = (None, [])
     for turn in range(len(able)):
@@ -139,10 +171,15 @@ async def fetch_chunk(
         entries: list[Entry] = []
         while len(entries) < chunk.count:
             start = chunk.start + len(entries)
-            count = chunk.count - len(entries)
-            reply = await source.fetch_range(peer, start, min(MAX_RANGE, count))
-            if reply is None or not reply.blocks:
+            count = min(size.value, chunk.count - len(entries))
+            asked = trio.current_time()
+            reply = await source.fetch_range(peer, start, count)
+            if reply is None:
+                size.timed_out(count)
                 break
+            if not reply.blocks:
+                break
+            size.answered(count, trio.current_time() - asked)
             entries.extend(reply.blocks[:count])
         if len(entries) == chunk.count:
             return peer, entries

@@ -14,7 +14,7 @@ from moderntensor.chain.blocks import Block
 from moderntensor.consensus import SignatureVerifier
 from moderntensor.network import BlockRange
 from moderntensor.node._sync import RangeSync, RangeSynced
-from moderntensor.node._sync_download import Chunk, plan_chunks
+from moderntensor.node._sync_download import Chunk, RangeSize, plan_chunks
 from moderntensor.service import SyncProgress
 from tests.consensus.harness import CHAIN_ID, GENESIS_HASH, KEYS, OUTSIDERS
 from tests.network.test_range_sync_checks import GENESIS_BLOCK, SET, chained, finalization
@@ -141,3 +141,43 @@ async def test_a_forgers_chunks_are_refused_and_fetched_from_honest_peers() -> N
 
 async def sync_run(peers: Peers) -> tuple[Chain, Service, RangeSync, int]:
     return await sync(peers, len(peers.blocks))
+
+
+class SlowPeers(Peers):
+    """Peers that cannot answer more than ``most`` blocks in time (full blocks, busy)."""
+
+    def __init__(self, blocks: list[Block], most: int) -> None:
+        super().__init__(blocks, set(range(1, len(blocks) + 1)), ["a", "b"])
+        self.most = most
+
+    async def fetch_range(self, peer: Any, start: int, count: int) -> BlockRange | None:
+        if count > self.most:
+            self.asked.append((peer, start, count))
+            return None  # timed out
+        return await super().fetch_range(peer, start, count)
+
+
+async def test_requests_shrink_until_answered_in_time_and_grow_after_fast_answers() -> None:
+    blocks = chained(40)
+    peers = SlowPeers(blocks, most=3)
+    chain, _service, sync, synced = await sync_run(peers)
+    assert synced == 40 and chain.executed == blocks
+    asked = [count for _, _, count in peers.asked]
+    assert asked[0] == EPOCH and min(asked) <= 3  # 8 blocks timed out; then fewer
+    assert sync.size.value <= 2 * 3 + 1  # the size settles near what the peers can give
+
+
+def test_the_range_size_halves_and_doubles_within_bounds() -> None:
+    size = RangeSize()
+    size.timed_out(128)
+    size.timed_out(64)
+    assert size.value == 32
+    size.answered(32, seconds=0.1)
+    assert size.value == 64
+    size.answered(16, seconds=0.1)  # a small request says nothing about larger ones
+    assert size.value == 64
+    size.answered(64, seconds=2.0)  # slow: stays
+    assert size.value == 64
+    for _ in range(10):
+        size.timed_out(size.value)
+    assert size.value == 1
