@@ -2,7 +2,7 @@
 
 With ``--seconds`` each target runs in batches of fresh random examples until its time is up
 (a failure stops it and prints Hypothesis' shrunk example); with ``--examples`` each runs that
-many. HypoFuzz runs the same targets without a bound: ``hypothesis fuzz -- fuzz/targets.py``.
+many. HypoFuzz runs them without a bound: ``hypothesis fuzz -- fuzz/test_hypofuzz.py``.
 """
 
 from __future__ import annotations

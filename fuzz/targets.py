@@ -127,4 +127,5 @@ TARGETS = {
     "consensus": fuzz_consensus,
     "simulation": fuzz_simulation,
 }
-"""Each is a Hypothesis test: HypoFuzz finds them (``hypothesis fuzz -- fuzz/targets.py``)."""
+"""Each but ``consensus`` (a stateful machine: HypoFuzz runs ``tests/consensus/test_stateful.py``
+itself) is a Hypothesis test; ``fuzz/test_hypofuzz.py`` names them for HypoFuzz."""
