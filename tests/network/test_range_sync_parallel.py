@@ -17,24 +17,17 @@ from moderntensor.node._sync import RangeSync, RangeSynced
 from moderntensor.node._sync_download import Chunk, RangeSize, plan_chunks
 from moderntensor.service import SyncProgress
 from tests.consensus.harness import CHAIN_ID, GENESIS_HASH, KEYS, OUTSIDERS
-from tests.network.test_range_sync_checks import GENESIS_BLOCK, SET, chained, finalization
+from tests.network.test_range_sync_checks import SET, FakeChain, chained, finalization
 
 EPOCH = 8
 
 
-class Chain:
+class Chain(FakeChain):
     """Executes nothing but records the order; its head moves when the 'driver' commits."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.params = SimpleNamespace(epoch_length=EPOCH)
-        self.head = SimpleNamespace(number=0, hash=GENESIS_BLOCK)
-        self.executed: list[Block] = []
-
-    def get_header(self, block_hash: bytes) -> None:
-        return None
-
-    def execute_block(self, block: Block) -> None:
-        self.executed.append(block)
 
 
 class Service:
