@@ -145,3 +145,25 @@ def test_a_half_quorum_mutant_is_found_shrunk_and_replayed(tmp_path: Path) -> No
         assert replayed == found.config
         assert run_once(replayed) == found.problems
     assert run_once(found.config) == []  # the real core passes the same schedule
+
+
+def test_an_outage_of_three_epochs_then_finality_resumes(tmp_path: Path) -> None:
+    """Two of four validators down for 14 slots (epochs of 4 blocks: more than three epochs'
+    worth): nothing final meanwhile; after the restart finality resumes within a few slots."""
+    crashes = (parse_crash("2:8:22"), parse_crash("3:8:22"))
+    config = SimConfig(validators=4, slots=40, seed=1, epoch_length=4, crashes=crashes)
+    result = run(config, tmp_path)
+    by_slot = result.finality_by_slot
+    assert result.violation is None and judge(config, result) == []
+    assert by_slot[21] <= by_slot[9]  # no quorum: nothing new final
+    assert by_slot[26] > by_slot[21]  # back within 4 slots of the restart (K = 20 is judged)
+
+
+def test_a_whole_network_crash_and_restart_resumes_finality(tmp_path: Path) -> None:
+    crashes = tuple(parse_crash(f"{n}:10:14") for n in range(4))
+    config = SimConfig(validators=4, slots=30, seed=1, crashes=crashes)
+    result = run(config, tmp_path)
+    assert result.violation is None and judge(config, result) == []
+    before = result.finality_by_slot[9]
+    assert result.finality_by_slot[17] > before  # every node restarted on its data
+    assert result.finalized >= before + 10
