@@ -12,6 +12,12 @@ frames per destination (``SimNetwork.tamper``).
 * ``withholder``: sends none of its NOTARIZE, FINALIZE or NULLIFY votes (it still proposes).
 * ``spammer``: adds, to every frame it sends, a vote of its own for a slot far in the future.
 * ``silent``: sends nothing at all after the handshake (a crashed validator that looks up).
+* ``block-withholder``: sends its own proposals only to a bare quorum of the validators
+  (itself and the lowest-numbered others); the rest see the block notarized and must fetch it.
+* ``replayer``: after each frame it sends, sends again one it sent 100 frames earlier (old
+  votes, certificates, proposals): they must be ignored, never counted twice.
+* ``mismatch``: sends each of its proposals as a re-proposal whose slot is not the one its
+  signature covers: every honest node must refuse it (and drop the sender), never vote on it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ from moderntensor.network import MessageType, decode_message, encode_message, pe
 __all__ = ["BEHAVIOURS", "Actor", "make_actor"]
 
 Actor = Callable[[int, bytes], list[bytes]]
-BEHAVIOURS = ("equivocator", "withholder", "spammer", "silent")
+BEHAVIOURS = (
+    "equivocator", "withholder", "spammer", "block-withholder", "replayer", "mismatch",
+    "silent",
+)  # fmt: skip
+REPLAY_LAG = 100
+"""Frames between one sent and its replay (``replayer``)."""
 _CONSENSUS = {MessageType.VOTE, MessageType.PROPOSAL, MessageType.CERTIFICATE}
 _HANDSHAKE = {MessageType.HELLO, MessageType.HELLO_ACK}
 
@@ -65,10 +76,13 @@ def _own(message: object, key: PrivateKey) -> bool:
 
 
 def make_actor(
-    behaviour: str, key: PrivateKey, chain_id: int, genesis_hash: bytes, epoch_length: int
-) -> Actor:
-    """The frame rewriter of one byzantine validator."""
+    behaviour: str, key: PrivateKey, chain_id: int, genesis_hash: bytes, epoch_length: int,
+    validators: int = 4,
+) -> Actor:  # fmt: skip
+    """The frame rewriter of one byzantine validator among ``validators``."""
     signer = _Signer(key, chain_id, genesis_hash, epoch_length)
+    history: list[bytes] = []
+    quorum = validators * 2 // 3 + 1  # a bare quorum of equal stakes, itself included
     others: dict[bytes, bytes] = {}  # its block -> the other block it showed the odd half
     others_block: dict[bytes, Proposal] = {}
     if behaviour not in BEHAVIOURS:
@@ -78,6 +92,13 @@ def make_actor(
         kind = peek_type(frame)
         if behaviour == "silent":
             return [frame] if kind in _HANDSHAKE or kind == MessageType.DISCONNECT else []
+        if behaviour == "replayer":
+            if kind in _HANDSHAKE:
+                return [frame]
+            history.append(frame)
+            if len(history) > REPLAY_LAG:
+                return [frame, history.pop(0)]
+            return [frame]
         if kind not in _CONSENSUS:
             return [frame]
         message = decode_message(frame)
@@ -86,6 +107,16 @@ def make_actor(
         if behaviour == "withholder":
             return [] if isinstance(message, SignedVote) and message.kind in (
                 VoteKind.NOTARIZE, VoteKind.FINALIZE, VoteKind.NULLIFY) else [frame]  # fmt: skip
+        if behaviour == "block-withholder":
+            if isinstance(message, Proposal) and dst >= quorum - 1:
+                return []  # only the quorum - 1 lowest-numbered others get it
+            return [frame]
+        if behaviour == "mismatch":
+            if isinstance(message, Proposal):
+                sig = message.signature
+                shifted = Proposal.repropose(message.block, message.slot + 1, key.address, sig)
+                return [encode_message(shifted)]
+            return [frame]
         if behaviour == "spammer":
             assert isinstance(message, SignedVote | Proposal)
             far = message.slot + 10_000

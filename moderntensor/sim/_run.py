@@ -123,7 +123,7 @@ async def simulate(
                 for k, node in enumerate(n for n in cluster.nodes if not n.honest):
                     net.tamper[node.index] = make_actor(
                         behaviours[k % len(behaviours)], cluster.keys.consensus[node.index],
-                        genesis.chain_id, genesis_hash, epoch_length,
+                        genesis.chain_id, genesis_hash, epoch_length, config.validators,
                     )  # fmt: skip
                 for node in cluster.nodes:
                     await cluster.start(node)

@@ -69,7 +69,7 @@ def schedules(draw: st.DrawFn, validators: int = 5, slots: int = 30) -> SimConfi
         validators=validators, byzantine=byzantine, slots=slots,
         seed=draw(st.integers(0, 1000)), drop=draw(st.sampled_from([0.0, 0.02])),
         partitions=tuple(partitions), crashes=tuple(crashes), epoch_length=8,
-        behaviours=tuple(draw(st.lists(st.sampled_from(BEHAVIOURS[:3]), min_size=byzantine,
+        behaviours=tuple(draw(st.lists(st.sampled_from(BEHAVIOURS), min_size=byzantine,
                                        max_size=byzantine))),
     )  # fmt: skip
 

@@ -167,3 +167,13 @@ def test_a_whole_network_crash_and_restart_resumes_finality(tmp_path: Path) -> N
     before = result.finality_by_slot[9]
     assert result.finality_by_slot[17] > before  # every node restarted on its data
     assert result.finalized >= before + 10
+
+
+@pytest.mark.parametrize("behaviour", ["block-withholder", "replayer", "mismatch", "withholder"])
+def test_byzantine_behaviours_break_no_invariant_and_finality_goes_on(
+    tmp_path: Path, behaviour: str
+) -> None:
+    config = SimConfig(validators=4, byzantine=1, behaviours=(behaviour,), slots=12, seed=1)
+    result = run(config, tmp_path)
+    assert result.violation is None and judge(config, result) == []
+    assert result.finalized >= 6
