@@ -24,7 +24,9 @@ One range at a time, never past the boundary block of the epoch of its first blo
 
 A peer whose range does not chain, whose certificate does not verify or whose block does not
 execute is disconnected, and the range asked of another peer. A peer that has nothing, or
-does not answer in time, is just skipped.
+does not answer in time, is just skipped; a range not answered in time makes the next one
+half as long (full blocks: reading, sending and decoding 128 of them can take longer than a
+request may), and a range answered quickly the next one twice as long.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ __all__ = ["RangeSource", "RangeSync", "RangeSynced"]
 log = logging.getLogger("moderntensor.node")
 
 MAX_RANGE = 128
-"""Blocks asked for in one request (the wire cap, ``MAX_RANGE_BLOCKS``)."""
+"""Blocks asked for in one request at most (the wire cap, ``MAX_RANGE_BLOCKS``)."""
+FAST_REPLY_S = 0.5
+"""A range answered this fast: the next one may be twice as long (up to ``MAX_RANGE``)."""
 CHECK_INTERVAL_S = 2.0
 """How often peers' heads are compared with ours."""
 COMMIT_TIMEOUT_S = 30.0
@@ -113,6 +117,11 @@ class RangeSync:
         self.syncing = False
         self.synced_blocks = 0
         self.refused = 0
+        # Blocks asked for next. A range of full blocks can take longer to read, send and
+        # decode (every sender recovered) than a request may take: 128 blocks of 100
+        # transfers timed out again and again on a busy 2-core machine, and sync never
+        # started. A range without an answer halves it; a fast answer doubles it.
+        self.range_size = MAX_RANGE
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -184,10 +193,18 @@ class RangeSync:
         start = head.number + 1
         boundary = compute_boundary_height(compute_block_epoch(start, self.epoch_length),
                                            self.epoch_length)  # fmt: skip
-        count = max(1, min(MAX_RANGE, boundary - start + 1, best - start + 1))
+        count = max(1, min(self.range_size, boundary - start + 1, best - start + 1))
+        asked = trio.current_time()
         reply = await self.source.fetch_range(peer, start, count)
-        if reply is None or not reply.blocks:
+        if reply is None:  # no answer in time: ask for fewer blocks next time
+            self.range_size = max(1, count // 2)
+            event(log, logging.INFO, "sync range timed out", start=start, count=count,
+                  next_count=self.range_size)  # fmt: skip
             return 0
+        if not reply.blocks:
+            return 0
+        if trio.current_time() - asked < FAST_REPLY_S:
+            self.range_size = min(MAX_RANGE, 2 * self.range_size)
         if self.chain.head.hash != head.hash:  # committed meanwhile (the driver's own path)
             return 0
         proven = self.check_range(head.hash, start, list(reply.blocks))
