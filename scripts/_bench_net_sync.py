@@ -161,8 +161,13 @@ async def run(args: Any) -> dict[str, Any]:
                 late: NodeHandle = await nursery.start(open_node, settings)
                 assert late.range_sync is not None
                 sync_start: float | None = None
+                shown = trio.current_time()
                 with trio.fail_after(args.sync_timeout):
                     while late.chain.head.number < args.blocks:
+                        if trio.current_time() - shown >= 10:
+                            shown = trio.current_time()
+                            print(f"  {shown - started:.0f} s: head {late.chain.head.number}",
+                                  flush=True)  # fmt: skip
                         if sync_start is None and (late.range_sync.syncing or
                                                    late.chain.head.number > 0):  # fmt: skip
                             sync_start = trio.current_time()
