@@ -16,6 +16,7 @@ import trio
 from hypothesis import event, given, settings
 
 import moderntensor.service as service_module
+from moderntensor.chain import _tx_decode
 from moderntensor.chain.chain import Chain
 from moderntensor.chain.execution import TransactionRejected
 from moderntensor.chain.genesis import parse_genesis
@@ -182,7 +183,9 @@ async def test_a_large_batch_yields_to_the_loop_between_slices(chain: Chain) -> 
     assert between == [ADMIT_SLICE - 1], f"yielded with {sorted(set(probe.sizes))} admitted"
 
 
-async def test_predecode_is_taken_by_submit_raw_transaction(chain: Chain) -> None:
+async def test_predecode_is_taken_by_submit_raw_transaction(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     service = new_service(chain)
     txs = [transfer(1, n, GWEI) for n in range(3)]
     too_low = transfer(0, 0, 2 * GWEI)
@@ -206,11 +209,16 @@ async def test_predecode_is_taken_by_submit_raw_transaction(chain: Chain) -> Non
         service.submit_raw_transaction(GARBAGE[2])
     assert service._predecoded == {}, "every submission took its entry"
     assert held(service) == [tx.hash for tx in txs]
-    # without a predecode, the same bytes decode inline to an equal (not the same) object
+    # without a predecode, the same bytes decode inline: to the object decoded lately
+    # (decode_transaction keeps recent results), else to an equal one
     other = new_service(chain)
     assert other.submit_raw_transaction(txs[0].raw) == txs[0].hash
-    assert other.pool.get(txs[0].hash) == cached[txs[0].raw]
-    assert other.pool.get(txs[0].hash) is not cached[txs[0].raw]
+    assert other.pool.get(txs[0].hash) is cached[txs[0].raw]
+    monkeypatch.setattr(_tx_decode, "_recent", {})
+    third = new_service(chain)
+    assert third.submit_raw_transaction(txs[1].raw) == txs[1].hash
+    assert third.pool.get(txs[1].hash) == cached[txs[1].raw]
+    assert third.pool.get(txs[1].hash) is not cached[txs[1].raw]
 
 
 async def test_predecode_cache_is_bounded(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ gas * price overflow, initcode size).
 
 from __future__ import annotations
 
+import threading
 from typing import Any, TypeVar
 
 from moderntensor.chain._tx_types import (
@@ -51,10 +52,23 @@ _TYPE1 = "EIP-2930 tx"
 _TYPE2 = "EIP-1559 tx"
 
 
+RECENT_DECODED = 32_768
+"""Transactions decoded lately, kept by their raw bytes (about 15 MB at most)."""
+_recent: dict[bytes, Transaction] = {}
+_recent_lock = threading.Lock()
+
+
 def decode_transaction(raw: bytes) -> Transaction:
     """Decode and check one network-encoded transaction, recovering its sender.
 
     The result has ``raw``, ``hash`` and ``sender`` cached.
+
+    The last ``RECENT_DECODED`` results are kept by their raw bytes: a node decodes most
+    transactions twice -- when they arrive (JSON-RPC, gossip) and again in the block that
+    includes them -- and recovering the sender (about 60 us) is most of the cost. Decoding
+    is a pure function of the bytes, so the kept result is the one a second decode would
+    give. Worker threads decode concurrently: reads are single dict lookups, writes and
+    evictions hold a lock.
 
     Raises:
         DecodeError: naming the field and the problem; never any other exception.
@@ -63,6 +77,18 @@ def decode_transaction(raw: bytes) -> Transaction:
         if not isinstance(raw, bytearray | memoryview):
             raise DecodeError("transaction", f"expected bytes, got {type(raw).__name__}")
         raw = bytes(raw)
+    tx = _recent.get(raw)
+    if tx is not None:
+        return tx
+    tx = _decode_uncached(raw)
+    with _recent_lock:
+        _recent[raw] = tx
+        if len(_recent) > RECENT_DECODED:
+            del _recent[next(iter(_recent))]  # the oldest (dicts keep insertion order)
+    return tx
+
+
+def _decode_uncached(raw: bytes) -> Transaction:
     size = len(raw)
     if size == 0:
         raise DecodeError("transaction", "empty input")

@@ -167,6 +167,33 @@ def test_evolve_drops_caches() -> None:
     assert changed.sender != KEY.address  # the old signature no longer matches these fields
 
 
+def test_a_transaction_decoded_again_is_the_one_decoded_before() -> None:
+    from moderntensor.chain import _tx_decode
+
+    raw = sign_transaction(type2(nonce=4242), KEY).raw
+    first = decode_transaction(raw)
+    assert decode_transaction(bytearray(raw)) is first  # the sender is not recovered again
+    assert _tx_decode._decode_uncached(raw) == first
+    assert first.sender == KEY.address
+    bad = raw[:-1] + bytes([raw[-1] ^ 1])  # another s: another sender, or none
+    assert decode_transaction(bad) is not first
+
+
+def test_the_decoded_transactions_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moderntensor.chain import _tx_decode
+
+    monkeypatch.setattr(_tx_decode, "RECENT_DECODED", 3)
+    monkeypatch.setattr(_tx_decode, "_recent", {})
+    raws = [sign_transaction(type2(nonce=n), KEY).raw for n in range(5)]
+    decoded = [decode_transaction(raw) for raw in raws]
+    assert list(_tx_decode._recent) == raws[2:]  # the oldest went first
+    assert decode_transaction(raws[0]) == decoded[0]  # decoded again, equal
+    assert decode_transaction(raws[0]) is not decoded[0]
+    with pytest.raises(DecodeError):
+        decode_transaction(b"\x02\xc0")  # errors are never kept
+    assert len(_tx_decode._recent) == 3
+
+
 def test_unsigned_transaction_has_no_sender() -> None:
     with pytest.raises(InvalidSignature):
         type2().sender  # noqa: B018

@@ -138,3 +138,53 @@ def test_a_range_is_served_from_committed_blocks_with_their_certificates() -> No
     assert reply.request_id == 9
     assert reply.blocks == ((blocks[1], None), (blocks[2], link.finalizations[3]))
     assert block_range(service, link, GetBlockRange(1, 7, 3)).blocks == ()
+
+
+class SlowPeer:
+    """A peer whose ranges longer than ``limit`` blocks take longer than a request may (the
+    reply is None: no answer in time); shorter ones are answered."""
+
+    def __init__(self, blocks: list[Block], certs: list[Certificate], limit: int) -> None:
+        self.blocks, self.certs, self.limit = blocks, certs, limit
+        self.asked: list[int] = []
+
+    async def heads(self) -> list[tuple[Any, int]]:
+        return [("slow", len(self.blocks))]
+
+    async def fetch_range(self, peer: Any, start: int, count: int) -> BlockRange | None:
+        self.asked.append(count)
+        if count > self.limit:
+            return None
+        entries = [(self.blocks[i - 1], self.certs[i - 1])
+                   for i in range(start, min(start + count, len(self.blocks) + 1))]  # fmt: skip
+        return BlockRange(len(self.asked), tuple(entries))
+
+    def punish(self, peer: Any, reason: str) -> None:
+        raise AssertionError(f"an honest slow peer was punished: {reason}")
+
+
+async def test_a_range_not_answered_in_time_is_asked_again_shorter() -> None:
+    blocks = chained(3)
+    peer = SlowPeer(blocks, [finalization(b, KEYS[:3]) for b in blocks], limit=1)
+    chain = FakeChain()
+    send, receive = trio.open_memory_channel[RangeSynced](4)
+    sync = RangeSync(chain, FakeService(), trio.CapacityLimiter(1),  # type: ignore[arg-type]
+                     SignatureVerifier(CHAIN_ID, GENESIS_HASH), peer, send,
+                     threshold=0)  # fmt: skip
+
+    async def driver() -> None:  # commits what sync hands it
+        async for item in receive:
+            ref = item.certificates[-1][0]
+            chain.head = SimpleNamespace(number=ref.slot, hash=ref.hash)  # slot == number
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver)
+            # 3 blocks asked: no answer in time; then 1, a fast answer doubles it to 2,
+            # again too many: the sync goes on one block at a time and gets all three
+            synced = await sync.sync_once()
+            nursery.cancel_scope.cancel()
+    assert synced == 3
+    assert chain.executed == blocks
+    assert peer.asked[:3] == [3, 1, 2]
+    assert max(peer.asked[1:]) <= 2
