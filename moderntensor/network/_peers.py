@@ -56,6 +56,8 @@ KNOWN_TXS = 32_768
 """Transaction hashes remembered per peer (sent to it or received from it): not sent again."""
 RANGE_TIMEOUTS = 4
 """A range request waits this many request timeouts for its answer."""
+BULK_SHARE = 4
+"""The bulk queue holds a quarter as many frames as the urgent one."""
 MAX_PENDING_REQUESTS = 64
 """Requests in flight to one peer; more fail at once (the caller asks another peer)."""
 
@@ -94,23 +96,47 @@ class Peer:
     _pending: dict[int, _Waiter] = attrs.field(factory=dict)
     queue: trio.MemorySendChannel[bytes] = attrs.field(init=False)
     outgoing: trio.MemoryReceiveChannel[bytes] = attrs.field(init=False)
+    bulk: trio.MemorySendChannel[bytes] = attrs.field(init=False)
+    """Transaction batches and block ranges: sent only when nothing else waits."""
+    bulk_outgoing: trio.MemoryReceiveChannel[bytes] = attrs.field(init=False)
+    _ready: trio.Event = attrs.field(factory=trio.Event)
 
     def __attrs_post_init__(self) -> None:
         self.queue, self.outgoing = trio.open_memory_channel[bytes](self.queue_size)
+        self.bulk, self.bulk_outgoing = trio.open_memory_channel[bytes](
+            max(1, self.queue_size // BULK_SHARE)
+        )
 
     @property
     def label(self) -> str:
         """The peer id's first 12 hex digits (for logs)."""
         return self.peer_id[:12]
 
-    def send_nowait(self, frame: bytes) -> bool:
-        """Queue a frame for the writer; False (and counted) if the queue is full or closed."""
+    def send_nowait(self, frame: bytes, *, bulk: bool = False) -> bool:
+        """Queue a frame for the writer; False (and counted) if the queue is full or closed.
+        ``bulk`` frames (transaction batches, block ranges: large, not urgent) go to a queue
+        of their own that the writer drains only when no other frame waits, so a vote or a
+        proposal never waits behind megabytes of transactions."""
         try:
-            self.queue.send_nowait(frame)
+            (self.bulk if bulk else self.queue).send_nowait(frame)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             self.dropped += 1
             return False
+        self._ready.set()
         return True
+
+    async def next_frame(self) -> bytes | None:
+        """The next frame to write, urgent ones first; None once the peer is closed."""
+        while True:
+            for channel in (self.outgoing, self.bulk_outgoing):
+                try:
+                    return channel.receive_nowait()
+                except trio.WouldBlock:
+                    continue
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return None
+            self._ready = trio.Event()
+            await self._ready.wait()
 
     def expect(self, request_id: int) -> _Waiter | None:
         """Register a request in flight (None: too many already, or the peer is gone)."""
@@ -142,6 +168,8 @@ class Peer:
         """The session ended: wake every request in flight (they get None)."""
         self.closed.set()
         self.queue.close()
+        self.bulk.close()
+        self._ready.set()
         for waiter in self._pending.values():
             waiter.event.set()
         self._pending.clear()

@@ -239,4 +239,4 @@ class GossipRelay:
                 for tx_hash, _ in batch:
                     peer.known_txs.add(tx_hash)
                 for frame in build_tx_frames([raw for _, raw in batch]):
-                    peer.send_nowait(frame)
+                    peer.send_nowait(frame, bulk=True)

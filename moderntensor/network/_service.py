@@ -64,6 +64,7 @@ from moderntensor.network._link import ConsensusLink, ConsensusMessage
 from moderntensor.network._logging import event
 from moderntensor.network._messages import (
     GOSSIP_TYPES,
+    BlockRange,
     Disconnect,
     DisconnectReason,
     GetBlock,
@@ -367,7 +368,7 @@ class NetworkService(GossipRelay, PeerUpkeep):
     # -- one peer's tasks -------------------------------------------------------------------
 
     async def _writer(self, peer: Peer) -> None:
-        async for frame in peer.outgoing:
+        while (frame := await peer.next_frame()) is not None:
             await peer.conn.send(frame)
 
     async def _reader(self, peer: Peer) -> str:
@@ -433,7 +434,7 @@ class NetworkService(GossipRelay, PeerUpkeep):
         others = self.book.fresh(now, exclude=peer.peer_id) if isinstance(request, GetPeers) else ()
         reply = answer_request(request, self.link, self.service.chain, others, self.rng)
         self.served += 1
-        peer.send_nowait(encode_message(reply))
+        peer.send_nowait(encode_message(reply), bulk=isinstance(reply, BlockRange))
 
     def _learn(self, addrs: Sequence[Multiaddr]) -> None:
         """Remember addresses from peer exchange; dial some while below ``max_peers`` and
