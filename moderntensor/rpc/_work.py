@@ -58,7 +58,7 @@ HEAVY_METHODS = frozenset(
 )
 """Methods that may decode or format whole blocks, walk many blocks or build proofs."""
 
-GIVE_WAY_MAX_S = 0.5
+GIVE_WAY_MAX_S = 0.1
 """A worker waits at most this long per call for chain work to finish, so RPC is delayed,
 never starved, by a node that is busy for long (range sync)."""
 _GIVE_WAY_STEP_S = 0.002
