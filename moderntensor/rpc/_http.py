@@ -26,7 +26,6 @@ import base64
 import hashlib
 import logging
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -38,88 +37,29 @@ from ._config import RpcConfig
 from ._dispatch import Dispatcher, error_response
 from ._errors import INVALID_REQUEST, RpcError
 from ._http1 import MAX_HEAD_BYTES, Fallback, blank_line_search_start, parse_request, response_bytes
+from ._io import (
+    RECEIVE_CHUNK,
+    REQUEST_TIMEOUT,
+    Closed,
+    SocketIo,
+    StreamIo,
+    is_disconnect,
+    write_timeout,
+)
 from ._limits import ConnectionLimits, ConnectionRefused, Slot
 
 __all__ = ["HttpHandler"]
 
 log = logging.getLogger("moderntensor.rpc")
 
-REQUEST_TIMEOUT = 30.0
-WRITE_BYTES_PER_S = 65536
-"""The slowest reading speed a response is given time for (beyond REQUEST_TIMEOUT)."""
 LINGER_SECONDS = 2.0
 _IDLE_SLACK = 1.5
-_RECEIVE_CHUNK = 65536
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _JSON = (b"content-type", b"application/json")
 _JSON_LINE = b"content-type: application/json\r\n"
 
 Headers = list[tuple[bytes, bytes]]
-
-
-class _Closed(Exception):
-    """The peer went away or timed out: drop the connection quietly."""
-
-
-_DISCONNECTS = (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
-
-
-def _is_disconnect(exc: BaseException) -> bool:
-    """Whether ``exc`` (or every error of a group, e.g. a WebSocket session's nursery) only
-    says that the peer went away."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_disconnect(sub) for sub in exc.exceptions)
-    return isinstance(exc, _DISCONNECTS)
-
-
-def write_timeout(size: int) -> float:
-    """Seconds a response of ``size`` bytes gets to be read (see the module docstring)."""
-    return REQUEST_TIMEOUT + size / WRITE_BYTES_PER_S
-
-
 _Pending = tuple[bytes, bool] | None  # unconsumed bytes and end-of-input, or close
-
-
-class _SocketIo:
-    """The socket directly: a readiness wait then one ``read`` (the Stream API first tries a
-    read, which after each keep-alive response fails), and ``write`` without a checkpoint
-    (the reads provide them)."""
-
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self.fd = sock.fileno()  # valid until HttpHandler.__call__ closes the stream
-
-    async def receive(self) -> bytes:
-        while True:
-            await trio.lowlevel.wait_readable(self.fd)
-            try:
-                return os.read(self.fd, _RECEIVE_CHUNK)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise _Closed from exc
-
-    async def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self.fd, view) :]
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self.fd)
-            except OSError as exc:
-                raise _Closed from exc
-
-
-class _StreamIo:
-    """Any other Trio stream (tests, TLS wrappers)."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-
-    async def receive(self) -> bytes:
-        return bytes(await self.stream.receive_some(_RECEIVE_CHUNK))
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
 
 
 class HttpHandler:
@@ -146,7 +86,7 @@ class HttpHandler:
         try:
             await self._serve(stream, slot)
         except Exception as exc:
-            if not _is_disconnect(exc):
+            if not is_disconnect(exc):
                 log.exception("rpc connection failed")
             else:
                 self.disconnects += 1
@@ -174,14 +114,14 @@ class HttpHandler:
             if event is not h11.NEED_DATA:
                 return event
             with trio.move_on_after(timeout):
-                data = await stream.receive_some(_RECEIVE_CHUNK)
+                data = await stream.receive_some(RECEIVE_CHUNK)
                 conn.receive_data(bytes(data))
                 continue
-            raise _Closed
+            raise Closed
 
     async def _serve(self, stream: trio.abc.Stream, slot: Slot | None) -> None:
-        io: _SocketIo | _StreamIo = (
-            _SocketIo(stream.socket) if isinstance(stream, trio.SocketStream) else _StreamIo(stream)
+        io: SocketIo | StreamIo = (
+            SocketIo(stream.socket) if isinstance(stream, trio.SocketStream) else StreamIo(stream)
         )
         pending: tuple[bytes, bool] | None = (b"", False)
         first = True
@@ -192,7 +132,7 @@ class HttpHandler:
                 pending = await self._slow(stream, *pending, slot)
 
     async def _fast(
-        self, io: _SocketIo | _StreamIo, data: bytes, eof: bool, slot: Slot | None, first: bool
+        self, io: SocketIo | StreamIo, data: bytes, eof: bool, slot: Slot | None, first: bool
     ) -> _Pending:
         """Serve common requests until one needs h11: returns the unconsumed bytes and whether
         the peer finished sending, or None to close the connection."""
@@ -362,7 +302,7 @@ class HttpHandler:
             else:
                 await self._respond(stream, conn, 200, answer, [_JSON, *cors])
             return True
-        raise _Closed  # a reader stalled for longer than the response deserves
+        raise Closed  # a reader stalled for longer than the response deserves
 
     async def _read_body(
         self, stream: trio.abc.Stream, conn: h11.Connection, limit: int
@@ -380,8 +320,8 @@ class HttpHandler:
                 elif isinstance(event, h11.EndOfMessage):
                     return b"".join(chunks)
                 else:
-                    raise _Closed
-        raise _Closed  # a slow body: the whole request gets REQUEST_TIMEOUT
+                    raise Closed
+        raise Closed  # a slow body: the whole request gets REQUEST_TIMEOUT
 
     @staticmethod
     async def _linger(stream: trio.abc.Stream, size: int) -> None:
@@ -389,7 +329,7 @@ class HttpHandler:
         sees our error response instead of a reset connection."""
         with trio.move_on_after(LINGER_SECONDS):
             while size > 0:
-                data = await stream.receive_some(_RECEIVE_CHUNK)
+                data = await stream.receive_some(RECEIVE_CHUNK)
                 if not data:
                     return
                 size -= len(data)
@@ -399,7 +339,7 @@ class HttpHandler:
         if conn.their_state is h11.SEND_BODY:
             body = await self._read_body(stream, conn, 64 * 1024)
             if body is None:
-                raise _Closed
+                raise Closed
 
     async def _respond(
         self,
@@ -490,7 +430,7 @@ class HttpHandler:
             if conn.next_event() is h11.PAUSED:
                 break
         else:
-            raise _Closed
+            raise Closed
         response = h11.InformationalResponse(
             status_code=101,
             headers=[
