@@ -117,15 +117,35 @@ class Dispatcher:
             message = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             return orjson.dumps(error_response(RpcError(PARSE_ERROR, f"parse error: {exc}")))
+        if (  # the common case, kept lean
+            isinstance(message, dict)
+            and not self._heavy(message, extra)
+            and not isinstance(message.get("id"), float)
+        ):
+            response, failed = self._respond(message, extra)
+            self.calls += 1
+            self.errors += failed
+            if response is None:
+                return None
+            encoded = orjson.dumps(response)
+            if len(encoded) <= self.max_response_bytes:
+                return encoded
+            budget = Budget(self.max_response_bytes, self.batch_cpu_budget_s)
+            budget.spend(encoded, 0.0)
+            assert budget.exhausted is not None
+            self.errors += 1 - failed
+            self.over_budget += 1
+            return orjson.dumps(error_response(budget.exhausted, response["id"]))
         raw_ids = exact_ids(body, message)
         budget = Budget(self.max_response_bytes, self.batch_cpu_budget_s)
         if not isinstance(message, list):
             items, ids = [message], raw_ids or [None]
             if self._heavy(message, extra):
                 assert self.worker is not None
-                out = await self.worker.run(self._run, items, ids, extra, budget, True)
-            else:
-                out = self._run(items, ids, extra, budget, False)
+                with trio.CancelScope(shield=True):  # bounded by the budget; see below
+                    out = await self.worker.run(self._run, items, ids, extra, budget, True)
+                return out[0] if out else None
+            out = self._run(items, ids, extra, budget, False)
             return out[0] if out else None
         if not message or len(message) > self.max_batch:
             answer = self.handle_message(message, extra)
@@ -143,8 +163,13 @@ class Dispatcher:
                 j = i + 1
                 while j < count and j - i < HEAVY_RUN and self._heavy(message[j], extra):
                     j += 1
-                run = self.worker.run(self._run, message[i:j], ids[i:j], extra, budget, True)
-                parts += await run
+                # Shielded: a started call finishes in its thread anyway, and the budget
+                # bounds the batch, so the connection's timers need not cover it (a request
+                # once received is answered, never cut off).
+                with trio.CancelScope(shield=True):
+                    parts += await self.worker.run(
+                        self._run, message[i:j], ids[i:j], extra, budget, True
+                    )
                 i = j
                 continue
             if i % BATCH_SLICE == BATCH_SLICE - 1:

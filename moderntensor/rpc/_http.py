@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -172,22 +171,29 @@ class HttpHandler:
                 searched = 0
                 if idle:  # the whole request came in one read
                     self._busy(slot)
-                scope.deadline = math.inf  # the answer is bounded by the dispatcher's budgets
+                # Not timed: the answer is bounded by the dispatcher's budgets (which shields
+                # its waits for the worker); only the write is, and the idle deadline is moved
+                # only when it is too close for that (so rarely, on a keep-alive connection).
                 answer = await answer_body(body)
                 cors = self._cors_lines(parsed.origin) if parsed.origin is not None else b""
                 if answer is None:
                     response = response_bytes(204, cors, b"", parsed.close)
                 else:
                     response = response_bytes(200, _JSON_LINE + cors, answer, parsed.close)
-                scope.deadline = trio.current_time() + write_timeout(len(response))
+                write_by = trio.current_time() + write_timeout(len(response))
+                if scope.deadline < write_by:
+                    scope.deadline = write_by
+                    idle = False
                 await io.send(response)
                 if parsed.close:
                     return None
                 self._idle(slot)
                 if buf:
                     await trio.lowlevel.checkpoint()  # pipelined requests: let others run
-                scope.deadline = trio.current_time() + _IDLE_SLACK * idle_timeout
-                idle = True
+                now = trio.current_time()
+                if not idle or not now + idle_timeout <= scope.deadline <= now + 2 * idle_timeout:
+                    scope.deadline = now + _IDLE_SLACK * idle_timeout
+                    idle = True
         return None  # timed out
 
     async def _slow(
