@@ -109,10 +109,21 @@ class Dispatcher:
         self.errors = 0
         self.over_budget = 0
 
-    async def answer(self, body: bytes, extra: Mapping[str, Method] | None = None) -> bytes | None:
+    async def answer(
+        self,
+        body: bytes,
+        extra: Mapping[str, Method] | None = None,
+        *,
+        before_wait: Callable[[], None] | None = None,
+    ) -> bytes | None:
         """:meth:`handle_body` within the budgets, heavy calls in the worker, and a batch's
         light calls a slice at a time with a checkpoint between slices, so that no request
-        holds the event loop."""
+        holds the event loop.
+
+        A light single request is answered without a checkpoint; otherwise ``before_wait``
+        is called before the first one (the HTTP loop lifts its connection timer then: a
+        request once received is answered, never cut off by a timer that fired meanwhile).
+        """
         try:
             message = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -142,14 +153,17 @@ class Dispatcher:
             items, ids = [message], raw_ids or [None]
             if self._heavy(message, extra):
                 assert self.worker is not None
-                with trio.CancelScope(shield=True):  # bounded by the budget; see below
-                    out = await self.worker.run(self._run, items, ids, extra, budget, True)
+                if before_wait is not None:
+                    before_wait()
+                out = await self.worker.run(self._run, items, ids, extra, budget, True)
                 return out[0] if out else None
             out = self._run(items, ids, extra, budget, False)
             return out[0] if out else None
         if not message or len(message) > self.max_batch:
             answer = self.handle_message(message, extra)
             return None if answer is None else orjson.dumps(answer)
+        if before_wait is not None:
+            before_wait()
         if self.prepare is not None:
             raws = _raw_transactions(message)
             if len(raws) >= PREPARE_MIN:
@@ -163,13 +177,9 @@ class Dispatcher:
                 j = i + 1
                 while j < count and j - i < HEAVY_RUN and self._heavy(message[j], extra):
                     j += 1
-                # Shielded: a started call finishes in its thread anyway, and the budget
-                # bounds the batch, so the connection's timers need not cover it (a request
-                # once received is answered, never cut off).
-                with trio.CancelScope(shield=True):
-                    parts += await self.worker.run(
-                        self._run, message[i:j], ids[i:j], extra, budget, True
-                    )
+                parts += await self.worker.run(
+                    self._run, message[i:j], ids[i:j], extra, budget, True
+                )
                 i = j
                 continue
             if i % BATCH_SLICE == BATCH_SLICE - 1:

@@ -14,7 +14,7 @@ reading it); a connection that never sends a byte is closed after ``first_reques
 an idle keep-alive one after ``idle_timeout_s`` (to 1.5 times that: the deadline is moved
 lazily); a started request, head and body, must arrive within 30 s. The clock stops while the
 answer is computed (bounded by the dispatcher's budgets), and the response gets 30 s plus one
-second per 64 KiB to be read, so a large answer to a slow reader is not cut off (a stalled
+second per 16 KiB to be read, so a large answer to a slow reader is not cut off (a stalled
 reader is). A request with both Content-Length and Transfer-Encoding is refused (400) and the
 connection closed (RFC 9112 §6.1: such a request is a smuggling attempt or a broken proxy).
 A client that goes away mid-request or mid-response is one DEBUG line, not a traceback.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -147,6 +148,10 @@ class HttpHandler:
                 self.config.first_request_timeout_s if first else _IDLE_SLACK * idle_timeout
             )
             idle = True
+
+            def lift() -> None:
+                scope.deadline = math.inf
+
             while True:
                 parsed = parse_request(buf, limit, searched) if buf else None
                 if isinstance(parsed, Fallback):
@@ -171,17 +176,18 @@ class HttpHandler:
                 searched = 0
                 if idle:  # the whole request came in one read
                     self._busy(slot)
-                # Not timed: the answer is bounded by the dispatcher's budgets (which shields
-                # its waits for the worker); only the write is, and the idle deadline is moved
-                # only when it is too close for that (so rarely, on a keep-alive connection).
-                answer = await answer_body(body)
+                # Not timed: the answer is bounded by the dispatcher's budgets, and it lifts
+                # the timer before it waits (a light call does not). Only the write is timed:
+                # the idle deadline is moved only when it is too close for that (rarely, on a
+                # keep-alive connection).
+                answer = await answer_body(body, before_wait=lift)
                 cors = self._cors_lines(parsed.origin) if parsed.origin is not None else b""
                 if answer is None:
                     response = response_bytes(204, cors, b"", parsed.close)
                 else:
                     response = response_bytes(200, _JSON_LINE + cors, answer, parsed.close)
                 write_by = trio.current_time() + write_timeout(len(response))
-                if scope.deadline < write_by:
+                if scope.deadline == math.inf or scope.deadline < write_by:  # lifted, or close
                     scope.deadline = write_by
                     idle = False
                 await io.send(response)

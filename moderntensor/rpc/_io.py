@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 REQUEST_TIMEOUT = 30.0
-WRITE_BYTES_PER_S = 65536
+WRITE_BYTES_PER_S = 16384
 """The slowest reading speed a response is given time for (beyond REQUEST_TIMEOUT)."""
 RECEIVE_CHUNK = 65536
 

@@ -58,7 +58,7 @@ HEAVY_METHODS = frozenset(
 )
 """Methods that may decode or format whole blocks, walk many blocks or build proofs."""
 
-GIVE_WAY_MAX_S = 0.1
+GIVE_WAY_MAX_S = 0.02
 """A worker waits at most this long per call for chain work to finish, so RPC is delayed,
 never starved, by a node that is busy for long (range sync)."""
 _GIVE_WAY_STEP_S = 0.002
@@ -70,9 +70,15 @@ class ReadWorker:
     """Worker threads for heavy reads; ``chain_busy`` says whether chain work (building,
     executing, committing) is running, so a worker lets it go first."""
 
-    def __init__(self, threads: int, chain_busy: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        threads: int,
+        chain_busy: Callable[[], bool] | None = None,
+        give_way_max_s: float = GIVE_WAY_MAX_S,
+    ) -> None:
         self.limiter = trio.CapacityLimiter(threads)
         self.chain_busy = chain_busy
+        self.give_way_max_s = give_way_max_s
         self.gave_way_s = 0.0
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
@@ -81,12 +87,12 @@ class ReadWorker:
 
     def give_way(self) -> None:
         """In a worker thread: sleep (GIL released) while the chain lock is held, up to
-        :data:`GIVE_WAY_MAX_S`."""
+        ``give_way_max_s``."""
         busy = self.chain_busy
         if busy is None or not busy():
             return
         started = time.monotonic()
-        deadline = started + GIVE_WAY_MAX_S
+        deadline = started + self.give_way_max_s
         while busy() and time.monotonic() < deadline:
             time.sleep(_GIVE_WAY_STEP_S)
         self.gave_way_s += time.monotonic() - started
