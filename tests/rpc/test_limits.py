@@ -20,6 +20,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from moderntensor.rpc import RpcConfig
+from moderntensor.rpc._limits import ConnectionLimits, ConnectionRefused
 from moderntensor.rpc._ws import FRAGMENT_OVERHEAD, MAX_FRAGMENTS
 from tests.rpc.devnode import DevNode
 
@@ -377,3 +378,31 @@ def test_clients_vanishing_mid_exchange_are_one_debug_line(
     assert errors == []
     assert len(quiet) >= 5 and all(r.levelno == logging.DEBUG and r.exc_info is None
                                    for r in quiet)  # fmt: skip
+
+
+# -- the core alone ---------------------------------------------------------------------------
+
+
+def test_connection_limits_core() -> None:
+    cancelled: list[str] = []
+    limits = ConnectionLimits(total=4, http_per_ip=2, ws_per_ip=1)
+    a1 = limits.admit("a", lambda: cancelled.append("a1"))
+    limits.admit("a", lambda: cancelled.append("a2"))
+    with pytest.raises(ConnectionRefused, match="max_http_connections_per_ip = 2"):
+        limits.admit("a", lambda: None)
+    limits.busy(a1)  # a request in flight: not evictable
+    b1 = limits.admit("b", lambda: cancelled.append("b1"))
+    limits.upgrade(b1)  # a WebSocket: never evicted, counted apart
+    with pytest.raises(ConnectionRefused, match="max_ws_connections_per_ip = 1"):
+        limits.upgrade(limits.admit("b", lambda: cancelled.append("b2")))
+    assert len(limits) == 4 and cancelled == []
+    # full: the longest-idle connection (a2; a1 is busy, b1 a WebSocket) makes room
+    limits.admit("c", lambda: cancelled.append("c1"))
+    assert cancelled == ["a2"]
+    limits.idle(a1)
+    limits.admit("d", lambda: cancelled.append("d1"))
+    assert cancelled == ["a2", "b2"], "b2 had been idle longer than a1"
+    stats = limits.statistics()
+    assert (stats["evicted"], stats["refused"], stats["websockets"]) == (2, 2, 1)
+    limits.release(b1)
+    assert limits.statistics()["websockets"] == 0
