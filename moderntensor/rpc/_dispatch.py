@@ -129,9 +129,9 @@ class Dispatcher:
         except orjson.JSONDecodeError as exc:
             return orjson.dumps(error_response(RpcError(PARSE_ERROR, f"parse error: {exc}")))
         if (  # the common case, kept lean
-            isinstance(message, dict)
-            and not self._heavy(message, extra)
-            and not isinstance(message.get("id"), float)
+            type(message) is dict
+            and (self.worker is None or not self._heavy(message, extra))
+            and type(message.get("id")) is not float
         ):
             response, failed = self._respond(message, extra)
             self.calls += 1

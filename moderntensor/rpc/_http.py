@@ -140,6 +140,7 @@ class HttpHandler:
         limit = self.config.max_body_bytes
         idle_timeout = self.config.idle_timeout_s
         answer_body = self.dispatcher.answer
+        limits = self.limits if slot is not None else None
         searched = 0
         with trio.CancelScope() as scope:
             # Moving a deadline costs a few µs: the idle one is moved only once it is due
@@ -164,7 +165,8 @@ class HttpHandler:
                     if buf and idle:  # a request has started: it gets REQUEST_TIMEOUT
                         scope.deadline = trio.current_time() + REQUEST_TIMEOUT
                         idle = False
-                        self._busy(slot)
+                        if limits is not None:
+                            limits.busy(slot)  # type: ignore[arg-type]
                     received = await io.receive()
                     if received:
                         buf += received
@@ -174,8 +176,8 @@ class HttpHandler:
                 body = bytes(buf[parsed.head_end : parsed.body_end])
                 del buf[: parsed.body_end]
                 searched = 0
-                if idle:  # the whole request came in one read
-                    self._busy(slot)
+                if idle and limits is not None:  # the whole request came in one read
+                    limits.busy(slot)  # type: ignore[arg-type]
                 # Not timed: the answer is bounded by the dispatcher's budgets, and it lifts
                 # the timer before it waits (a light call does not). Only the write is timed:
                 # the idle deadline is moved only when it is too close for that (rarely, on a
@@ -186,18 +188,21 @@ class HttpHandler:
                     response = response_bytes(204, cors, b"", parsed.close)
                 else:
                     response = response_bytes(200, _JSON_LINE + cors, answer, parsed.close)
-                write_by = trio.current_time() + write_timeout(len(response))
-                if scope.deadline == math.inf or scope.deadline < write_by:  # lifted, or close
+                now = trio.current_time()
+                write_by = now + write_timeout(len(response))
+                deadline = scope.deadline
+                if deadline < write_by or deadline == math.inf:  # too close, or lifted
                     scope.deadline = write_by
                     idle = False
                 await io.send(response)
                 if parsed.close:
                     return None
-                self._idle(slot)
+                if limits is not None:
+                    limits.idle(slot)  # type: ignore[arg-type]
                 if buf:
                     await trio.lowlevel.checkpoint()  # pipelined requests: let others run
-                now = trio.current_time()
-                if not idle or not now + idle_timeout <= scope.deadline <= now + 2 * idle_timeout:
+                    now = trio.current_time()
+                if not idle or scope.deadline < now + idle_timeout:
                     scope.deadline = now + _IDLE_SLACK * idle_timeout
                     idle = True
         return None  # timed out
