@@ -263,13 +263,7 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
         key = load_validator_keys(config.validator.key_file).consensus
     rpc = None
     if config.rpc.enabled:
-        rpc = RpcConfig(
-            addr=str(config.rpc.addr),
-            port=int(config.rpc.port),
-            cors_origins=config.rpc.cors_origins,  # type: ignore[arg-type]
-            max_body_bytes=int(config.rpc.max_body_bytes),
-            max_batch=int(config.rpc.max_batch),
-        )
+        rpc = config.rpc.to_rpc_config()
     metrics = None
     if config.metrics.enabled:
         metrics = MetricsConfig(str(config.metrics.addr), int(config.metrics.port))

@@ -253,7 +253,9 @@ async def open_node(
             rpc_port = metrics_port = None
             app = None
             if settings.rpc is not None:
-                app = RpcApp(service, settings.rpc)
+                chain_lock = parts.chain_lock  # heavy RPC reads give way to chain work
+                app = RpcApp(service, settings.rpc,
+                             chain_busy=lambda: chain_lock.borrowed_tokens > 0)  # fmt: skip
                 where = Listener("rpc port", settings.rpc.addr, settings.rpc.port)
                 rpc_port = await _bind(
                     where, nursery.start(partial(serve_rpc, app=app), service, settings.rpc)

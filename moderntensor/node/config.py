@@ -29,6 +29,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 from moderntensor.keys import KeyFileError, load_node_key, load_validator_keys
 from moderntensor.mempool import MempoolConfig
 from moderntensor.network import MULTIADDR_FORM, Multiaddr, parse_multiaddr
+from moderntensor.rpc import RpcConfig
 
 __all__ = [
     "LOG_FORMATS",
@@ -55,6 +56,8 @@ LOG_FORMATS = ("text", "json")
 Port = NewType("Port", int)
 """A TCP port, 0-65535 (0: let the system pick a free one, for tests)."""
 Positive = NewType("Positive", int)
+Seconds = NewType("Seconds", float)
+"""A positive duration in seconds (an integer or a float in the file)."""
 IPAddress = NewType("IPAddress", str)
 """An IPv4 or IPv6 literal to bind to (hostnames are not resolved for binding)."""
 LogLevel = NewType("LogLevel", str)
@@ -90,14 +93,35 @@ class ValidatorSection:
     """Validator key file (``moderntensor keys new validator``); none: a non-validator node."""
 
 
+_RPC = RpcConfig()
+
+
 @attrs.frozen(slots=True, kw_only=True)
 class RpcSection:
+    """The RPC server (:class:`moderntensor.rpc.RpcConfig` says what each limit does)."""
+
     enabled: bool = True
     addr: IPAddress = IPAddress("127.0.0.1")
     port: Port = Port(8545)
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: Positive = Positive(5 * 1024 * 1024)  # geth's HTTP body limit
     max_batch: Positive = Positive(1000)  # geth's batch request limit
+    max_connections: Positive = Positive(_RPC.max_connections)
+    max_http_connections_per_ip: Positive = Positive(_RPC.max_http_connections_per_ip)
+    max_ws_connections_per_ip: Positive = Positive(_RPC.max_ws_connections_per_ip)
+    first_request_timeout_s: Seconds = Seconds(_RPC.first_request_timeout_s)
+    idle_timeout_s: Seconds = Seconds(_RPC.idle_timeout_s)
+    batch_response_max_bytes: Positive = Positive(_RPC.batch_response_max_bytes)  # geth's
+    batch_cpu_budget_s: Seconds = Seconds(_RPC.batch_cpu_budget_s)
+    read_threads: Positive = Positive(_RPC.read_threads)
+    health_max_unfinalized_slots: Positive = Positive(_RPC.health_max_unfinalized_slots)
+
+    def to_rpc_config(self) -> RpcConfig:
+        fields = attrs.asdict(self)
+        del fields["enabled"]
+        fields["cors_origins"] = tuple(self.cors_origins)
+        fields["addr"] = str(self.addr)
+        return RpcConfig(**fields)
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -206,6 +230,12 @@ def _positive(value: Any, _: Any = None) -> Positive:
     return Positive(value)
 
 
+def _seconds(value: Any, _: Any = None) -> Seconds:
+    if type(value) not in (int, float) or not value > 0 or value == float("inf"):
+        raise ValueError(f"expected a positive number of seconds, got {_kind(value)}")
+    return Seconds(float(value))
+
+
 def _ip(value: Any, _: Any = None) -> IPAddress:
     _expect(value, str, "an IP address such as 127.0.0.1 or 0.0.0.0")
     try:
@@ -262,6 +292,7 @@ def _converter() -> cattrs.Converter:
     conv.register_structure_hook(Path, _path)
     conv.register_structure_hook(Port, _port)
     conv.register_structure_hook(Positive, _positive)
+    conv.register_structure_hook(Seconds, _seconds)
     conv.register_structure_hook(IPAddress, _ip)
     conv.register_structure_hook(LogLevel, _choice(LOG_LEVELS))
     conv.register_structure_hook(LogFormat, _choice(LOG_FORMATS))

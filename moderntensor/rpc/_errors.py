@@ -3,7 +3,8 @@
 Codes follow JSON-RPC 2.0 and geth: -32700 parse error, -32600 invalid request, -32601 method
 not found, -32602 invalid params (the message names the parameter), -32603 internal error,
 -32000 server errors with Ethereum's wording (rejected transactions, unknown headers, calls to
-code), -39001 unknown block (the spec's code for a block tag with no block behind it).
+code), -32005 limit exceeded (EIP-1474: a response, batch or CPU budget; the message names the
+``[rpc]`` key), -39001 unknown block (the spec's code for a block tag with no block behind it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ __all__ = [
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
+    "LIMIT_EXCEEDED",
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
     "SERVER_ERROR",
@@ -28,6 +30,7 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 SERVER_ERROR = -32000
+LIMIT_EXCEEDED = -32005
 UNKNOWN_BLOCK = -39001
 
 

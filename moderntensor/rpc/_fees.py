@@ -2,11 +2,14 @@
 
 The suggested priority fee is the 60th percentile of the effective tips paid in the last 20
 blocks (geth's oracle idea, simplified), or 1 gwei when they held no transaction. Results are
-cached per head, because wallets ask before every transaction.
+cached per head, because wallets ask before every transaction. ``eth_feeHistory`` rewards are
+cached per block and percentiles (a committed block's never change): clients poll the same
+window again and again, and recomputing it decoded the receipts of up to 1,024 blocks.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from moderntensor.chain.blocks import Header
@@ -20,12 +23,14 @@ DEFAULT_TIP = 1_000_000_000
 MAX_FEE_HISTORY_BLOCKS = 1024
 _TIP_BLOCKS = 20
 _TIP_PERCENTILE = 60
+_CACHED_REWARDS = 4096
 
 
 class FeeOracle:
     def __init__(self, view: ChainView) -> None:
         self.view = view
         self._tip_for: tuple[bytes, int] | None = None
+        self._rewards_of: OrderedDict[tuple[bytes, tuple[float, ...]], list[str]] = OrderedDict()
 
     def suggested_tip(self) -> int:
         head = self.view.service.head
@@ -87,8 +92,18 @@ class FeeOracle:
             "blobGasUsedRatio": [0.0] * len(headers),
         }
         if percentiles:
-            out["reward"] = [self._rewards(h, percentiles) for h in headers]
+            out["reward"] = [self._cached_rewards(h, percentiles) for h in headers]
         return out
+
+    def _cached_rewards(self, header: Header, percentiles: list[float]) -> list[str]:
+        key = (header.hash, tuple(percentiles))
+        rewards = self._rewards_of.get(key)
+        if rewards is None:
+            rewards = self._rewards(header, percentiles)
+            self._rewards_of[key] = rewards  # each OrderedDict step is atomic under the GIL
+            if len(self._rewards_of) > _CACHED_REWARDS:
+                self._rewards_of.popitem(last=False)
+        return rewards
 
     def _rewards(self, header: Header, percentiles: list[float]) -> list[str]:
         """Effective tips at gas-weighted percentiles of one block (geth's algorithm)."""

@@ -10,8 +10,14 @@ request on our 2-core machine (1,500 no-op requests/s against 3,400 with h11 alo
 wsproto are sans-I/O state machines (STYLE rule 1's model), and so is the fast parser.
 
 Limits: request heads up to 16 KiB, bodies up to ``max_body_bytes`` (413 beyond, before
-reading it), idle keep-alive connections closed after 120 s, a started request must arrive
-within 30 s.
+reading it); a connection that never sends a byte is closed after ``first_request_timeout_s``,
+an idle keep-alive one after ``idle_timeout_s`` (to 1.5 times that: the deadline is moved
+lazily); a started request, head and body, must arrive within 30 s. The clock stops while the
+answer is computed (bounded by the dispatcher's budgets), and the response gets 30 s plus one
+second per 16 KiB to be read, so a large answer to a slow reader is not cut off (a stalled
+reader is). A request with both Content-Length and Transfer-Encoding is refused (400) and the
+connection closed (RFC 9112 §6.1: such a request is a smuggling attempt or a broken proxy).
+A client that goes away mid-request or mid-response is one DEBUG line, not a traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,70 +37,29 @@ from ._config import RpcConfig
 from ._dispatch import Dispatcher, error_response
 from ._errors import INVALID_REQUEST, RpcError
 from ._http1 import MAX_HEAD_BYTES, Fallback, blank_line_search_start, parse_request, response_bytes
+from ._io import (
+    RECEIVE_CHUNK,
+    REQUEST_TIMEOUT,
+    Closed,
+    SocketIo,
+    StreamIo,
+    is_disconnect,
+    write_timeout,
+)
+from ._limits import ConnectionLimits, ConnectionRefused, Slot
 
 __all__ = ["HttpHandler"]
 
 log = logging.getLogger("moderntensor.rpc")
 
-IDLE_TIMEOUT = 120.0
-REQUEST_TIMEOUT = 30.0
 LINGER_SECONDS = 2.0
 _IDLE_SLACK = 1.5
-_RECEIVE_CHUNK = 65536
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _JSON = (b"content-type", b"application/json")
 _JSON_LINE = b"content-type: application/json\r\n"
 
 Headers = list[tuple[bytes, bytes]]
-
-
-class _Closed(Exception):
-    """The peer went away or timed out: drop the connection quietly."""
-
-
 _Pending = tuple[bytes, bool] | None  # unconsumed bytes and end-of-input, or close
-
-
-class _SocketIo:
-    """The socket directly: a readiness wait then one ``read`` (the Stream API first tries a
-    read, which after each keep-alive response fails), and ``write`` without a checkpoint
-    (the reads provide them)."""
-
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self.fd = sock.fileno()  # valid until HttpHandler.__call__ closes the stream
-
-    async def receive(self) -> bytes:
-        while True:
-            await trio.lowlevel.wait_readable(self.fd)
-            try:
-                return os.read(self.fd, _RECEIVE_CHUNK)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise _Closed from exc
-
-    async def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self.fd, view) :]
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self.fd)
-            except OSError as exc:
-                raise _Closed from exc
-
-
-class _StreamIo:
-    """Any other Trio stream (tests, TLS wrappers)."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-
-    async def receive(self) -> bytes:
-        return bytes(await self.stream.receive_some(_RECEIVE_CHUNK))
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
 
 
 class HttpHandler:
@@ -107,22 +72,39 @@ class HttpHandler:
         health: Callable[[], tuple[int, dict[str, Any]]],
         metrics: Callable[[], tuple[bytes, str]],
         websocket: Callable[[trio.abc.Stream, bytes], Any] | None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.config = config
         self.dispatcher = dispatcher
         self.health = health
         self.metrics = metrics
         self.websocket = websocket
+        self.limits = limits
+        self.disconnects = 0
 
-    async def __call__(self, stream: trio.abc.Stream) -> None:
+    async def __call__(self, stream: trio.abc.Stream, slot: Slot | None = None) -> None:
         try:
-            await self._serve(stream)
-        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        except Exception:
-            log.exception("rpc connection failed")
+            await self._serve(stream, slot)
+        except Exception as exc:
+            if not is_disconnect(exc):
+                log.exception("rpc connection failed")
+            else:
+                self.disconnects += 1
+                if log.isEnabledFor(logging.DEBUG):
+                    leaf: BaseException = exc
+                    while isinstance(leaf, BaseExceptionGroup):
+                        leaf = leaf.exceptions[0]
+                    log.debug("rpc client went away: %s", type(leaf).__name__)
         finally:
             await trio.aclose_forcefully(stream)
+
+    def _busy(self, slot: Slot | None) -> None:
+        if slot is not None and self.limits is not None:
+            self.limits.busy(slot)
+
+    def _idle(self, slot: Slot | None) -> None:
+        if slot is not None and self.limits is not None:
+            self.limits.idle(slot)
 
     async def _next_event(
         self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float
@@ -132,33 +114,45 @@ class HttpHandler:
             if event is not h11.NEED_DATA:
                 return event
             with trio.move_on_after(timeout):
-                data = await stream.receive_some(_RECEIVE_CHUNK)
+                data = await stream.receive_some(RECEIVE_CHUNK)
                 conn.receive_data(bytes(data))
                 continue
-            raise _Closed
+            raise Closed
 
-    async def _serve(self, stream: trio.abc.Stream) -> None:
-        io: _SocketIo | _StreamIo = (
-            _SocketIo(stream.socket) if isinstance(stream, trio.SocketStream) else _StreamIo(stream)
+    async def _serve(self, stream: trio.abc.Stream, slot: Slot | None) -> None:
+        io: SocketIo | StreamIo = (
+            SocketIo(stream.socket) if isinstance(stream, trio.SocketStream) else StreamIo(stream)
         )
         pending: tuple[bytes, bool] | None = (b"", False)
+        first = True
         while pending is not None:
-            pending = await self._fast(io, *pending)
+            pending = await self._fast(io, *pending, slot, first)
+            first = False
             if pending is not None:
-                pending = await self._slow(stream, *pending)
+                pending = await self._slow(stream, *pending, slot)
 
-    async def _fast(self, io: _SocketIo | _StreamIo, data: bytes, eof: bool) -> _Pending:
+    async def _fast(
+        self, io: SocketIo | StreamIo, data: bytes, eof: bool, slot: Slot | None, first: bool
+    ) -> _Pending:
         """Serve common requests until one needs h11: returns the unconsumed bytes and whether
         the peer finished sending, or None to close the connection."""
         buf = bytearray(data)
         limit = self.config.max_body_bytes
+        idle_timeout = self.config.idle_timeout_s
         answer_body = self.dispatcher.answer
+        limits = self.limits if slot is not None else None
         searched = 0
         with trio.CancelScope() as scope:
             # Moving a deadline costs a few µs: the idle one is moved only once it is due
-            # within IDLE_TIMEOUT, so it is 120 to 180 s after the last response.
-            scope.deadline = trio.current_time() + _IDLE_SLACK * IDLE_TIMEOUT
+            # within idle_timeout, so it is 1 to 1.5 times that after the last response.
+            scope.deadline = trio.current_time() + (
+                self.config.first_request_timeout_s if first else _IDLE_SLACK * idle_timeout
+            )
             idle = True
+
+            def lift() -> None:
+                scope.deadline = math.inf
+
             while True:
                 parsed = parse_request(buf, limit, searched) if buf else None
                 if isinstance(parsed, Fallback):
@@ -171,6 +165,8 @@ class HttpHandler:
                     if buf and idle:  # a request has started: it gets REQUEST_TIMEOUT
                         scope.deadline = trio.current_time() + REQUEST_TIMEOUT
                         idle = False
+                        if limits is not None:
+                            limits.busy(slot)  # type: ignore[arg-type]
                     received = await io.receive()
                     if received:
                         buf += received
@@ -180,24 +176,40 @@ class HttpHandler:
                 body = bytes(buf[parsed.head_end : parsed.body_end])
                 del buf[: parsed.body_end]
                 searched = 0
-                answer = await answer_body(body)
+                if idle and limits is not None:  # the whole request came in one read
+                    limits.busy(slot)  # type: ignore[arg-type]
+                # Not timed: the answer is bounded by the dispatcher's budgets, and it lifts
+                # the timer before it waits (a light call does not). Only the write is timed:
+                # the idle deadline is moved only when it is too close for that (rarely, on a
+                # keep-alive connection).
+                answer = await answer_body(body, before_wait=lift)
                 cors = self._cors_lines(parsed.origin) if parsed.origin is not None else b""
                 if answer is None:
                     response = response_bytes(204, cors, b"", parsed.close)
                 else:
                     response = response_bytes(200, _JSON_LINE + cors, answer, parsed.close)
+                now = trio.current_time()
+                write_by = now + write_timeout(len(response))
+                deadline = scope.deadline
+                if deadline < write_by or deadline == math.inf:  # too close, or lifted
+                    scope.deadline = write_by
+                    idle = False
                 await io.send(response)
                 if parsed.close:
                     return None
+                if limits is not None:
+                    limits.idle(slot)  # type: ignore[arg-type]
                 if buf:
                     await trio.lowlevel.checkpoint()  # pipelined requests: let others run
-                now = trio.current_time()
-                if not idle or scope.deadline < now + IDLE_TIMEOUT:
-                    scope.deadline = now + _IDLE_SLACK * IDLE_TIMEOUT
+                    now = trio.current_time()
+                if not idle or scope.deadline < now + idle_timeout:
+                    scope.deadline = now + _IDLE_SLACK * idle_timeout
                     idle = True
         return None  # timed out
 
-    async def _slow(self, stream: trio.abc.Stream, data: bytes, eof: bool) -> _Pending:
+    async def _slow(
+        self, stream: trio.abc.Stream, data: bytes, eof: bool, slot: Slot | None
+    ) -> _Pending:
         """One request through h11, starting with bytes already received; what follows it
         (for the fast path) or None to close."""
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
@@ -205,18 +217,20 @@ class HttpHandler:
             conn.receive_data(data)
         if eof:
             conn.receive_data(b"")
+        self._busy(slot)
         try:
-            event = await self._next_event(stream, conn, IDLE_TIMEOUT)
+            event = await self._next_event(stream, conn, REQUEST_TIMEOUT)
         except h11.RemoteProtocolError as exc:
             await self._protocol_error(stream, conn, exc)
             return None
         if not isinstance(event, h11.Request):
             return None  # ConnectionClosed (or PAUSED, which needs a Request first)
         try:
-            keep_going = await self._request(stream, conn, event)
+            keep_going = await self._request(stream, conn, event, slot)
         except h11.RemoteProtocolError as exc:
             await self._protocol_error(stream, conn, exc)
             return None
+        self._idle(slot)
         if not keep_going or conn.our_state is h11.MUST_CLOSE:
             return None
         if conn.their_state is not h11.DONE:
@@ -236,19 +250,26 @@ class HttpHandler:
     # -- one request ----------------------------------------------------------------------
 
     async def _request(
-        self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request
+        self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, slot: Slot | None
     ) -> bool:
         headers = {name.lower(): value for name, value in request.headers}
         cors = self._cors_headers(headers.get(b"origin"))
         path = request.target.split(b"?", 1)[0]
         method = request.method
+        if b"transfer-encoding" in headers and b"content-length" in headers:
+            await self._error(
+                stream, conn, 400,
+                "request has both Content-Length and Transfer-Encoding (RFC 9112 section 6.1)",
+                [*cors, (b"connection", b"close")],
+            )  # fmt: skip
+            return False
         if method == b"OPTIONS":
             await self._drain(stream, conn)
             await self._respond(stream, conn, 204, b"", cors + self._preflight(headers, cors))
             return True
         if method in (b"GET", b"HEAD"):
             if headers.get(b"upgrade", b"").lower() == b"websocket" and self.websocket:
-                await self._upgrade(stream, conn, request, headers)
+                await self._upgrade(stream, conn, request, headers, slot)
                 return False
             if path == b"/health":
                 status, doc = self.health()
@@ -292,11 +313,13 @@ class HttpHandler:
             await self._linger(stream, limit)
             return False
         answer = await self.dispatcher.answer(payload)
-        if answer is None:
-            await self._respond(stream, conn, 204, b"", cors)
-        else:
-            await self._respond(stream, conn, 200, answer, [_JSON, *cors])
-        return True
+        with trio.move_on_after(write_timeout(0 if answer is None else len(answer))):
+            if answer is None:
+                await self._respond(stream, conn, 204, b"", cors)
+            else:
+                await self._respond(stream, conn, 200, answer, [_JSON, *cors])
+            return True
+        raise Closed  # a reader stalled for longer than the response deserves
 
     async def _read_body(
         self, stream: trio.abc.Stream, conn: h11.Connection, limit: int
@@ -314,8 +337,8 @@ class HttpHandler:
                 elif isinstance(event, h11.EndOfMessage):
                     return b"".join(chunks)
                 else:
-                    raise _Closed
-        raise _Closed  # a slow body: the whole request gets REQUEST_TIMEOUT
+                    raise Closed
+        raise Closed  # a slow body: the whole request gets REQUEST_TIMEOUT
 
     @staticmethod
     async def _linger(stream: trio.abc.Stream, size: int) -> None:
@@ -323,7 +346,7 @@ class HttpHandler:
         sees our error response instead of a reset connection."""
         with trio.move_on_after(LINGER_SECONDS):
             while size > 0:
-                data = await stream.receive_some(_RECEIVE_CHUNK)
+                data = await stream.receive_some(RECEIVE_CHUNK)
                 if not data:
                     return
                 size -= len(data)
@@ -333,7 +356,7 @@ class HttpHandler:
         if conn.their_state is h11.SEND_BODY:
             body = await self._read_body(stream, conn, 64 * 1024)
             if body is None:
-                raise _Closed
+                raise Closed
 
     async def _respond(
         self,
@@ -399,6 +422,7 @@ class HttpHandler:
         conn: h11.Connection,
         request: h11.Request,
         headers: dict[bytes, bytes],
+        slot: Slot | None,
     ) -> None:
         key = headers.get(b"sec-websocket-key")
         version = headers.get(b"sec-websocket-version")
@@ -409,6 +433,13 @@ class HttpHandler:
                 [(b"connection", b"close")],
             )  # fmt: skip
             return
+        if slot is not None and self.limits is not None:
+            try:
+                self.limits.upgrade(slot)
+            except ConnectionRefused as exc:
+                await self._drain(stream, conn)
+                await self._error(stream, conn, 429, exc.reason, [(b"connection", b"close")])
+                return
         accept = base64.b64encode(hashlib.sha1(key.strip() + _WS_GUID).digest())
         if conn.their_state is h11.SEND_BODY:
             await self._drain(stream, conn)
@@ -416,7 +447,7 @@ class HttpHandler:
             if conn.next_event() is h11.PAUSED:
                 break
         else:
-            raise _Closed
+            raise Closed
         response = h11.InformationalResponse(
             status_code=101,
             headers=[

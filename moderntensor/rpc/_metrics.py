@@ -115,6 +115,11 @@ class _ChainCollector(Collector):
                 "moderntensor_rpc_errors", "JSON-RPC requests answered with an error.",
                 value=self.dispatcher.errors,
             )  # fmt: skip
+            yield CounterMetricFamily(
+                "moderntensor_rpc_over_budget",
+                "JSON-RPC calls answered -32005: past a response-size or CPU budget.",
+                value=self.dispatcher.over_budget,
+            )
         yield CounterMetricFamily(
             "moderntensor_dropped_events",
             "Head/transaction events a slow subscriber lost.",

@@ -5,6 +5,13 @@ forwards events from the chain service's bounded channels. Sends share one lock;
 stops reading blocks its own tasks only, and the service then drops that subscriber's events
 (counted in its statistics) rather than stalling block production. A subscription's first
 notification is sent only after the reply carrying its id.
+
+A message is bounded in memory, not just in payload: fragments are joined into one buffer as
+they arrive, each costs ``FRAGMENT_OVERHEAD`` bytes of the ``max_message_bytes`` allowance,
+and a message may have at most ``MAX_FRAGMENTS`` (close 1009 "too big" past the bytes, 1008
+"policy" past the fragments). A protocol error (bad framing, unmasked frames, invalid UTF-8)
+gets a Close frame with wsproto's code (1002, or 1007 for bad UTF-8) before the connection is
+dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +41,10 @@ log = logging.getLogger("moderntensor.rpc")
 
 MAX_SUBSCRIPTIONS = 64
 IDLE_TIMEOUT = 600.0
+MAX_FRAGMENTS = 4096
+FRAGMENT_OVERHEAD = 64
+"""Bytes of bookkeeping charged per received fragment (a frame, or the part of one that a
+read delivered)."""
 _CHUNK = 65536
 _KINDS = ("newHeads", "newPendingTransactions", "logs")
 
@@ -112,43 +123,55 @@ class WebSocketSession:
     # -- reading --------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        parts: list[bytes] = []
-        size = 0
+        message = bytearray()
+        charged = fragments = 0
+        limit = self.max_message_bytes
         while True:
             with trio.move_on_after(IDLE_TIMEOUT) as scope:
                 data = await self.stream.receive_some(_CHUNK)
-            if scope.cancelled_caught or not data:
+            if scope.cancelled_caught:
+                await self._close(1001, f"idle for {IDLE_TIMEOUT:g} s")
+                return
+            if not data:
                 return
             try:
                 self.ws.receive_data(bytes(data))
-                events = list(self.ws.events())
             except RemoteProtocolError as exc:
                 await self._close(1002, f"protocol error: {exc}"[:120])
                 return
-            for event in events:
+            for event in self.ws.events():
                 if isinstance(event, Ping):
                     async with self._send_lock:
-                        await self.stream.send_all(self.ws.send(event.response()))
+                        if self.ws.state is ConnectionState.OPEN:
+                            await self.stream.send_all(self.ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
                     async with self._send_lock:
                         if self.ws.state is ConnectionState.REMOTE_CLOSING:
                             await self.stream.send_all(self.ws.send(event.response()))
+                    if self.ws.state is ConnectionState.OPEN:  # wsproto's parse failure
+                        await self._close(event.code, (event.reason or "")[:120])
                     return
                 elif isinstance(event, (TextMessage, BytesMessage)):
                     chunk = (
                         event.data.encode() if isinstance(event.data, str) else bytes(event.data)
                     )
-                    size += len(chunk)
-                    if size > self.max_message_bytes:
-                        await self._close(
-                            1009, f"message larger than {self.max_message_bytes} bytes"
-                        )
+                    fragments += 1
+                    charged += len(chunk) + FRAGMENT_OVERHEAD
+                    if charged > limit:
+                        await self._close(1009, f"message larger than {limit} bytes")
                         return
-                    parts.append(chunk)
-                    if event.message_finished:
-                        body = b"".join(parts)
-                        parts, size = [], 0
-                        await self._answer(body)
+                    if fragments > MAX_FRAGMENTS:
+                        await self._close(1008, f"message in over {MAX_FRAGMENTS} fragments")
+                        return
+                    if event.message_finished and not message:
+                        body = chunk  # one fragment: no copy
+                    else:
+                        message += chunk
+                        if not event.message_finished:
+                            continue
+                        body, message = bytes(message), bytearray()
+                    charged = fragments = 0
+                    await self._answer(body)
 
     async def _answer(self, body: bytes) -> None:
         reply = await self.dispatcher.answer(body, self.methods)

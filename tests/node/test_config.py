@@ -136,7 +136,27 @@ def test_unknown_key_is_named_with_the_valid_ones(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "[rpc]\nprot = 8545\n")
     assert str(error_of(path)) == (
         f"{path}: rpc.prot: unknown key; valid keys in [rpc]: enabled, addr, port, "
-        "cors_origins, max_body_bytes, max_batch"
+        "cors_origins, max_body_bytes, max_batch, max_connections, max_http_connections_per_ip, "
+        "max_ws_connections_per_ip, first_request_timeout_s, idle_timeout_s, "
+        "batch_response_max_bytes, batch_cpu_budget_s, read_threads, health_max_unfinalized_slots"
+    )
+
+
+def test_rpc_limits_load_and_bad_values_name_the_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MINIMAL + "[rpc]\nmax_http_connections_per_ip = 8\nfirst_request_timeout_s = 2.5\n"
+        "idle_timeout_s = 30\nhealth_max_unfinalized_slots = 12\n",
+    )
+    rpc = load_config(path).rpc.to_rpc_config()
+    assert (rpc.max_http_connections_per_ip, rpc.first_request_timeout_s) == (8, 2.5)
+    assert (rpc.idle_timeout_s, rpc.health_max_unfinalized_slots) == (30.0, 12)
+    assert rpc.batch_response_max_bytes == 25_000_000  # untouched keys keep the defaults
+    path = write(tmp_path, MINIMAL + "[rpc]\nfirst_request_timeout_s = 0\nread_threads = 1.5\n")
+    assert str(error_of(path)) == (
+        f"{path}: 2 problems:\n"
+        "  rpc.first_request_timeout_s: expected a positive number of seconds, got integer 0\n"
+        "  rpc.read_threads: expected a positive integer, got float 1.5"
     )
 
 

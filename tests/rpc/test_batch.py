@@ -275,12 +275,18 @@ def requests(draw: st.DrawFn) -> Any:
 
 
 def well_formed_raws(batch: list[Any]) -> list[bytes]:
-    """The oracle: params[0] of each eth_sendRawTransaction call that parse_data accepts."""
+    """The oracle: the one parameter of each eth_sendRawTransaction call with a valid
+    envelope that parse_data accepts (an invalid request never submits: nothing may be
+    decoded and cached for it, review H3)."""
     out = []
     for item in batch:
-        if isinstance(item, dict) and item.get("method") == "eth_sendRawTransaction":
+        if (
+            isinstance(item, dict)
+            and item.get("method") == "eth_sendRawTransaction"
+            and item.get("jsonrpc") == "2.0"
+        ):
             params = item.get("params")
-            if isinstance(params, list) and params:
+            if isinstance(params, list) and len(params) == 1:
                 with contextlib.suppress(ValueError):
                     out.append(parse_data(params[0]))
     return out

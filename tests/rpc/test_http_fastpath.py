@@ -31,6 +31,7 @@ from moderntensor.rpc._http1 import (
     parse_request,
 )
 from moderntensor.rpc._methods import Method
+from moderntensor.rpc._work import ReadWorker
 from tests.rpc.devnode import DevNode
 
 LIMIT = 5_000_000
@@ -463,5 +464,46 @@ def test_body_limit_and_batch_limit_in_process() -> None:
         assert too_big.startswith(b"HTTP/1.1 413 ") and b"connection: close" in too_big
         batch = b"[" + b",".join([CHAIN_ID] * 11) + b"]"
         assert b'"code":-32600' in await _exchange(handler, post(batch))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_request_waiting_for_the_worker_is_answered_though_its_timer_ran_out() -> None:
+    """The mock clock jumps past the first-request and idle deadlines while the heavy call
+    runs in its worker thread: the answer still goes out whole (review M1: it used to be cut
+    off, or never sent, by a timer that kept running while the answer was computed)."""
+
+    def slow_logs() -> list[str]:
+        time.sleep(0.05)  # real time in the worker; the mock clock jumps meanwhile
+        return ["done"]
+
+    async def main() -> None:
+        dispatcher = Dispatcher(
+            {"eth_getLogs": Method(slow_logs), "eth_chainId": Method(lambda: "0x539")},
+            max_batch=10,
+            worker=ReadWorker(1),
+        )
+        handler = HttpHandler(
+            RpcConfig(port=0, first_request_timeout_s=1, idle_timeout_s=2),
+            dispatcher, lambda: (200, {}), lambda: (b"", "text/plain"), None,
+        )  # fmt: skip
+        logs = b'{"jsonrpc":"2.0","id":7,"method":"eth_getLogs"}'
+        client, server = trio.testing.memory_stream_pair()
+
+        async def clock_ticks() -> None:  # a deadline for the mock clock to jump to
+            while True:
+                await trio.sleep(1)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(clock_ticks)
+            nursery.start_soon(handler, server)
+            for body in (logs, b"[" + logs + b"," + CHAIN_ID + b"]", logs):
+                start = trio.current_time()
+                await client.send_all(post(body))
+                head = await client.receive_some()
+                assert head.startswith(b"HTTP/1.1 200 "), head
+                assert b'"result":["done"]' in head
+                assert trio.current_time() - start > 2, "the timers did run out meanwhile"
+            nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
