@@ -47,8 +47,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         yield chain
 
 
-def new_service(chain: Chain, max_per_sender: int = 64) -> ChainService:
-    config = MempoolConfig(max_per_sender=max_per_sender)
+def new_service(chain: Chain, account_queue: int = 64) -> ChainService:
+    config = MempoolConfig(account_slots=account_queue, account_queue=account_queue)
     pool = Mempool(chain.params, chain.state_at(chain.head), next_base_fee(chain), config)
     return ChainService(chain, pool)
 
@@ -138,7 +138,7 @@ raw_choices = st.sampled_from(
 @settings(max_examples=max(settings().max_examples // 2, 10))
 @given(raws=st.lists(raw_choices, max_size=24))
 async def test_batch_agrees_with_one_at_a_time(chain: Chain, raws: list[bytes]) -> None:
-    batched, single = new_service(chain, max_per_sender=2), new_service(chain, max_per_sender=2)
+    batched, single = new_service(chain, account_queue=2), new_service(chain, account_queue=2)
     results = await batched.submit_raw_transactions(raws)
     expected = one_at_a_time(single, raws)
     assert [outcome(r) for r in results] == expected

@@ -1,44 +1,59 @@
 """The transaction pool: a pure core that admits, orders, evicts and re-validates transactions.
 
 No I/O, no clock: account nonces and balances come in through :class:`AccountReader` (a
-``StateDB`` or a dict-backed stub), the base fee and the new head's state are arguments.
+``StateDB`` or a dict-backed stub); the base fee, the new head's state and the time (for the
+queue's lifetime, :meth:`Mempool.expire`) are arguments.
 
 Per sender the pool keeps a map nonce -> transaction and two numbers from the head state: the
 account nonce and balance. Transactions with nonces ``nonce, nonce+1, ...`` without a gap are
-*pending* (executable in order); the rest are *queued* until the gap fills. Rules on entry, in
-order (the first broken rule wins, with Ethereum's wording):
+*pending* (executable in order); the rest are *queued* until the gap fills, when they are
+promoted. The two are limited apart, in geth's shape (``MempoolConfig``): pending by
+``global_slots`` in all, with ``account_slots`` guaranteed to each sender; queued by
+``account_queue`` per sender and ``global_queue`` in all, with a lifetime. Queued transactions
+only ever compete with queued ones, so junk that can never execute cannot crowd out, evict or
+price out transactions that can.
+
+Rules on entry, in order (the first broken rule wins, with Ethereum's wording):
 
 1. ``already known`` -- the same hash is held.
 2. ``oversized data`` -- the encoding exceeds ``max_tx_size``.
-3. Every rule of :func:`~moderntensor.chain.execution.check_transaction` that does not need the
+3. ``nonce has max value`` -- the nonce is 2**64 - 1 (EIP-2681: it could never be followed).
+4. Every rule of :func:`~moderntensor.chain.execution.check_transaction` that does not need the
    exact nonce (chain id, creation/data, gas limit, intrinsic gas, fee ordering, max fee below
-   the chain's minimum base fee), then ``nonce too low`` and ``insufficient funds for gas *
-   price + value``, where the funds are the balance minus what the sender's other held
-   transactions may cost (``gas * max_fee + value`` each; a replaced one does not count), so
-   the sum over a sender never exceeds its balance (geth's "overdraft" rule).
-4. ``replacement transaction underpriced`` -- a same-nonce replacement must raise both the max
+   the chain's minimum base fee), then ``transaction underpriced`` for a tip below ``min_tip``,
+   ``nonce too low`` and ``insufficient funds for gas * price + value``, where the funds are
+   the balance minus what the sender's other held transactions may cost (``gas * max_fee +
+   value`` each; a replaced one does not count), so the sum over a sender never exceeds its
+   balance (geth's "overdraft" rule).
+5. ``replacement transaction underpriced`` -- a same-nonce replacement must raise both the max
    fee and the tip by at least ``price_bump_percent`` (10%, rounded down) and by at least 1.
-5. Caps. A sender holding ``max_per_sender`` transactions may only add one below its highest
-   nonce, which then drops that highest one (a lower nonce always executes first, so it is the
-   more useful of the two); otherwise ``account limit exceeded``. A pool holding
-   ``max_transactions`` evicts its cheapest transaction, by ``(max_fee, tip)`` and the newest
-   first among equals, but only for a strictly better one (``transaction underpriced``); it
-   never evicts the incoming sender's lower nonces (that would strand the newcomer), and when
-   nothing else is left it answers ``txpool is full``. An eviction that opens a gap turns the
-   sender's later transactions into queued ones.
+6. Room. A *queued* newcomer: a sender holding ``account_queue`` queued ones may only add one
+   below its highest, which then drops that highest (``account limit exceeded`` otherwise);
+   with ``global_queue`` queued in all, the sender holding the most queued ones loses its
+   highest, provided it holds at least two more than the newcomer's sender (``txpool is full``
+   otherwise). An *executable* newcomer (it extends its sender's run, promoting what it
+   unblocks): with ``global_slots`` pending in all, the senders above ``account_slots`` are
+   trimmed first, the largest first, from their highest nonce (geth's ``truncatePending``)
+   and never below ``account_slots``; a newcomer whose sender is at or above its share gets in
+   only by trimming a sender holding at least two more. When nobody is above its share, the
+   cheapest pending transaction of another sender, by ``(max_fee, tip)`` and the newest first
+   among equals, is evicted for a strictly better newcomer (``transaction underpriced``
+   otherwise), together with its sender's later pending ones (they could not execute). So at
+   every step pending <= ``global_slots`` and queued <= ``global_queue``.
 
-Block building (:meth:`Mempool.best_transactions`) takes pending transactions by effective tip
-``min(tip, max_fee - base_fee)`` across senders, earliest arrival first among equals, nonce
-order within a sender, skipping senders whose next transaction does not fit or pays less than
-the base fee. On a new head (:meth:`Mempool.on_new_head`) each sender is re-read: stale nonces
-are dropped, then, in nonce order, the first transaction the balance no longer covers and all
-after it.
+A sender's queued transactions expire ``queue_lifetime_s`` after its last queued arrival or
+promotion (:meth:`Mempool.expire`, time as argument).
+
+Block building (:meth:`Mempool.best_transactions`, in :mod:`._select`) takes pending
+transactions by effective tip. On a new head (:meth:`Mempool.on_new_head`) each sender is
+re-read: stale nonces are dropped, then, in nonce order, the first transaction the balance no
+longer covers and all after it.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 
 from moderntensor.chain.execution import (
     ChainParams,
@@ -49,38 +64,17 @@ from moderntensor.chain.execution import (
 from moderntensor.chain.transactions import Transaction
 from moderntensor.mempool._accounts import AccountReader
 from moderntensor.mempool._config import MempoolConfig, MempoolRejected, MempoolStatistics
+from moderntensor.mempool._select import Selection
+from moderntensor.mempool._sender import Sender, compute_cost
 from moderntensor.state.account import Account
 
 __all__ = ["Mempool"]
 
-_MIN_TX_GAS = 21_000  # no transaction needs less: stop filling a block below this
+NONCE_MAX = 2**64 - 1
+"""EIP-2681: an account nonce never reaches this, so no transaction may carry it."""
 
 
-class _Sender:
-    """One sender's held transactions and its account at the current head (mutable, internal)."""
-
-    __slots__ = ("balance", "nonce", "pending_end", "spent", "txs")
-
-    def __init__(self, nonce: int, balance: int) -> None:
-        self.nonce = nonce
-        self.balance = balance
-        self.txs: dict[int, Transaction] = {}
-        self.pending_end = nonce  # first nonce >= self.nonce not held: pending is [nonce, end)
-        self.spent = 0  # sum of _cost over txs
-
-    def advance(self) -> None:
-        end = self.pending_end
-        txs = self.txs
-        while end in txs:
-            end += 1
-        self.pending_end = end
-
-
-def _cost(tx: Transaction) -> int:
-    return tx.gas * tx.max_fee_per_gas + tx.value
-
-
-class Mempool:
+class Mempool(Selection):
     """Valid transactions waiting for a block; not thread-safe (the node serialises access)."""
 
     def __init__(
@@ -89,16 +83,23 @@ class Mempool:
         state: AccountReader,
         base_fee: int,
         config: MempoolConfig | None = None,
+        now: float = 0.0,
     ) -> None:
         self.params = params
         self.config = config if config is not None else MempoolConfig()
         self.base_fee = base_fee
+        self.now = now
+        """The latest time given to :meth:`expire` (stamps queued arrivals)."""
         self._state = state
-        self._senders: dict[bytes, _Sender] = {}
+        self._senders: dict[bytes, Sender] = {}
         self._by_hash: dict[bytes, tuple[Transaction, int]] = {}  # hash -> (tx, arrival seq)
         self._heap: list[tuple[int, int, int, bytes]] = []  # (max_fee, tip, -seq, hash), lazy
         self._seq = 0
         self._bytes = 0
+        self._pending = 0
+        self._queued = 0
+        self._above_share: set[bytes] = set()  # senders with more pending than account_slots
+        self._with_queue: set[bytes] = set()  # senders with queued transactions
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -112,6 +113,10 @@ class Mempool:
         entry = self._by_hash.get(tx_hash)
         return entry[0] if entry is not None else None
 
+    @property
+    def min_tip(self) -> int:
+        return self.config.min_tip
+
     def pending_nonce(self, address: bytes) -> int:
         """The nonce a new transaction from ``address`` should use (eth_getTransactionCount
         at "pending"): past the sender's gap-free run, or the account nonce."""
@@ -121,13 +126,10 @@ class Mempool:
         return self._state.get_nonce(address)
 
     def statistics(self) -> MempoolStatistics:
-        pending = sum(s.pending_end - s.nonce for s in self._senders.values())
         return MempoolStatistics(
-            pending=pending,
-            queued=len(self._by_hash) - pending,
-            senders=len(self._senders),
+            pending=self._pending, queued=self._queued, senders=len(self._senders),
             bytes=self._bytes,
-        )
+        )  # fmt: skip
 
     def pending(self) -> dict[bytes, list[Transaction]]:
         """Executable transactions by sender, in nonce order (txpool_content)."""
@@ -140,10 +142,9 @@ class Mempool:
     def queued(self) -> dict[bytes, list[Transaction]]:
         """Transactions behind a nonce gap, by sender, in nonce order (txpool_content)."""
         out = {}
-        for address, s in self._senders.items():
-            held = sorted(n for n in s.txs if n >= s.pending_end)
-            if held:
-                out[address] = [s.txs[n] for n in held]
+        for address in self._with_queue:
+            s = self._senders[address]
+            out[address] = [s.txs[n] for n in s.queued_nonces()]
         return out
 
     def senders(self) -> list[bytes]:
@@ -172,44 +173,47 @@ class Mempool:
                 tx_hash,
             )
         address = tx.sender
+        if tx.nonce >= NONCE_MAX:
+            raise MempoolRejected(
+                f"nonce has max value: address 0x{address.hex()}, nonce: {tx.nonce}", tx_hash
+            )
         sender = self._senders.get(address)
         if sender is None:
-            nonce, balance, spent = (
-                self._state.get_nonce(address),
-                self._state.get_balance(address),
-                0,
-            )
-        else:
-            nonce, balance, spent = sender.nonce, sender.balance, sender.spent
-        old = sender.txs.get(tx.nonce) if sender is not None else None
-        if old is not None:
-            spent -= _cost(old)
+            sender = Sender(self._state.get_nonce(address), self._state.get_balance(address),
+                            self.now)  # fmt: skip
+        old = sender.txs.get(tx.nonce)
+        spent = sender.spent - (compute_cost(old) if old is not None else 0)
         try:
             check_transaction_rules(tx, self.params.min_base_fee, self.params)
-            check_account(Account(max(nonce, tx.nonce), max(balance - spent, 0)), tx)
-        except TransactionRejected as exc:
-            raise MempoolRejected(exc.message, tx_hash) from None
-        if sender is None:
-            if len(self._by_hash) >= config.max_transactions:
-                self._evict_for(tx, address)
-        elif old is not None:
-            self._check_replacement(old, tx)
-            self._remove(address, sender, old)
-        elif len(sender.txs) >= config.max_per_sender:
-            highest = max(sender.txs)
-            if tx.nonce > highest:
-                raise MempoolRejected(
-                    f"account limit exceeded: {len(sender.txs)} transactions held "
-                    f"(max_per_sender {config.max_per_sender})",
+            if tx.max_priority_fee_per_gas < config.min_tip:
+                raise TransactionRejected(
+                    f"transaction underpriced: gas tip cap {tx.max_priority_fee_per_gas}, "
+                    f"minimum needed {config.min_tip}",
                     tx_hash,
                 )
-            self._remove(address, sender, sender.txs[highest])
-        elif len(self._by_hash) >= config.max_transactions:
-            self._evict_for(tx, address)
-        sender = self._senders.get(address)  # a removal above may have emptied and dropped it
-        if sender is None:
-            sender = self._senders[address] = _Sender(nonce, balance)
+            check_account(Account(max(sender.nonce, tx.nonce), max(sender.balance - spent, 0)), tx)
+        except TransactionRejected as exc:
+            raise MempoolRejected(exc.message, tx_hash) from None
+        if old is not None:
+            self._check_replacement(old, tx)
+            self._drop(address, sender, old)
+        elif tx.nonce == sender.pending_end:
+            self._room_for_pending(tx, address, sender)
+        else:
+            self._room_for_queued(tx, address, sender)
+            sender.beat = self.now
+        self._senders[address] = sender  # a removal above may have dropped it
         self._insert(sender, tx)
+        if tx.nonce == sender.pending_end:
+            sender.advance()
+            if old is None and sender.pending_end > tx.nonce + 1:
+                sender.beat = self.now  # a promotion
+                self._promoted(sender, tx.nonce + 1)
+        self._sync(address, sender)
+        if self._pending > config.global_slots:  # a promotion overfilled it
+            self._truncate_pending(fallback=address)
+            if tx_hash not in self._by_hash:
+                raise MempoolRejected(self._full_pending_message(sender), tx_hash)
 
     def _check_replacement(self, old: Transaction, tx: Transaction) -> None:
         bump = 100 + self.config.price_bump_percent
@@ -223,8 +227,100 @@ class Mempool:
                 tx.hash,
             )
 
-    def _evict_for(self, tx: Transaction, address: bytes) -> None:
-        """Make room for ``tx`` in a full pool by dropping the cheapest other transaction."""
+    def _full_pending_message(self, sender: Sender) -> str:
+        config = self.config
+        return (
+            f"txpool is full: {self._pending} executable transactions held (global_slots "
+            f"{config.global_slots}); this sender holds {sender.n_pending} (account_slots "
+            f"{config.account_slots})"
+        )
+
+    def _room_for_pending(self, tx: Transaction, address: bytes, sender: Sender) -> None:
+        """Make room for one more executable transaction (rule 6), or refuse it."""
+        config = self.config
+        if self._pending < config.global_slots:
+            return
+        mine = sender.n_pending
+        largest = self._largest(self._above_share, address)
+        if largest is not None and (
+            mine < config.account_slots or self._senders[largest].n_pending > mine + 1
+        ):
+            self._trim_one(largest)
+            return
+        if mine >= config.account_slots:
+            raise MempoolRejected(self._full_pending_message(sender), tx.hash)
+        self._evict_cheapest_pending(tx, address, sender)
+
+    def _room_for_queued(self, tx: Transaction, address: bytes, sender: Sender) -> None:
+        """Make room for one more gapped transaction (rule 6), or refuse it."""
+        config = self.config
+        if sender.n_queued >= config.account_queue:
+            highest = max(sender.txs)
+            if tx.nonce > highest:
+                raise MempoolRejected(
+                    f"account limit exceeded: {sender.n_queued} queued (nonce-gap) "
+                    f"transactions held (account_queue {config.account_queue})",
+                    tx.hash,
+                )
+            self._drop(address, sender, sender.txs[highest])
+            self._sync(address, sender)
+            return
+        if self._queued < config.global_queue:
+            return
+        largest = self._largest(self._with_queue, None, queued=True)
+        if largest is None or largest == address or (
+            self._senders[largest].n_queued < sender.n_queued + 2
+        ):
+            raise MempoolRejected(
+                f"txpool is full: {self._queued} queued (nonce-gap) transactions held "
+                f"(global_queue {config.global_queue})",
+                tx.hash,
+            )
+        victim = self._senders[largest]
+        self._drop(largest, victim, victim.txs[max(victim.txs)])
+        self._sync(largest, victim)
+
+    def _largest(
+        self, among: Iterable[bytes], skip: bytes | None, *, queued: bool = False
+    ) -> bytes | None:
+        """The sender in ``among`` (other than ``skip``) holding the most pending (or queued)
+        transactions, the highest address among equals (a fixed order, whatever the set's);
+        ``among`` is one of the small sets kept for this."""
+        best: tuple[int, bytes] | None = None
+        senders = self._senders
+        for address in among:
+            if address == skip:
+                continue
+            s = senders[address]
+            key = (s.n_queued if queued else s.n_pending, address)
+            if best is None or key > best:
+                best = key
+        return best[1] if best is not None else None
+
+    def _trim_one(self, address: bytes) -> None:
+        """Drop the highest pending transaction of ``address`` (geth's truncatePending)."""
+        sender = self._senders[address]
+        self._drop(address, sender, sender.txs[sender.pending_end - 1])
+        self._sync(address, sender)
+
+    def _truncate_pending(self, fallback: bytes | None) -> None:
+        """Bring pending back to ``global_slots``: senders above their share first, then
+        ``fallback`` (the sender whose promotion overfilled the pool), or, with none, the
+        largest sender (a head that jumped nonces promoted more than there was room for)."""
+        while self._pending > self.config.global_slots:
+            victim = self._largest(self._above_share, None)
+            if victim is None:
+                if fallback is not None and fallback in self._senders:
+                    victim = fallback
+                else:
+                    victim = self._largest(self._senders, None)
+            if victim is None or self._senders[victim].n_pending == 0:
+                return
+            self._trim_one(victim)
+
+    def _evict_cheapest_pending(self, tx: Transaction, address: bytes, sender: Sender) -> None:
+        """Make room by evicting the cheapest pending transaction of another sender, and its
+        sender's later pending ones (they could not execute without it)."""
         heap = self._heap
         skipped = []
         victim: Transaction | None = None
@@ -234,50 +330,81 @@ class Mempool:
             if held is None or held[1] != -entry[2]:
                 continue  # stale entry: removed or replaced since
             candidate = held[0]
+            owner = self._senders[candidate.sender]
+            if candidate.nonce >= owner.pending_end:
+                continue  # queued: parked off the heap until promoted (see _promoted)
             skipped.append(entry)
-            if candidate.nonce < tx.nonce and candidate.sender == address:
-                continue  # evicting it would leave the newcomer behind a gap it made
+            if candidate.sender == address:
+                continue  # never the newcomer's own
             victim = candidate
             break
         for entry in skipped:
             heapq.heappush(heap, entry)
         if victim is None:
-            raise MempoolRejected("txpool is full", tx.hash)
+            raise MempoolRejected(self._full_pending_message(sender), tx.hash)
         offered = (tx.max_fee_per_gas, tx.max_priority_fee_per_gas)
         floor = (victim.max_fee_per_gas, victim.max_priority_fee_per_gas)
         if offered <= floor:
             raise MempoolRejected(
-                f"transaction underpriced: pool is full and its cheapest transaction pays "
-                f"max fee {floor[0]}, tip {floor[1]}",
+                f"transaction underpriced: pool is full and its cheapest executable "
+                f"transaction pays max fee {floor[0]}, tip {floor[1]}",
                 tx.hash,
             )
-        victim_sender = victim.sender
-        self._remove(victim_sender, self._senders[victim_sender], victim)
+        owner_address = victim.sender
+        owner = self._senders[owner_address]
+        for n in range(owner.pending_end - 1, victim.nonce - 1, -1):
+            self._drop(owner_address, owner, owner.txs[n])
+        self._sync(owner_address, owner)
 
-    def _insert(self, sender: _Sender, tx: Transaction) -> None:
+    def _insert(self, sender: Sender, tx: Transaction) -> None:
         seq = self._seq = self._seq + 1
         tx_hash = tx.hash
         self._by_hash[tx_hash] = (tx, seq)
         sender.txs[tx.nonce] = tx
-        sender.spent += _cost(tx)
-        if tx.nonce == sender.pending_end:
-            sender.advance()
+        sender.spent += compute_cost(tx)
         self._bytes += len(tx.raw)
         heap = self._heap
         heapq.heappush(heap, (tx.max_fee_per_gas, tx.max_priority_fee_per_gas, -seq, tx_hash))
         if len(heap) > 2 * len(self._by_hash) + 1024:
             self._rebuild_heap()
 
-    def _remove(self, address: bytes, sender: _Sender, tx: Transaction) -> None:
-        """Drop one held transaction (its heap entry goes stale); a gap demotes later ones."""
+    def _promoted(self, sender: Sender, old_end: int) -> None:
+        """Put back on the eviction heap the transactions a promotion made pending (an
+        eviction parks the queued ones it meets off the heap; duplicates are harmless)."""
+        heap, by_hash = self._heap, self._by_hash
+        for n in range(max(old_end, sender.nonce), sender.pending_end):
+            tx = sender.txs[n]
+            seq = by_hash[tx.hash][1]
+            heapq.heappush(heap, (tx.max_fee_per_gas, tx.max_priority_fee_per_gas, -seq, tx.hash))
+
+    def _drop(self, address: bytes, sender: Sender, tx: Transaction) -> None:
+        """Forget one held transaction (its heap entry goes stale); a gap it opens demotes the
+        later ones. The caller then calls :meth:`_sync`."""
         del self._by_hash[tx.hash]
         del sender.txs[tx.nonce]
-        sender.spent -= _cost(tx)
+        sender.spent -= compute_cost(tx)
         self._bytes -= len(tx.raw)
         if sender.nonce <= tx.nonce < sender.pending_end:
             sender.pending_end = tx.nonce
+
+    def _sync(self, address: bytes, sender: Sender) -> None:
+        """Bring the totals and the small sets up to date with one sender's change; forget
+        an emptied sender."""
+        pending = sender.pending_end - sender.nonce
+        queued = len(sender.txs) - pending
+        self._pending += pending - sender.n_pending
+        self._queued += queued - sender.n_queued
+        sender.n_pending, sender.n_queued = pending, queued
+        if pending > self.config.account_slots:
+            self._above_share.add(address)
+        else:
+            self._above_share.discard(address)
+        if queued:
+            self._with_queue.add(address)
+        else:
+            self._with_queue.discard(address)
         if not sender.txs:
-            del self._senders[address]
+            self._senders.pop(address, None)
 
     def _rebuild_heap(self) -> None:
         self._heap = [
@@ -285,6 +412,27 @@ class Mempool:
             for h, (tx, seq) in self._by_hash.items()
         ]
         heapq.heapify(self._heap)
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def expire(self, now: float) -> list[Transaction]:
+        """Advance the pool's time to ``now`` and drop the queued transactions of senders whose
+        queue saw no arrival or promotion for ``queue_lifetime_s``.
+
+        Returns:
+            The transactions dropped.
+        """
+        self.now = max(self.now, now)
+        lifetime = self.config.queue_lifetime_s
+        dropped: list[Transaction] = []
+        for address in [a for a in self._with_queue if now - self._senders[a].beat > lifetime]:
+            sender = self._senders[address]
+            for n in sender.queued_nonces():
+                tx = sender.txs[n]
+                self._drop(address, sender, tx)
+                dropped.append(tx)
+            self._sync(address, sender)
+        return dropped
 
     # -- new heads ---------------------------------------------------------------------------
 
@@ -324,7 +472,6 @@ class Mempool:
                 continue
             nonce = state.get_nonce(address)
             balance = state.get_balance(address)
-            sender.nonce, sender.balance = nonce, balance
             budget = balance
             gone = []
             for n in sorted(sender.txs):
@@ -332,19 +479,24 @@ class Mempool:
                 if n < nonce:
                     gone.append(tx)
                     continue
-                cost = _cost(tx)
+                cost = compute_cost(tx)
                 if cost > budget:
                     budget = -1  # this one and every later one are dropped
                     gone.append(tx)
                     continue
                 budget -= cost
             for tx in gone:
-                self._drop_quietly(sender, tx)
+                self._drop(address, sender, tx)
             dropped += gone
+            old_end = sender.pending_end
+            sender.nonce, sender.balance = nonce, balance
             sender.pending_end = nonce
             sender.advance()
-            if not sender.txs:
-                del self._senders[address]
+            if sender.pending_end > old_end:
+                self._promoted(sender, old_end)
+            self._sync(address, sender)
+        if self._pending > self.config.global_slots:
+            self._truncate_pending(fallback=None)
         return dropped
 
     def remove_included(self, txs: Iterable[Transaction]) -> list[Transaction]:
@@ -370,75 +522,14 @@ class Mempool:
                     break
                 tx = sender.txs[n]
                 dropped.append(tx)
-                self._drop_quietly(sender, tx)
+                self._drop(address, sender, tx)
+            old_end = sender.pending_end
             sender.nonce = nonce
             sender.pending_end = max(sender.pending_end, nonce)
             sender.advance()
-            if not sender.txs:
-                del self._senders[address]
+            if sender.pending_end > max(old_end, nonce):
+                self._promoted(sender, max(old_end, nonce))
+            self._sync(address, sender)
+        if self._pending > self.config.global_slots:
+            self._truncate_pending(fallback=None)
         return dropped
-
-    def _drop_quietly(self, sender: _Sender, tx: Transaction) -> None:
-        del self._by_hash[tx.hash]
-        del sender.txs[tx.nonce]
-        sender.spent -= _cost(tx)
-        self._bytes -= len(tx.raw)
-
-    # -- block building ----------------------------------------------------------------------
-
-    def best_transactions(self, base_fee: int, gas_limit: int) -> list[Transaction]:
-        """Pending transactions for a block at ``base_fee``, best effective tip first.
-
-        Within a sender nonce order is kept; a sender whose next transaction pays less than
-        ``base_fee`` or no longer fits in ``gas_limit`` (counting each transaction's full gas
-        limit) contributes nothing more.
-        """
-        return list(self.iter_best_transactions(base_fee, gas_limit))
-
-    def iter_best_transactions(
-        self, base_fee: int, gas_limit: int, after: Mapping[bytes, int] | None = None
-    ) -> Iterator[Transaction]:
-        """:meth:`best_transactions`, one at a time.
-
-        The pool may change between two steps (the node yields to the event loop while it
-        takes a block's worth): each transaction is checked to be still held, pending and
-        paying at least ``base_fee`` when its turn comes. Senders that arrived after the
-        first step are not offered; a replacement, or a held sender's next nonce admitted
-        meanwhile, may be.
-
-        Args:
-            after: per sender, the next nonce after blocks the pool has not seen yet (a
-                parent not yet committed): transactions below it are not offered again.
-        """
-        heap: list[tuple[int, int, int, bytes]] = []
-        by_hash = self._by_hash
-        for address, sender in self._senders.items():
-            start = sender.nonce
-            if after is not None:
-                start = max(start, after.get(address, 0))
-            if start < sender.pending_end:
-                tx = sender.txs[start]
-                if tx.max_fee_per_gas >= base_fee:
-                    tip = min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
-                    heap.append((-tip, by_hash[tx.hash][1], start, address))
-        heapq.heapify(heap)
-        remaining = gas_limit
-        while heap and remaining >= _MIN_TX_GAS:
-            _, _, nonce, address = heapq.heappop(heap)
-            held = self._senders.get(address)
-            if held is None or not held.nonce <= nonce < held.pending_end:
-                continue  # dropped or included since the last step
-            tx = held.txs[nonce]
-            if tx.max_fee_per_gas < base_fee:
-                continue  # replaced or re-added since it was queued here
-            if tx.gas > remaining:
-                continue
-            remaining -= tx.gas
-            yield tx
-            nonce += 1
-            held = self._senders.get(address)
-            if held is not None and held.nonce <= nonce < held.pending_end:
-                tx = held.txs[nonce]
-                if tx.max_fee_per_gas >= base_fee:
-                    tip = min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
-                    heapq.heappush(heap, (-tip, by_hash[tx.hash][1], nonce, address))

@@ -20,6 +20,7 @@ import trio
 from moderntensor import __version__
 from moderntensor.chain.genesis import GenesisError, load_genesis, parse_genesis
 from moderntensor.keys import KeyFileError, load_node_key, load_validator_keys
+from moderntensor.mempool import DEV_MEMPOOL
 from moderntensor.node._logging import setup_logging
 from moderntensor.node._network import network_config
 from moderntensor.node._supervisor import NodeSettings, run_node
@@ -83,7 +84,9 @@ def dev_settings(args: argparse.Namespace) -> tuple[NodeSettings, str]:
     p2p = None
     if args.p2p_port is not None:  # a dev chain needs no peers; listen only when asked
         p2p = network_config(genesis, listen_addr="127.0.0.1", port=args.p2p_port)
-    settings = NodeSettings(data_dir, genesis, keys.validator.consensus, rpc, p2p=p2p)
+    settings = NodeSettings(
+        data_dir, genesis, keys.validator.consensus, rpc, mempool=DEV_MEMPOOL, p2p=p2p
+    )
     return settings, format_dev_banner(keys)
 
 

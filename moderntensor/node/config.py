@@ -53,6 +53,7 @@ LOG_FORMATS = ("text", "json")
 Port = NewType("Port", int)
 """A TCP port, 0-65535 (0: let the system pick a free one, for tests)."""
 Positive = NewType("Positive", int)
+NonNegative = NewType("NonNegative", int)
 IPAddress = NewType("IPAddress", str)
 """An IPv4 or IPv6 literal to bind to (hostnames are not resolved for binding)."""
 LogLevel = NewType("LogLevel", str)
@@ -121,12 +122,19 @@ _POOL = MempoolConfig()
 
 @attrs.frozen(slots=True, kw_only=True)
 class MempoolSection:
-    """Limits of the transaction pool (:class:`moderntensor.mempool.MempoolConfig`)."""
+    """Limits of the transaction pool (:class:`moderntensor.mempool.MempoolConfig`; geth's
+    ``--txpool.*`` names in the commented node.toml)."""
 
-    max_transactions: Positive = Positive(_POOL.max_transactions)
-    max_per_sender: Positive = Positive(_POOL.max_per_sender)
+    global_slots: Positive = Positive(_POOL.global_slots)
+    account_slots: Positive = Positive(_POOL.account_slots)
+    global_queue: Positive = Positive(_POOL.global_queue)
+    account_queue: Positive = Positive(_POOL.account_queue)
+    queue_lifetime_s: Positive = Positive(_POOL.queue_lifetime_s)
     max_tx_size: Positive = Positive(_POOL.max_tx_size)
     price_bump_percent: Positive = Positive(_POOL.price_bump_percent)
+    min_tip: NonNegative = NonNegative(_POOL.min_tip)
+    journal: bool = _POOL.journal
+    journal_max_bytes: Positive = Positive(_POOL.journal_max_bytes)
 
     def to_pool_config(self) -> MempoolConfig:
         return MempoolConfig(**attrs.asdict(self))
@@ -180,6 +188,12 @@ def _positive(value: Any, _: Any = None) -> Positive:
     if type(value) is not int or value < 1:
         raise ValueError(f"expected a positive integer, got {_kind(value)}")
     return Positive(value)
+
+
+def _not_negative(value: Any, _: Any = None) -> NonNegative:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"expected a non-negative integer, got {_kind(value)}")
+    return NonNegative(value)
 
 
 def _ip(value: Any, _: Any = None) -> IPAddress:
@@ -238,6 +252,7 @@ def _converter() -> cattrs.Converter:
     conv.register_structure_hook(Path, _path)
     conv.register_structure_hook(Port, _port)
     conv.register_structure_hook(Positive, _positive)
+    conv.register_structure_hook(NonNegative, _not_negative)
     conv.register_structure_hook(IPAddress, _ip)
     conv.register_structure_hook(LogLevel, _choice(LOG_LEVELS))
     conv.register_structure_hook(LogFormat, _choice(LOG_FORMATS))
