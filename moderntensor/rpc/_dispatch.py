@@ -67,14 +67,15 @@ class Dispatcher:
     """Routes requests to :class:`Method` handlers; ``extra`` adds per-connection methods.
 
     ``prepare`` is given the raw transactions of a batch's ``eth_sendRawTransaction`` calls
-    before the batch is answered (the node recovers their senders in a worker thread).
+    before the batch is answered (the node recovers their senders in a worker thread); the
+    function it may return is called once the batch is answered.
     """
 
     def __init__(
         self,
         methods: Mapping[str, Method],
         max_batch: int,
-        prepare: Callable[[list[bytes]], Awaitable[None]] | None = None,
+        prepare: Callable[[list[bytes]], Awaitable[Callable[[], None] | None]] | None = None,
     ) -> None:
         self.methods = dict(methods)
         self.max_batch = max_batch
@@ -94,17 +95,22 @@ class Dispatcher:
         if not message or len(message) > self.max_batch:
             answer = self.handle_message(message, extra)
             return None if answer is None else orjson.dumps(answer)
+        release = None
         if self.prepare is not None:
             raws = _raw_transactions(message)
             if len(raws) >= PREPARE_MIN:
-                await self.prepare(raws)
+                release = await self.prepare(raws)
         out = []
-        for i, item in enumerate(message):
-            if i % BATCH_SLICE == BATCH_SLICE - 1:
-                await trio.sleep(0)
-            one = self.handle_request(item, extra)
-            if one is not None:
-                out.append(one)
+        try:
+            for i, item in enumerate(message):
+                if i % BATCH_SLICE == BATCH_SLICE - 1:
+                    await trio.sleep(0)
+                one = self.handle_request(item, extra)
+                if one is not None:
+                    out.append(one)
+        finally:
+            if release is not None:
+                release()  # what the batch prepared and did not submit is not kept
         return orjson.dumps(out) if out else None
 
     def handle_body(self, body: bytes, extra: Mapping[str, Method] | None = None) -> bytes | None:
