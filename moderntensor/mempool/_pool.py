@@ -268,8 +268,10 @@ class Mempool(Selection):
         if self._queued < config.global_queue:
             return
         largest = self._largest(self._with_queue, None, queued=True)
-        if largest is None or largest == address or (
-            self._senders[largest].n_queued < sender.n_queued + 2
+        if (
+            largest is None
+            or largest == address
+            or (self._senders[largest].n_queued < sender.n_queued + 2)
         ):
             raise MempoolRejected(
                 f"txpool is full: {self._queued} queued (nonce-gap) transactions held "

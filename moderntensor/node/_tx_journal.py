@@ -173,8 +173,9 @@ class TxJournal:
         self.local = {r: None for r in results if isinstance(r, bytes)}
         await self.compact(pool)
         self.readmitted = len(self.local)  # a replaced one is admitted, then replaced again
+        torn = len(data) - valid
         event(log, logging.INFO, "transaction journal loaded", path=str(self.path),
-              records=len(raws), readmitted=self.readmitted, torn_bytes=len(data) - valid)  # fmt: skip
+              records=len(raws), readmitted=self.readmitted, torn_bytes=torn)  # fmt: skip
         service.on_local_transaction = self.append
         task_status.started()
         last_compaction = trio.current_time()
