@@ -43,6 +43,7 @@ class PoolCore:
         self._queued = 0
         self._above_share: set[bytes] = set()  # senders with more pending than account_slots
         self._with_queue: set[bytes] = set()  # senders with queued transactions
+        self._account_slots = self.config.account_slots
 
     def _full_pending_message(self, sender: Sender) -> str:
         config = self.config
@@ -53,10 +54,9 @@ class PoolCore:
         )
 
     def _room_for_pending(self, tx: Transaction, address: bytes, sender: Sender) -> None:
-        """Make room for one more executable transaction (rule 6), or refuse it."""
+        """Make room for one more executable transaction in a full pending section (rule
+        6), or refuse it."""
         config = self.config
-        if self._pending < config.global_slots:
-            return
         mine = sender.n_pending
         largest = self._largest(self._above_share, address)
         if largest is not None and (
@@ -208,21 +208,29 @@ class PoolCore:
 
     def _sync(self, address: bytes, sender: Sender) -> None:
         """Bring the totals and the small sets up to date with one sender's change; forget
-        an emptied sender."""
+        an emptied sender. (On every admission and every re-validated sender: the sets are
+        touched only when a count crosses its threshold.)"""
+        txs = sender.txs
         pending = sender.pending_end - sender.nonce
-        queued = len(sender.txs) - pending
-        self._pending += pending - sender.n_pending
-        self._queued += queued - sender.n_queued
-        sender.n_pending, sender.n_queued = pending, queued
-        if pending > self.config.account_slots:
-            self._above_share.add(address)
-        else:
-            self._above_share.discard(address)
-        if queued:
-            self._with_queue.add(address)
-        else:
-            self._with_queue.discard(address)
-        if not sender.txs:
+        queued = len(txs) - pending
+        was_pending, was_queued = sender.n_pending, sender.n_queued
+        if pending != was_pending:
+            self._pending += pending - was_pending
+            sender.n_pending = pending
+            slots = self._account_slots
+            if (pending > slots) != (was_pending > slots):
+                if pending > slots:
+                    self._above_share.add(address)
+                else:
+                    self._above_share.discard(address)
+        if queued != was_queued:
+            self._queued += queued - was_queued
+            sender.n_queued = queued
+            if not was_queued:
+                self._with_queue.add(address)
+            elif not queued:
+                self._with_queue.discard(address)
+        if not txs:
             self._senders.pop(address, None)
 
     def _rebuild_heap(self) -> None:

@@ -169,21 +169,24 @@ class Mempool(PoolCore, Selection):
             check_account(Account(max(sender.nonce, tx.nonce), max(sender.balance - spent, 0)), tx)
         except TransactionRejected as exc:
             raise MempoolRejected(exc.message, tx_hash) from None
+        nonce = tx.nonce
         if old is not None:
             self._check_replacement(old, tx)
             self._drop(address, sender, old)
-        elif tx.nonce == sender.pending_end:
-            self._room_for_pending(tx, address, sender)
+        elif nonce == sender.pending_end:
+            if self._pending >= config.global_slots:
+                self._room_for_pending(tx, address, sender)
         else:
-            self._room_for_queued(tx, address, sender)
+            if sender.n_queued >= config.account_queue or self._queued >= config.global_queue:
+                self._room_for_queued(tx, address, sender)
             sender.beat = self.now
         self._senders[address] = sender  # a removal above may have dropped it
         self._insert(sender, tx)
-        if tx.nonce == sender.pending_end:
+        if nonce == sender.pending_end:
             sender.advance()
-            if old is None and sender.pending_end > tx.nonce + 1:
+            if old is None and sender.pending_end > nonce + 1:
                 sender.beat = self.now  # a promotion
-                self._promoted(sender, tx.nonce + 1)
+                self._promoted(sender, nonce + 1)
         self._sync(address, sender)
         if self._pending > config.global_slots:  # a promotion overfilled it
             self._truncate_pending(fallback=address)
@@ -254,6 +257,7 @@ class Mempool(PoolCore, Selection):
             The transactions dropped, lowest nonce first per sender.
         """
         state = self._state
+        drop = self._drop
         dropped: list[Transaction] = []
         for address in addresses:
             sender = self._senders.get(address)
@@ -261,27 +265,41 @@ class Mempool(PoolCore, Selection):
                 continue
             nonce = state.get_nonce(address)
             balance = state.get_balance(address)
-            budget = balance
-            gone = []
-            for n in sorted(sender.txs):
-                tx = sender.txs[n]
-                if n < nonce:
-                    gone.append(tx)
-                    continue
-                cost = compute_cost(tx)
-                if cost > budget:
-                    budget = -1  # this one and every later one are dropped
-                    gone.append(tx)
-                    continue
-                budget -= cost
-            for tx in gone:
-                self._drop(address, sender, tx)
-            dropped += gone
+            txs = sender.txs
+            if nonce == sender.nonce and sender.spent <= balance:
+                sender.balance = balance  # the common case: nothing stale, all affordable
+                continue
             old_end = sender.pending_end
+            gone: list[Transaction] = []
+            if nonce > sender.nonce:  # stale: the lowest ones, included (or replaced) elsewhere
+                stale = range(sender.nonce, nonce)
+                for n in stale if len(stale) <= len(txs) else sorted(txs):
+                    if n >= nonce:
+                        break
+                    if n in txs:
+                        gone.append(txs[n])
+                for tx in gone:
+                    drop(address, sender, tx)
+            if sender.spent > balance:  # from the first unaffordable one on, all go
+                budget = balance
+                cut = len(gone)
+                for n in sorted(txs):
+                    tx = txs[n]
+                    cost = tx.gas * tx.max_fee_per_gas + tx.value
+                    if cost > budget:
+                        budget = -1
+                        gone.append(tx)
+                    else:
+                        budget -= cost
+                for tx in gone[cut:]:
+                    drop(address, sender, tx)
+            dropped += gone
             sender.nonce, sender.balance = nonce, balance
             sender.pending_end = nonce
             sender.advance()
-            if sender.pending_end > old_end:
+            if old_end < nonce:
+                old_end = nonce
+            if sender.pending_end > old_end:  # a head that closed a gap
                 self._promoted(sender, old_end)
             self._sync(address, sender)
         if self._pending > self.config.global_slots:
