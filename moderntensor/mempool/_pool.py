@@ -158,8 +158,9 @@ class Mempool(PoolCore, Selection):
                             self.now)  # fmt: skip
         old = sender.txs.get(tx.nonce)
         spent = sender.spent - (compute_cost(old) if old is not None else 0)
+        params = self.params
         try:
-            check_transaction_rules(tx, self.params.min_base_fee, self.params)
+            check_transaction_rules(tx, params.min_base_fee, params)
             if tx.max_priority_fee_per_gas < config.min_tip:
                 raise TransactionRejected(
                     f"transaction underpriced: gas tip cap {tx.max_priority_fee_per_gas}, "
@@ -182,12 +183,27 @@ class Mempool(PoolCore, Selection):
             sender.beat = self.now
         self._senders[address] = sender  # a removal above may have dropped it
         self._insert(sender, tx)
-        if nonce == sender.pending_end:
+        txs = sender.txs
+        if old is not None:  # the counts are the old ones' (their place is taken again)
+            if nonce == sender.pending_end:
+                sender.advance()
+            self._sync(address, sender)
+        elif nonce != sender.pending_end:  # one more queued: the counters directly
+            sender.n_queued += 1
+            self._queued += 1
+            if sender.n_queued == 1:
+                self._with_queue.add(address)
+        elif nonce + 1 in txs:  # it fills a gap: promotions
             sender.advance()
-            if old is None and sender.pending_end > nonce + 1:
-                sender.beat = self.now  # a promotion
-                self._promoted(sender, nonce + 1)
-        self._sync(address, sender)
+            sender.beat = self.now
+            self._promoted(sender, nonce + 1)
+            self._sync(address, sender)
+        else:  # one more pending: the counters directly
+            sender.pending_end = nonce + 1
+            sender.n_pending += 1
+            self._pending += 1
+            if sender.n_pending == self._account_slots + 1:
+                self._above_share.add(address)
         if self._pending > config.global_slots:  # a promotion overfilled it
             self._truncate_pending(fallback=address)
             if tx_hash not in self._by_hash:
