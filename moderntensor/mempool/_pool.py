@@ -47,7 +47,9 @@ promotion (:meth:`Mempool.expire`, time as argument).
 Block building (:meth:`Mempool.best_transactions`, in :mod:`._select`) takes pending
 transactions by effective tip. On a new head (:meth:`Mempool.on_new_head`) each sender is
 re-read: stale nonces are dropped, then, in nonce order, the first transaction the balance no
-longer covers and all after it.
+longer covers and all after it; a head that closes a gap (nonces included from elsewhere) may
+promote more than there is room for, and the largest senders are then trimmed as in rule 6
+(at the end of each :meth:`Mempool.revalidate` slice).
 """
 
 from __future__ import annotations
