@@ -150,16 +150,20 @@ class Mempool(PoolCore, Selection):
                 tx_hash,
             )
         address = tx.sender
-        if tx.nonce >= NONCE_MAX:
+        nonce = tx.nonce
+        if nonce >= NONCE_MAX:
             raise MempoolRejected(
-                f"nonce has max value: address 0x{address.hex()}, nonce: {tx.nonce}", tx_hash
+                f"nonce has max value: address 0x{address.hex()}, nonce: {nonce}", tx_hash
             )
         sender = self._senders.get(address)
         if sender is None:
             sender = Sender(self._state.get_nonce(address), self._state.get_balance(address),
                             self.now)  # fmt: skip
-        old = sender.txs.get(tx.nonce)
-        spent = sender.spent - (compute_cost(old) if old is not None else 0)
+            old = None
+            spent = 0
+        else:
+            old = sender.txs.get(nonce)
+            spent = sender.spent if old is None else sender.spent - compute_cost(old)
         params = self.params
         try:
             check_transaction_rules(tx, params.min_base_fee, params)
@@ -169,10 +173,10 @@ class Mempool(PoolCore, Selection):
                     f"minimum needed {config.min_tip}",
                     tx_hash,
                 )
-            check_account(Account(max(sender.nonce, tx.nonce), max(sender.balance - spent, 0)), tx)
+            balance = sender.balance - spent
+            check_account(Account(max(sender.nonce, nonce), balance if balance > 0 else 0), tx)
         except TransactionRejected as exc:
             raise MempoolRejected(exc.message, tx_hash) from None
-        nonce = tx.nonce
         if old is not None:
             self._check_replacement(old, tx)
             self._drop(address, sender, old)
