@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from moderntensor import offload
 from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.chain import Chain, ExecutedBlock
 from moderntensor.chain.execution import TransactionRejected, compute_next_base_fee
@@ -53,6 +54,10 @@ class TxPool(Protocol):
     def get(self, tx_hash: bytes) -> Transaction | None: ...
     def pending_nonce(self, address: bytes) -> int | None: ...
     def __len__(self) -> int: ...
+
+    @property
+    def min_tip(self) -> int:
+        """The smallest tip admitted (the floor of the node's tip suggestion)."""
 
 
 class ConsensusFacts(Protocol):
@@ -168,9 +173,10 @@ class BlockTagError(ValueError):
 
 ADMIT_SLICE = 256
 """Transactions admitted per event-loop step in a batch (a few ms of work)."""
-PREDECODE_LIMIT = 20_000
-"""At most this many pre-decoded transactions wait for submission; beyond it, leftovers (from
-batches whose requests failed before submitting) are dropped."""
+PREDECODE_MAX_BYTES = 16 * 1024 * 1024
+"""Raw bytes of pre-decoded transactions waiting for submission, all batches together (a
+decoded one takes about twice its raw size); beyond it the oldest are dropped, and then
+decoded again when submitted."""
 
 
 def _decode_all(raws: Sequence[bytes]) -> list[Transaction | DecodeError]:
@@ -228,6 +234,10 @@ class ChainService:
         self.sync_progress: SyncProgress | None = None
         """Set by range sync while the node catches up (``eth_syncing``, ``/health``)."""
         self._predecoded: dict[bytes, Transaction] = {}
+        self._predecoded_bytes = 0
+        self.on_local_transaction: Callable[[Transaction], None] | None = None
+        """Told of each transaction admitted through :meth:`submit_raw_transaction` (this
+        node's RPC; the node journals them), not of gossiped ones."""
         self._sets: dict[int, ValidatorSet] = {}
 
     @property
@@ -376,7 +386,11 @@ class ChainService:
         tx = self._predecoded.pop(raw, None)
         if tx is None:
             tx = decode_transaction(raw)
+        else:
+            self._predecoded_bytes -= len(raw)
         self.submit_transaction(tx)
+        if self.on_local_transaction is not None:
+            self.on_local_transaction(tx)
         return tx.hash
 
     async def submit_raw_transactions(
@@ -388,7 +402,7 @@ class ChainService:
         Returns:
             Per transaction, its hash or the error it got.
         """
-        decoded = await trio.to_thread.run_sync(_decode_all, raws)
+        decoded = await offload.run_sync(_decode_all, raws)
         out: list[bytes | DecodeError | TransactionRejected] = []
         for i, item in enumerate(decoded):
             if i % ADMIT_SLICE == ADMIT_SLICE - 1:
@@ -404,16 +418,37 @@ class ChainService:
                 out.append(item.hash)
         return out
 
-    async def predecode(self, raws: Sequence[bytes]) -> None:
+    async def predecode(self, raws: Sequence[bytes]) -> Callable[[], None]:
         """Decode (and so recover the senders of) transactions about to be submitted one by
         one, e.g. a JSON-RPC batch, in a worker thread; :meth:`submit_raw_transaction` then
         finds them decoded. Signature recovery is most of a submission's cost, and it
-        releases the GIL, so the batch's recovery runs beside the event loop, not on it."""
-        if len(self._predecoded) + len(raws) > PREDECODE_LIMIT:
-            self._predecoded.clear()  # left over from batches whose submissions failed early
-        for raw, item in zip(raws, await trio.to_thread.run_sync(_decode_all, raws), strict=True):
-            if not isinstance(item, DecodeError):
-                self._predecoded[raw] = item
+        releases the GIL, so the batch's recovery runs beside the event loop, not on it.
+
+        Returns:
+            A function to call once the batch is answered: it forgets this batch's entries
+            that were never submitted (a request with a bad envelope, say), so nothing is
+            kept that the pool did not take. The cache is also bounded by
+            :data:`PREDECODE_MAX_BYTES`.
+        """
+        decoded = await offload.run_sync(_decode_all, raws)
+        mine: list[bytes] = []
+        cache = self._predecoded
+        for raw, item in zip(raws, decoded, strict=True):
+            if not isinstance(item, DecodeError) and raw not in cache:
+                cache[raw] = item
+                self._predecoded_bytes += len(raw)
+                mine.append(raw)
+        while self._predecoded_bytes > PREDECODE_MAX_BYTES and cache:
+            oldest = next(iter(cache))  # insertion order: the oldest batch's first
+            del cache[oldest]
+            self._predecoded_bytes -= len(oldest)
+
+        def release() -> None:
+            for raw in mine:
+                if cache.pop(raw, None) is not None:
+                    self._predecoded_bytes -= len(raw)
+
+        return release
 
     def submit_transaction(self, tx: Transaction) -> None:
         """Admit a decoded transaction and announce it.
@@ -476,4 +511,6 @@ class ChainService:
             "head_subscribers": len(self._head_subscribers),
             "tx_subscribers": len(self._tx_subscribers),
             "dropped_events": self.dropped_events,
+            "predecoded": len(self._predecoded),
+            "predecoded_bytes": self._predecoded_bytes,
         }

@@ -77,7 +77,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             )  # fmt: skip
             raws.append(sign_transaction(tx, k).raw)
     print(f"signed {len(raws)} transfers in {time.perf_counter() - t0:.1f} s", flush=True)
-    pool = MempoolConfig(max_transactions=len(raws) + 1, max_per_sender=per_sender + 1)
+    pool = MempoolConfig(global_slots=len(raws) + 1, account_slots=per_sender + 1)
     submitted_at: dict[bytes, float] = {}
     finalized_at: dict[bytes, float] = {}
     stalls: list[float] = []

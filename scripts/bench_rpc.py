@@ -201,7 +201,7 @@ def serve_dev_node(senders: int) -> None:
         slot_duration="1",
         gas_limit=1_000_000_000,
         extra_accounts=[k.address for k in keys],
-        pool_config=MempoolConfig(max_transactions=200_000, max_per_sender=10_000),
+        pool_config=MempoolConfig(global_slots=200_000, account_slots=10_000, account_queue=10_000),
     ).start()
     print(node.port, flush=True)
     sys.stdin.read()  # until the parent closes our stdin

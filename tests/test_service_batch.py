@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import hypothesis.strategies as st
+import orjson
 import pytest
 import trio
 from hypothesis import event, given, settings
@@ -23,6 +24,7 @@ from moderntensor.chain.genesis import parse_genesis
 from moderntensor.chain.transactions import Transaction
 from moderntensor.codec import DecodeError
 from moderntensor.mempool import Mempool, MempoolConfig
+from moderntensor.rpc import RpcApp, RpcConfig
 from moderntensor.service import ADMIT_SLICE, ChainService
 from moderntensor.state.store import Database
 from tests.mempool.test_pool_chain import GWEI, VALIDATOR, genesis_doc, next_base_fee, transfer
@@ -48,8 +50,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         yield chain
 
 
-def new_service(chain: Chain, max_per_sender: int = 64) -> ChainService:
-    config = MempoolConfig(max_per_sender=max_per_sender)
+def new_service(chain: Chain, account_queue: int = 64) -> ChainService:
+    config = MempoolConfig(account_slots=account_queue, account_queue=account_queue)
     pool = Mempool(chain.params, chain.state_at(chain.head), next_base_fee(chain), config)
     return ChainService(chain, pool)
 
@@ -139,7 +141,7 @@ raw_choices = st.sampled_from(
 @settings(max_examples=max(settings().max_examples // 2, 10))
 @given(raws=st.lists(raw_choices, max_size=24))
 async def test_batch_agrees_with_one_at_a_time(chain: Chain, raws: list[bytes]) -> None:
-    batched, single = new_service(chain, max_per_sender=2), new_service(chain, max_per_sender=2)
+    batched, single = new_service(chain, account_queue=2), new_service(chain, account_queue=2)
     results = await batched.submit_raw_transactions(raws)
     expected = one_at_a_time(single, raws)
     assert [outcome(r) for r in results] == expected
@@ -221,14 +223,42 @@ async def test_predecode_is_taken_by_submit_raw_transaction(
     assert third.pool.get(txs[1].hash) is not cached[txs[1].raw]
 
 
-async def test_predecode_cache_is_bounded(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service_module, "PREDECODE_LIMIT", 3)
-    service = new_service(chain)
+async def test_predecode_cache_is_bounded_in_bytes(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     txs: list[Transaction] = [transfer(2, n, GWEI) for n in range(4)]
+    size = len(txs[0].raw)
+    monkeypatch.setattr(service_module, "PREDECODE_MAX_BYTES", 3 * size)
+    service = new_service(chain)
     await service.predecode([txs[0].raw, txs[1].raw])
     assert set(service._predecoded) == {txs[0].raw, txs[1].raw}
-    await service.predecode([txs[2].raw, txs[3].raw])  # 2 + 2 > 3: leftovers go first
-    assert set(service._predecoded) == {txs[2].raw, txs[3].raw}
-    # a dropped leftover still submits, decoded inline
+    await service.predecode([txs[2].raw, txs[3].raw])  # 4 entries > 3 entries' bytes
+    assert set(service._predecoded) == {txs[1].raw, txs[2].raw, txs[3].raw}, "oldest first"
+    assert service.statistics()["predecoded_bytes"] == 3 * size
+    # a dropped entry still submits, decoded inline
     assert [service.submit_raw_transaction(tx.raw) for tx in txs] == [tx.hash for tx in txs]
     assert service._predecoded == {}
+    assert service.statistics()["predecoded_bytes"] == 0
+
+
+async def test_a_batch_leaves_nothing_predecoded_that_it_did_not_submit(chain: Chain) -> None:
+    """The review's H3: valid raw transactions in requests with a bad envelope (never
+    submitted) were kept for ever. Now the batch's leftovers go when it is answered."""
+    service = new_service(chain)
+    dispatcher = RpcApp(service, RpcConfig(port=0)).dispatcher
+    txs = [transfer(3, n, GWEI) for n in range(12)]
+    batch = [
+        {
+            "jsonrpc": "1.0" if i % 3 == 0 else "2.0",  # every third: an invalid envelope
+            "id": i,
+            "method": "eth_sendRawTransaction",
+            "params": ["0x" + tx.raw.hex()] + (["extra"] if i % 3 == 1 else []),
+        }
+        for i, tx in enumerate(txs)
+    ]
+    answer = orjson.loads(await dispatcher.answer(orjson.dumps(batch)) or b"[]")
+    admitted = [a["id"] for a in answer if "result" in a]
+    assert admitted == [2, 5, 8, 11]  # queued behind the refused ones' nonces
+    assert len(service.pool) == 4
+    assert service._predecoded == {}, "refused envelopes left decoded transactions behind"
+    assert service.statistics()["predecoded_bytes"] == 0

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from moderntensor.mempool._accounts import AccountReader, AccountSnapshot, read_accounts
-from moderntensor.mempool._config import MempoolConfig, MempoolRejected, MempoolStatistics
+from moderntensor.mempool._config import (
+    DEV_MEMPOOL,
+    MempoolConfig,
+    MempoolRejected,
+    MempoolStatistics,
+)
 from moderntensor.mempool._pool import Mempool
 
 __all__ = [
+    "DEV_MEMPOOL",
     "AccountReader",
     "AccountSnapshot",
     "Mempool",

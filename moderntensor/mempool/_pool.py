@@ -1,104 +1,82 @@
 """The transaction pool: a pure core that admits, orders, evicts and re-validates transactions.
 
 No I/O, no clock: account nonces and balances come in through :class:`AccountReader` (a
-``StateDB`` or a dict-backed stub), the base fee and the new head's state are arguments.
+``StateDB`` or a dict-backed stub); the base fee, the new head's state and the time (for the
+queue's lifetime, :meth:`Mempool.expire`) are arguments.
 
 Per sender the pool keeps a map nonce -> transaction and two numbers from the head state: the
 account nonce and balance. Transactions with nonces ``nonce, nonce+1, ...`` without a gap are
-*pending* (executable in order); the rest are *queued* until the gap fills. Rules on entry, in
-order (the first broken rule wins, with Ethereum's wording):
+*pending* (executable in order); the rest are *queued* until the gap fills, when they are
+promoted. The two are limited apart, in geth's shape (``MempoolConfig``): pending by
+``global_slots`` in all, with ``account_slots`` guaranteed to each sender; queued by
+``account_queue`` per sender and ``global_queue`` in all, with a lifetime. Queued transactions
+only ever compete with queued ones, so junk that can never execute cannot crowd out, evict or
+price out transactions that can.
+
+Rules on entry, in order (the first broken rule wins, with Ethereum's wording):
 
 1. ``already known`` -- the same hash is held.
 2. ``oversized data`` -- the encoding exceeds ``max_tx_size``.
-3. Every rule of :func:`~moderntensor.chain.execution.check_transaction` that does not need the
+3. ``nonce has max value`` -- the nonce is 2**64 - 1 (EIP-2681: it could never be followed).
+4. Every rule of :func:`~moderntensor.chain.execution.check_transaction` that does not need the
    exact nonce (chain id, creation/data, gas limit, intrinsic gas, fee ordering, max fee below
-   the chain's minimum base fee), then ``nonce too low`` and ``insufficient funds for gas *
-   price + value``, where the funds are the balance minus what the sender's other held
-   transactions may cost (``gas * max_fee + value`` each; a replaced one does not count), so
-   the sum over a sender never exceeds its balance (geth's "overdraft" rule).
-4. ``replacement transaction underpriced`` -- a same-nonce replacement must raise both the max
+   the chain's minimum base fee), then ``transaction underpriced`` for a tip below ``min_tip``,
+   ``nonce too low`` and ``insufficient funds for gas * price + value``, where the funds are
+   the balance minus what the sender's other held transactions may cost (``gas * max_fee +
+   value`` each; a replaced one does not count), so the sum over a sender never exceeds its
+   balance (geth's "overdraft" rule).
+5. ``replacement transaction underpriced`` -- a same-nonce replacement must raise both the max
    fee and the tip by at least ``price_bump_percent`` (10%, rounded down) and by at least 1.
-5. Caps. A sender holding ``max_per_sender`` transactions may only add one below its highest
-   nonce, which then drops that highest one (a lower nonce always executes first, so it is the
-   more useful of the two); otherwise ``account limit exceeded``. A pool holding
-   ``max_transactions`` evicts its cheapest transaction, by ``(max_fee, tip)`` and the newest
-   first among equals, but only for a strictly better one (``transaction underpriced``); it
-   never evicts the incoming sender's lower nonces (that would strand the newcomer), and when
-   nothing else is left it answers ``txpool is full``. An eviction that opens a gap turns the
-   sender's later transactions into queued ones.
+6. Room. A *queued* newcomer: a sender holding ``account_queue`` queued ones may only add one
+   below its highest, which then drops that highest (``account limit exceeded`` otherwise);
+   with ``global_queue`` queued in all, the sender holding the most queued ones loses its
+   highest, provided it holds at least two more than the newcomer's sender (``txpool is full``
+   otherwise). An *executable* newcomer (it extends its sender's run, promoting what it
+   unblocks): with ``global_slots`` pending in all, the senders above ``account_slots`` are
+   trimmed first, the largest first, from their highest nonce (geth's ``truncatePending``)
+   and never below ``account_slots``; a newcomer whose sender is at or above its share gets in
+   only by trimming a sender holding at least two more. When nobody is above its share, the
+   cheapest pending transaction of another sender, by ``(max_fee, tip)`` and the newest first
+   among equals, is evicted for a strictly better newcomer (``transaction underpriced``
+   otherwise), together with its sender's later pending ones (they could not execute). So at
+   every step pending <= ``global_slots`` and queued <= ``global_queue``.
 
-Block building (:meth:`Mempool.best_transactions`) takes pending transactions by effective tip
-``min(tip, max_fee - base_fee)`` across senders, earliest arrival first among equals, nonce
-order within a sender, skipping senders whose next transaction does not fit or pays less than
-the base fee. On a new head (:meth:`Mempool.on_new_head`) each sender is re-read: stale nonces
-are dropped, then, in nonce order, the first transaction the balance no longer covers and all
-after it.
+A sender's queued transactions expire ``queue_lifetime_s`` after its last queued arrival or
+promotion (:meth:`Mempool.expire`, time as argument).
+
+Block building (:meth:`Mempool.best_transactions`, in :mod:`._select`) takes pending
+transactions by effective tip. On a new head (:meth:`Mempool.on_new_head`) each sender is
+re-read: stale nonces are dropped, then, in nonce order, the first transaction the balance no
+longer covers and all after it; a head that closes a gap (nonces included from elsewhere) may
+promote more than there is room for, and the largest senders are then trimmed as in rule 6
+(at the end of each :meth:`Mempool.revalidate` slice).
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 
 from moderntensor.chain.execution import (
-    ChainParams,
     TransactionRejected,
     check_account,
     check_transaction_rules,
 )
 from moderntensor.chain.transactions import Transaction
 from moderntensor.mempool._accounts import AccountReader
-from moderntensor.mempool._config import MempoolConfig, MempoolRejected, MempoolStatistics
+from moderntensor.mempool._config import MempoolRejected, MempoolStatistics
+from moderntensor.mempool._core import PoolCore
+from moderntensor.mempool._select import Selection
+from moderntensor.mempool._sender import Sender, compute_cost
 from moderntensor.state.account import Account
 
 __all__ = ["Mempool"]
 
-_MIN_TX_GAS = 21_000  # no transaction needs less: stop filling a block below this
+NONCE_MAX = 2**64 - 1
+"""EIP-2681: an account nonce never reaches this, so no transaction may carry it."""
 
 
-class _Sender:
-    """One sender's held transactions and its account at the current head (mutable, internal)."""
-
-    __slots__ = ("balance", "nonce", "pending_end", "spent", "txs")
-
-    def __init__(self, nonce: int, balance: int) -> None:
-        self.nonce = nonce
-        self.balance = balance
-        self.txs: dict[int, Transaction] = {}
-        self.pending_end = nonce  # first nonce >= self.nonce not held: pending is [nonce, end)
-        self.spent = 0  # sum of _cost over txs
-
-    def advance(self) -> None:
-        end = self.pending_end
-        txs = self.txs
-        while end in txs:
-            end += 1
-        self.pending_end = end
-
-
-def _cost(tx: Transaction) -> int:
-    return tx.gas * tx.max_fee_per_gas + tx.value
-
-
-class Mempool:
+class Mempool(PoolCore, Selection):
     """Valid transactions waiting for a block; not thread-safe (the node serialises access)."""
-
-    def __init__(
-        self,
-        params: ChainParams,
-        state: AccountReader,
-        base_fee: int,
-        config: MempoolConfig | None = None,
-    ) -> None:
-        self.params = params
-        self.config = config if config is not None else MempoolConfig()
-        self.base_fee = base_fee
-        self._state = state
-        self._senders: dict[bytes, _Sender] = {}
-        self._by_hash: dict[bytes, tuple[Transaction, int]] = {}  # hash -> (tx, arrival seq)
-        self._heap: list[tuple[int, int, int, bytes]] = []  # (max_fee, tip, -seq, hash), lazy
-        self._seq = 0
-        self._bytes = 0
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -112,6 +90,10 @@ class Mempool:
         entry = self._by_hash.get(tx_hash)
         return entry[0] if entry is not None else None
 
+    @property
+    def min_tip(self) -> int:
+        return self.config.min_tip
+
     def pending_nonce(self, address: bytes) -> int:
         """The nonce a new transaction from ``address`` should use (eth_getTransactionCount
         at "pending"): past the sender's gap-free run, or the account nonce."""
@@ -121,13 +103,10 @@ class Mempool:
         return self._state.get_nonce(address)
 
     def statistics(self) -> MempoolStatistics:
-        pending = sum(s.pending_end - s.nonce for s in self._senders.values())
         return MempoolStatistics(
-            pending=pending,
-            queued=len(self._by_hash) - pending,
-            senders=len(self._senders),
+            pending=self._pending, queued=self._queued, senders=len(self._senders),
             bytes=self._bytes,
-        )
+        )  # fmt: skip
 
     def pending(self) -> dict[bytes, list[Transaction]]:
         """Executable transactions by sender, in nonce order (txpool_content)."""
@@ -140,10 +119,9 @@ class Mempool:
     def queued(self) -> dict[bytes, list[Transaction]]:
         """Transactions behind a nonce gap, by sender, in nonce order (txpool_content)."""
         out = {}
-        for address, s in self._senders.items():
-            held = sorted(n for n in s.txs if n >= s.pending_end)
-            if held:
-                out[address] = [s.txs[n] for n in held]
+        for address in self._with_queue:
+            s = self._senders[address]
+            out[address] = [s.txs[n] for n in s.queued_nonces()]
         return out
 
     def senders(self) -> list[bytes]:
@@ -172,44 +150,70 @@ class Mempool:
                 tx_hash,
             )
         address = tx.sender
+        nonce = tx.nonce
+        if nonce >= NONCE_MAX:
+            raise MempoolRejected(
+                f"nonce has max value: address 0x{address.hex()}, nonce: {nonce}", tx_hash
+            )
         sender = self._senders.get(address)
         if sender is None:
-            nonce, balance, spent = (
-                self._state.get_nonce(address),
-                self._state.get_balance(address),
-                0,
-            )
+            sender = Sender(self._state.get_nonce(address), self._state.get_balance(address),
+                            self.now)  # fmt: skip
+            old = None
+            spent = 0
         else:
-            nonce, balance, spent = sender.nonce, sender.balance, sender.spent
-        old = sender.txs.get(tx.nonce) if sender is not None else None
-        if old is not None:
-            spent -= _cost(old)
+            old = sender.txs.get(nonce)
+            spent = sender.spent if old is None else sender.spent - compute_cost(old)
+        params = self.params
         try:
-            check_transaction_rules(tx, self.params.min_base_fee, self.params)
-            check_account(Account(max(nonce, tx.nonce), max(balance - spent, 0)), tx)
-        except TransactionRejected as exc:
-            raise MempoolRejected(exc.message, tx_hash) from None
-        if sender is None:
-            if len(self._by_hash) >= config.max_transactions:
-                self._evict_for(tx, address)
-        elif old is not None:
-            self._check_replacement(old, tx)
-            self._remove(address, sender, old)
-        elif len(sender.txs) >= config.max_per_sender:
-            highest = max(sender.txs)
-            if tx.nonce > highest:
-                raise MempoolRejected(
-                    f"account limit exceeded: {len(sender.txs)} transactions held "
-                    f"(max_per_sender {config.max_per_sender})",
+            check_transaction_rules(tx, params.min_base_fee, params)
+            if tx.max_priority_fee_per_gas < config.min_tip:
+                raise TransactionRejected(
+                    f"transaction underpriced: gas tip cap {tx.max_priority_fee_per_gas}, "
+                    f"minimum needed {config.min_tip}",
                     tx_hash,
                 )
-            self._remove(address, sender, sender.txs[highest])
-        elif len(self._by_hash) >= config.max_transactions:
-            self._evict_for(tx, address)
-        sender = self._senders.get(address)  # a removal above may have emptied and dropped it
-        if sender is None:
-            sender = self._senders[address] = _Sender(nonce, balance)
+            balance = sender.balance - spent
+            check_account(Account(max(sender.nonce, nonce), balance if balance > 0 else 0), tx)
+        except TransactionRejected as exc:
+            raise MempoolRejected(exc.message, tx_hash) from None
+        if old is not None:
+            self._check_replacement(old, tx)
+            self._drop(address, sender, old)
+        elif nonce == sender.pending_end:
+            if self._pending >= config.global_slots:
+                self._room_for_pending(tx, address, sender)
+        else:
+            if sender.n_queued >= config.account_queue or self._queued >= config.global_queue:
+                self._room_for_queued(tx, address, sender)
+            sender.beat = self.now
+        self._senders[address] = sender  # a removal above may have dropped it
         self._insert(sender, tx)
+        txs = sender.txs
+        if old is not None:  # the counts are the old ones' (their place is taken again)
+            if nonce == sender.pending_end:
+                sender.advance()
+            self._sync(address, sender)
+        elif nonce != sender.pending_end:  # one more queued: the counters directly
+            sender.n_queued += 1
+            self._queued += 1
+            if sender.n_queued == 1:
+                self._with_queue.add(address)
+        elif nonce + 1 in txs:  # it fills a gap: promotions
+            sender.advance()
+            sender.beat = self.now
+            self._promoted(sender, nonce + 1)
+            self._sync(address, sender)
+        else:  # one more pending: the counters directly
+            sender.pending_end = nonce + 1
+            sender.n_pending += 1
+            self._pending += 1
+            if sender.n_pending == self._account_slots + 1:
+                self._above_share.add(address)
+        if self._pending > config.global_slots:  # a promotion overfilled it
+            self._truncate_pending(fallback=address)
+            if tx_hash not in self._by_hash:
+                raise MempoolRejected(self._full_pending_message(sender), tx_hash)
 
     def _check_replacement(self, old: Transaction, tx: Transaction) -> None:
         bump = 100 + self.config.price_bump_percent
@@ -223,68 +227,26 @@ class Mempool:
                 tx.hash,
             )
 
-    def _evict_for(self, tx: Transaction, address: bytes) -> None:
-        """Make room for ``tx`` in a full pool by dropping the cheapest other transaction."""
-        heap = self._heap
-        skipped = []
-        victim: Transaction | None = None
-        while heap:
-            entry = heapq.heappop(heap)
-            held = self._by_hash.get(entry[3])
-            if held is None or held[1] != -entry[2]:
-                continue  # stale entry: removed or replaced since
-            candidate = held[0]
-            skipped.append(entry)
-            if candidate.nonce < tx.nonce and candidate.sender == address:
-                continue  # evicting it would leave the newcomer behind a gap it made
-            victim = candidate
-            break
-        for entry in skipped:
-            heapq.heappush(heap, entry)
-        if victim is None:
-            raise MempoolRejected("txpool is full", tx.hash)
-        offered = (tx.max_fee_per_gas, tx.max_priority_fee_per_gas)
-        floor = (victim.max_fee_per_gas, victim.max_priority_fee_per_gas)
-        if offered <= floor:
-            raise MempoolRejected(
-                f"transaction underpriced: pool is full and its cheapest transaction pays "
-                f"max fee {floor[0]}, tip {floor[1]}",
-                tx.hash,
-            )
-        victim_sender = victim.sender
-        self._remove(victim_sender, self._senders[victim_sender], victim)
+    # -- time ----------------------------------------------------------------------------------
 
-    def _insert(self, sender: _Sender, tx: Transaction) -> None:
-        seq = self._seq = self._seq + 1
-        tx_hash = tx.hash
-        self._by_hash[tx_hash] = (tx, seq)
-        sender.txs[tx.nonce] = tx
-        sender.spent += _cost(tx)
-        if tx.nonce == sender.pending_end:
-            sender.advance()
-        self._bytes += len(tx.raw)
-        heap = self._heap
-        heapq.heappush(heap, (tx.max_fee_per_gas, tx.max_priority_fee_per_gas, -seq, tx_hash))
-        if len(heap) > 2 * len(self._by_hash) + 1024:
-            self._rebuild_heap()
+    def expire(self, now: float) -> list[Transaction]:
+        """Advance the pool's time to ``now`` and drop the queued transactions of senders whose
+        queue saw no arrival or promotion for ``queue_lifetime_s``.
 
-    def _remove(self, address: bytes, sender: _Sender, tx: Transaction) -> None:
-        """Drop one held transaction (its heap entry goes stale); a gap demotes later ones."""
-        del self._by_hash[tx.hash]
-        del sender.txs[tx.nonce]
-        sender.spent -= _cost(tx)
-        self._bytes -= len(tx.raw)
-        if sender.nonce <= tx.nonce < sender.pending_end:
-            sender.pending_end = tx.nonce
-        if not sender.txs:
-            del self._senders[address]
-
-    def _rebuild_heap(self) -> None:
-        self._heap = [
-            (tx.max_fee_per_gas, tx.max_priority_fee_per_gas, -seq, h)
-            for h, (tx, seq) in self._by_hash.items()
-        ]
-        heapq.heapify(self._heap)
+        Returns:
+            The transactions dropped.
+        """
+        self.now = max(self.now, now)
+        lifetime = self.config.queue_lifetime_s
+        dropped: list[Transaction] = []
+        for address in [a for a in self._with_queue if now - self._senders[a].beat > lifetime]:
+            sender = self._senders[address]
+            for n in sender.queued_nonces():
+                tx = sender.txs[n]
+                self._drop(address, sender, tx)
+                dropped.append(tx)
+            self._sync(address, sender)
+        return dropped
 
     # -- new heads ---------------------------------------------------------------------------
 
@@ -317,6 +279,7 @@ class Mempool:
             The transactions dropped, lowest nonce first per sender.
         """
         state = self._state
+        drop = self._drop
         dropped: list[Transaction] = []
         for address in addresses:
             sender = self._senders.get(address)
@@ -324,27 +287,45 @@ class Mempool:
                 continue
             nonce = state.get_nonce(address)
             balance = state.get_balance(address)
-            sender.nonce, sender.balance = nonce, balance
-            budget = balance
-            gone = []
-            for n in sorted(sender.txs):
-                tx = sender.txs[n]
-                if n < nonce:
-                    gone.append(tx)
-                    continue
-                cost = _cost(tx)
-                if cost > budget:
-                    budget = -1  # this one and every later one are dropped
-                    gone.append(tx)
-                    continue
-                budget -= cost
-            for tx in gone:
-                self._drop_quietly(sender, tx)
+            txs = sender.txs
+            if nonce == sender.nonce and sender.spent <= balance:
+                sender.balance = balance  # the common case: nothing stale, all affordable
+                continue
+            old_end = sender.pending_end
+            gone: list[Transaction] = []
+            if nonce > sender.nonce:  # stale: the lowest ones, included (or replaced) elsewhere
+                stale = range(sender.nonce, nonce)
+                for n in stale if len(stale) <= len(txs) else sorted(txs):
+                    if n >= nonce:
+                        break
+                    if n in txs:
+                        gone.append(txs[n])
+                for tx in gone:
+                    drop(address, sender, tx)
+            if sender.spent > balance:  # from the first unaffordable one on, all go
+                budget = balance
+                cut = len(gone)
+                for n in sorted(txs):
+                    tx = txs[n]
+                    cost = tx.gas * tx.max_fee_per_gas + tx.value
+                    if cost > budget:
+                        budget = -1
+                        gone.append(tx)
+                    else:
+                        budget -= cost
+                for tx in gone[cut:]:
+                    drop(address, sender, tx)
             dropped += gone
+            sender.nonce, sender.balance = nonce, balance
             sender.pending_end = nonce
             sender.advance()
-            if not sender.txs:
-                del self._senders[address]
+            if old_end < nonce:
+                old_end = nonce
+            if sender.pending_end > old_end:  # a head that closed a gap
+                self._promoted(sender, old_end)
+            self._sync(address, sender)
+        if self._pending > self.config.global_slots:
+            self._truncate_pending(fallback=None)
         return dropped
 
     def remove_included(self, txs: Iterable[Transaction]) -> list[Transaction]:
@@ -370,75 +351,14 @@ class Mempool:
                     break
                 tx = sender.txs[n]
                 dropped.append(tx)
-                self._drop_quietly(sender, tx)
+                self._drop(address, sender, tx)
+            old_end = sender.pending_end
             sender.nonce = nonce
             sender.pending_end = max(sender.pending_end, nonce)
             sender.advance()
-            if not sender.txs:
-                del self._senders[address]
+            if sender.pending_end > max(old_end, nonce):
+                self._promoted(sender, max(old_end, nonce))
+            self._sync(address, sender)
+        if self._pending > self.config.global_slots:
+            self._truncate_pending(fallback=None)
         return dropped
-
-    def _drop_quietly(self, sender: _Sender, tx: Transaction) -> None:
-        del self._by_hash[tx.hash]
-        del sender.txs[tx.nonce]
-        sender.spent -= _cost(tx)
-        self._bytes -= len(tx.raw)
-
-    # -- block building ----------------------------------------------------------------------
-
-    def best_transactions(self, base_fee: int, gas_limit: int) -> list[Transaction]:
-        """Pending transactions for a block at ``base_fee``, best effective tip first.
-
-        Within a sender nonce order is kept; a sender whose next transaction pays less than
-        ``base_fee`` or no longer fits in ``gas_limit`` (counting each transaction's full gas
-        limit) contributes nothing more.
-        """
-        return list(self.iter_best_transactions(base_fee, gas_limit))
-
-    def iter_best_transactions(
-        self, base_fee: int, gas_limit: int, after: Mapping[bytes, int] | None = None
-    ) -> Iterator[Transaction]:
-        """:meth:`best_transactions`, one at a time.
-
-        The pool may change between two steps (the node yields to the event loop while it
-        takes a block's worth): each transaction is checked to be still held, pending and
-        paying at least ``base_fee`` when its turn comes. Senders that arrived after the
-        first step are not offered; a replacement, or a held sender's next nonce admitted
-        meanwhile, may be.
-
-        Args:
-            after: per sender, the next nonce after blocks the pool has not seen yet (a
-                parent not yet committed): transactions below it are not offered again.
-        """
-        heap: list[tuple[int, int, int, bytes]] = []
-        by_hash = self._by_hash
-        for address, sender in self._senders.items():
-            start = sender.nonce
-            if after is not None:
-                start = max(start, after.get(address, 0))
-            if start < sender.pending_end:
-                tx = sender.txs[start]
-                if tx.max_fee_per_gas >= base_fee:
-                    tip = min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
-                    heap.append((-tip, by_hash[tx.hash][1], start, address))
-        heapq.heapify(heap)
-        remaining = gas_limit
-        while heap and remaining >= _MIN_TX_GAS:
-            _, _, nonce, address = heapq.heappop(heap)
-            held = self._senders.get(address)
-            if held is None or not held.nonce <= nonce < held.pending_end:
-                continue  # dropped or included since the last step
-            tx = held.txs[nonce]
-            if tx.max_fee_per_gas < base_fee:
-                continue  # replaced or re-added since it was queued here
-            if tx.gas > remaining:
-                continue
-            remaining -= tx.gas
-            yield tx
-            nonce += 1
-            held = self._senders.get(address)
-            if held is not None and held.nonce <= nonce < held.pending_end:
-                tx = held.txs[nonce]
-                if tx.max_fee_per_gas >= base_fee:
-                    tip = min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
-                    heapq.heappush(heap, (-tip, by_hash[tx.hash][1], nonce, address))

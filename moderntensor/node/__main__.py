@@ -29,6 +29,7 @@ import trio
 from moderntensor import __version__
 from moderntensor.chain.genesis import GenesisError, load_genesis, parse_genesis
 from moderntensor.keys import KeyFileError, load_node_key, load_validator_keys
+from moderntensor.mempool import DEV_MEMPOOL
 from moderntensor.node._logging import setup_logging
 from moderntensor.node._network import network_config
 from moderntensor.node._preflight import Listener, StartupError, check_data_dir, check_listeners
@@ -229,7 +230,9 @@ def dev_settings(args: argparse.Namespace) -> tuple[NodeSettings, str]:
             if args.data_dir is None:
                 shutil.rmtree(data_dir, ignore_errors=True)
             raise StartupError(f"--data-dir {data_dir}: cannot write: {exc.strerror}") from None
-    settings = NodeSettings(data_dir, genesis, keys.validator.consensus, rpc, p2p=p2p)
+    settings = NodeSettings(
+        data_dir, genesis, keys.validator.consensus, rpc, mempool=DEV_MEMPOOL, p2p=p2p
+    )
     return settings, banner
 
 

@@ -5,7 +5,8 @@ head matters, so a backlog collapses into one). Re-validation reads every held s
 account at the new head: those reads (trie lookups in RocksDB) run in a worker thread, and
 the pure pool then applies them on the event loop without I/O. Submissions from RPC go
 straight to the pool (one cheap call each); batches have their senders recovered in a worker
-thread first (see ``ChainService.submit_raw_transactions``).
+thread first (see ``ChainService.submit_raw_transactions``). At each head the pool's clock is
+advanced too, which expires queued transactions past their lifetime.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class MempoolService:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Follow new heads until cancelled."""
+        """Follow new heads until cancelled; the pool's clock (queue lifetimes) is set now
+        and at each head."""
+        self.pool.expire(trio.current_time())
         task_status.started()
         async for head in heads:
             while True:  # skip to the newest head waiting: re-validating older ones is moot
@@ -79,6 +82,7 @@ class MempoolService:
         for start in range(0, len(senders), SLICE):
             await trio.sleep(0)
             dropped += self.pool.revalidate(senders[start : start + SLICE])
+        dropped += self.pool.expire(trio.current_time())
         self.revalidations += 1
         self.dropped += len(dropped)
         self.head_number = max(self.head_number, head.number)

@@ -62,6 +62,7 @@ from moderntensor.node._producer import BlockProducer
 from moderntensor.node._status import ConsensusStatus
 from moderntensor.node._sync import RangeSync
 from moderntensor.node._ticker import Ticker, log_genesis_countdown
+from moderntensor.node._tx_journal import JOURNAL_FILE, TxJournal
 from moderntensor.rpc import MetricsConfig, RpcApp, RpcConfig, RpcMetrics, serve_metrics, serve_rpc
 from moderntensor.service import ChainService
 from moderntensor.state.store import Database, DatabaseLocked
@@ -227,6 +228,10 @@ async def open_node(
                 nursery.start_soon(log_genesis_countdown, parts.config.genesis_time_ms, clock)
             await nursery.start(monitor.run)
             await nursery.start(parts.pool_service.run, parts.heads_receive)
+            if settings.mempool.journal:  # re-admits what this node's RPC took before a restart
+                tx_journal = TxJournal(settings.data_dir / JOURNAL_FILE,
+                                       settings.mempool.journal_max_bytes)  # fmt: skip
+                await nursery.start(tx_journal.run, service, parts.pool)
             await nursery.start(parts.producer.run, parts.build_receive, parts.built_send)
             if parts.fetch_service is not None:
                 await nursery.start(

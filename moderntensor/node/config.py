@@ -58,6 +58,9 @@ Port = NewType("Port", int)
 Positive = NewType("Positive", int)
 Seconds = NewType("Seconds", float)
 """A positive duration in seconds (an integer or a float in the file)."""
+
+
+NonNegative = NewType("NonNegative", int)
 IPAddress = NewType("IPAddress", str)
 """An IPv4 or IPv6 literal to bind to (hostnames are not resolved for binding)."""
 LogLevel = NewType("LogLevel", str)
@@ -169,12 +172,19 @@ _POOL = MempoolConfig()
 
 @attrs.frozen(slots=True, kw_only=True)
 class MempoolSection:
-    """Limits of the transaction pool (:class:`moderntensor.mempool.MempoolConfig`)."""
+    """Limits of the transaction pool (:class:`moderntensor.mempool.MempoolConfig`; geth's
+    ``--txpool.*`` names in the commented node.toml)."""
 
-    max_transactions: Positive = Positive(_POOL.max_transactions)
-    max_per_sender: Positive = Positive(_POOL.max_per_sender)
+    global_slots: Positive = Positive(_POOL.global_slots)
+    account_slots: Positive = Positive(_POOL.account_slots)
+    global_queue: Positive = Positive(_POOL.global_queue)
+    account_queue: Positive = Positive(_POOL.account_queue)
+    queue_lifetime_s: Positive = Positive(_POOL.queue_lifetime_s)
     max_tx_size: Positive = Positive(_POOL.max_tx_size)
     price_bump_percent: Positive = Positive(_POOL.price_bump_percent)
+    min_tip: NonNegative = NonNegative(_POOL.min_tip)
+    journal: bool = _POOL.journal
+    journal_max_bytes: Positive = Positive(_POOL.journal_max_bytes)
 
     def to_pool_config(self) -> MempoolConfig:
         return MempoolConfig(**attrs.asdict(self))
@@ -236,6 +246,12 @@ def _seconds(value: Any, _: Any = None) -> Seconds:
     return Seconds(float(value))
 
 
+def _not_negative(value: Any, _: Any = None) -> NonNegative:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"expected a non-negative integer, got {_kind(value)}")
+    return NonNegative(value)
+
+
 def _ip(value: Any, _: Any = None) -> IPAddress:
     _expect(value, str, "an IP address such as 127.0.0.1 or 0.0.0.0")
     try:
@@ -293,6 +309,8 @@ def _converter() -> cattrs.Converter:
     conv.register_structure_hook(Port, _port)
     conv.register_structure_hook(Positive, _positive)
     conv.register_structure_hook(Seconds, _seconds)
+
+    conv.register_structure_hook(NonNegative, _not_negative)
     conv.register_structure_hook(IPAddress, _ip)
     conv.register_structure_hook(LogLevel, _choice(LOG_LEVELS))
     conv.register_structure_hook(LogFormat, _choice(LOG_FORMATS))

@@ -83,17 +83,18 @@ class Dispatcher:
     """Routes requests to :class:`Method` handlers; ``extra`` adds per-connection methods.
 
     ``prepare`` is given the raw transactions of a batch's ``eth_sendRawTransaction`` calls
-    before the batch is answered (the node recovers their senders in a worker thread).
-    ``worker`` runs :data:`HEAVY_METHODS` off the event loop (without one, everything runs
-    inline); every body is answered within ``max_response_bytes`` and a batch within
-    ``batch_cpu_budget_s`` (see ``_work.py``).
+    before the batch is answered (the node recovers their senders in a worker thread); the
+    function it may return is called once the batch is answered. ``worker`` runs
+    :data:`HEAVY_METHODS` off the event loop (without one, everything runs inline); every body
+    is answered within ``max_response_bytes`` and a batch within ``batch_cpu_budget_s`` (see
+    ``_work.py``).
     """
 
     def __init__(
         self,
         methods: Mapping[str, Method],
         max_batch: int,
-        prepare: Callable[[list[bytes]], Awaitable[None]] | None = None,
+        prepare: Callable[[list[bytes]], Awaitable[Callable[[], None] | None]] | None = None,
         *,
         worker: ReadWorker | None = None,
         max_response_bytes: int = 25_000_000,
@@ -164,28 +165,33 @@ class Dispatcher:
             return None if answer is None else orjson.dumps(answer)
         if before_wait is not None:
             before_wait()
+        release = None
         if self.prepare is not None:
             raws = _raw_transactions(message)
             if len(raws) >= PREPARE_MIN:
-                await self.prepare(raws)
+                release = await self.prepare(raws)
         ids = raw_ids or [None] * len(message)
         parts: list[bytes] = []
         i, count = 0, len(message)
-        while i < count:
-            if self._heavy(message[i], extra):
-                assert self.worker is not None
-                j = i + 1
-                while j < count and j - i < HEAVY_RUN and self._heavy(message[j], extra):
-                    j += 1
-                parts += await self.worker.run(
-                    self._run, message[i:j], ids[i:j], extra, budget, True
-                )
-                i = j
-                continue
-            if i % BATCH_SLICE == BATCH_SLICE - 1:
-                await trio.sleep(0)
-            parts += self._run(message[i : i + 1], ids[i : i + 1], extra, budget, False)
-            i += 1
+        try:
+            while i < count:
+                if self._heavy(message[i], extra):
+                    assert self.worker is not None
+                    j = i + 1
+                    while j < count and j - i < HEAVY_RUN and self._heavy(message[j], extra):
+                        j += 1
+                    parts += await self.worker.run(
+                        self._run, message[i:j], ids[i:j], extra, budget, True
+                    )
+                    i = j
+                    continue
+                if i % BATCH_SLICE == BATCH_SLICE - 1:
+                    await trio.sleep(0)
+                parts += self._run(message[i : i + 1], ids[i : i + 1], extra, budget, False)
+                i += 1
+        finally:
+            if release is not None:
+                release()  # what the batch prepared and did not submit is not kept
         return b"[" + b",".join(parts) + b"]" if parts else None
 
     def _heavy(self, request: Any, extra: Mapping[str, Method] | None) -> bool:

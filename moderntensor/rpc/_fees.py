@@ -1,10 +1,14 @@
 """Fee suggestions and eth_feeHistory, computed from recent blocks and their receipts.
 
 The suggested priority fee is the 60th percentile of the effective tips paid in the last 20
-blocks (geth's oracle idea, simplified), or 1 gwei when they held no transaction. Results are
-cached per head, because wallets ask before every transaction. ``eth_feeHistory`` rewards are
-cached per block and percentiles (a committed block's never change): clients poll the same
-window again and again, and recomputing it decoded the receipts of up to 1,024 blocks.
+blocks (geth's oracle idea, simplified), or 1 gwei when they held no transaction. As geth's,
+tips under 2 wei are left out of the sample (``IGNORE_TIP_BELOW``: transactions a validator
+sends itself, or zero-tip dev traffic, say nothing about what it takes to be included), and
+the answer is never below the pool's ``min_tip``, which a suggestion below would be refused
+by. Results are cached per head, because wallets ask before every transaction.
+``eth_feeHistory`` rewards are cached per block and percentiles (a committed block's never
+change): clients poll the same window again and again, and recomputing it decoded the
+receipts of up to 1,024 blocks.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from moderntensor.chain.blocks import Header
 from ._chainview import ChainView
 from ._errors import SERVER_ERROR, RpcError
 
-__all__ = ["DEFAULT_TIP", "MAX_FEE_HISTORY_BLOCKS", "FeeOracle"]
+__all__ = ["DEFAULT_TIP", "IGNORE_TIP_BELOW", "MAX_FEE_HISTORY_BLOCKS", "FeeOracle"]
 
 DEFAULT_TIP = 1_000_000_000
+IGNORE_TIP_BELOW = 2  # wei (geth's --gpo.ignoreprice default)
 MAX_FEE_HISTORY_BLOCKS = 1024
 _TIP_BLOCKS = 20
 _TIP_PERCENTILE = 60
@@ -43,12 +48,15 @@ class FeeOracle:
             if header is None or header.number == 0:
                 break
             for receipt in self.view.receipts(header):
-                tips.append(receipt.effective_gas_price - header.base_fee_per_gas)
+                paid = receipt.effective_gas_price - header.base_fee_per_gas
+                if paid >= IGNORE_TIP_BELOW:
+                    tips.append(paid)
             header = self.view.service.header_by_hash(header.parent_hash)
         tip = DEFAULT_TIP
         if tips:
             tips.sort()
             tip = tips[min(len(tips) - 1, len(tips) * _TIP_PERCENTILE // 100)]
+        tip = max(tip, self.view.service.pool.min_tip)
         self._tip_for = (head.hash, tip)
         return tip
 

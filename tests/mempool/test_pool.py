@@ -154,18 +154,22 @@ def test_pending_nonce_of_an_unknown_sender_is_its_account_nonce() -> None:
     assert new_pool(accounts).pending_nonce(addr(5)) == 7
 
 
-def test_per_sender_cap() -> None:
-    pool = new_pool(max_per_sender=3)
-    for nonce in (0, 1, 3):
+def test_per_sender_queue_cap() -> None:
+    pool = new_pool(account_queue=2)
+    for nonce in (0, 2, 3):
         pool.add(make_tx(0, nonce))
-    assert rejected(pool, make_tx(0, 4)).startswith("account limit exceeded")
-    pool.add(make_tx(0, 2))  # below the highest: the highest (3) gives way
-    assert make_tx(0, 3).hash not in pool
-    assert pool.pending() == {addr(0): [make_tx(0, n) for n in range(3)]}
+    assert rejected(pool, make_tx(0, 4)).startswith("account limit exceeded: 2 queued")
+    pool.add(make_tx(0, 1))  # fills the gap: 2 and 3 are promoted, the queue is empty again
+    assert pool.pending() == {addr(0): [make_tx(0, n) for n in range(4)]}
+    pool.add(make_tx(0, 6))
+    pool.add(make_tx(0, 7))
+    pool.add(make_tx(0, 5))  # below the highest queued: the highest (7) gives way
+    assert make_tx(0, 7).hash not in pool
+    assert pool.queued() == {addr(0): [make_tx(0, 5), make_tx(0, 6)]}
 
 
-def test_full_pool_evicts_the_cheapest_only_for_a_better_one() -> None:
-    pool = new_pool(max_transactions=3)
+def test_full_pending_evicts_the_cheapest_only_for_a_better_one() -> None:
+    pool = new_pool(global_slots=3, account_slots=1)
     pool.add(make_tx(0, 0, max_fee=30, tip=3))
     pool.add(make_tx(1, 0, max_fee=20, tip=2))
     pool.add(make_tx(2, 0, max_fee=40, tip=1))
@@ -176,23 +180,23 @@ def test_full_pool_evicts_the_cheapest_only_for_a_better_one() -> None:
     assert len(pool) == 3
 
 
-def test_full_pool_never_strands_the_newcomer_behind_its_own_eviction() -> None:
-    pool = new_pool(max_transactions=2)
+def test_full_pending_never_evicts_the_newcomers_own() -> None:
+    pool = new_pool(global_slots=2, account_slots=2)
     pool.add(make_tx(0, 0, max_fee=11, tip=1))
     pool.add(make_tx(0, 1, max_fee=11, tip=1))
-    assert rejected(pool, make_tx(0, 2, max_fee=50, tip=5)) == "txpool is full"
+    assert rejected(pool, make_tx(0, 2, max_fee=50, tip=5)).startswith("txpool is full")
     pool.add(make_tx(1, 0, max_fee=50, tip=5))  # another sender may push the cheapest out
     assert make_tx(0, 1, max_fee=11, tip=1).hash not in pool  # newest of the two equals
 
 
-def test_eviction_in_the_middle_demotes_later_nonces() -> None:
-    pool = new_pool(max_transactions=3)
+def test_an_evicted_pending_transaction_takes_its_later_ones_with_it() -> None:
+    pool = new_pool(global_slots=3, account_slots=3)
     pool.add(make_tx(0, 0, max_fee=30, tip=3))
     pool.add(make_tx(0, 1, max_fee=11, tip=1))
     pool.add(make_tx(0, 2, max_fee=30, tip=3))
     pool.add(make_tx(1, 0, max_fee=30, tip=3))
     stats = pool.statistics()
-    assert (stats.pending, stats.queued) == (2, 1)
+    assert (stats.pending, stats.queued) == (2, 0)  # nonce 2 could not execute without 1
     assert pool.pending_nonce(addr(0)) == 1
     assert [tx.sender for tx in pool.best_transactions(MIN_BASE_FEE, 10**6)].count(addr(0)) == 1
 
@@ -266,8 +270,10 @@ def test_best_transactions_respects_the_gas_limit() -> None:
 
 
 def test_config_rejects_nonsense_limits() -> None:
-    with pytest.raises(ValueError, match="max_per_sender must be a positive integer"):
-        MempoolConfig(max_per_sender=0)
+    with pytest.raises(ValueError, match="account_slots must be a positive integer"):
+        MempoolConfig(account_slots=0)
+    with pytest.raises(ValueError, match="min_tip must be a non-negative integer"):
+        MempoolConfig(min_tip=-1)
 
 
 def test_new_head_drops_everything_after_the_first_unaffordable_nonce() -> None:

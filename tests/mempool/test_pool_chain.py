@@ -112,7 +112,7 @@ def test_a_head_from_elsewhere_makes_pool_entries_stale(tmp_path: Path) -> None:
             chain.params,
             chain.state_at(chain.head),
             next_base_fee(chain),
-            MempoolConfig(max_per_sender=8),
+            MempoolConfig(account_queue=8),
         )
         ours = [transfer(0, n, GWEI) for n in range(3)]
         for tx in ours:

@@ -92,7 +92,7 @@ class SlicedPoolMachine(RuleBasedStateMachine):
         self.accounts = Accounts()
         for i in range(SENDERS):
             self.accounts.balances[addr(i)] = BALANCE
-        config = MempoolConfig(max_transactions=12, max_per_sender=5)
+        config = MempoolConfig(global_slots=12, account_slots=3, global_queue=6, account_queue=5)
         self.pool = Mempool(PARAMS, self.accounts, MIN_BASE_FEE, config)
         self.arrival: dict[bytes, int] = {}  # hash -> the pool's arrival order (its seq)
         self.seq = 0
@@ -343,7 +343,7 @@ def spec_tx(spec: Spec) -> Transaction:
 
 
 def filled_pool(specs: list[Spec], accounts: Accounts) -> Mempool:
-    pool = Mempool(PARAMS, accounts, MIN_BASE_FEE, MempoolConfig(max_per_sender=8))
+    pool = Mempool(PARAMS, accounts, MIN_BASE_FEE, MempoolConfig(account_queue=8))
     for spec in specs:
         with contextlib.suppress(MempoolRejected):
             pool.add(spec_tx(spec))
@@ -409,7 +409,7 @@ def test_revalidate_in_slices_equals_on_new_head(
     assert [tx.hash for tx in dropped] == [tx.hash for tx in expected_dropped]
     assert contents(sliced) == contents(whole)
     # and both are what the plain model of test_pool_model keeps
-    model = Model(before, max_total=5_000, max_per_sender=8)
+    model = Model(before, MempoolConfig(account_queue=8))
     for spec in specs:
         model.add(spec_tx(spec))
     model.accounts = head

@@ -74,7 +74,7 @@ def test_full_config_with_keys_and_peers(tmp_path: Path) -> None:
         + '[p2p]\nnode_key_file = "node.key"\n'
         + f'bootstrap = ["/ip4/10.0.0.2/tcp/30303/ws/p2p/{PEER}",'
         + f' "/dns4/boot.example.org/tcp/443/ws/p2p/{PEER}"]\n'
-        + "[mempool]\nmax_transactions = 10\n",
+        + "[mempool]\nglobal_slots = 10\nmin_tip = 0\njournal = false\n",
     )
     config = load_config(path)
     assert config.node.log_level == "debug"
@@ -87,7 +87,9 @@ def test_full_config_with_keys_and_peers(tmp_path: Path) -> None:
         Multiaddr("dns4", "boot.example.org", 443, PEER),
     )
     assert str(config.p2p.bootstrap[0]) == f"/ip4/10.0.0.2/tcp/30303/ws/p2p/{PEER}"
-    assert config.mempool.to_pool_config().max_transactions == 10
+    assert config.mempool.to_pool_config().global_slots == 10
+    assert config.mempool.to_pool_config().min_tip == 0
+    assert config.mempool.journal is False
 
 
 def test_overrides_win_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -244,10 +246,14 @@ def test_bad_choice_and_limits(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         MINIMAL.replace("[node]\n", '[node]\nlog_format = "xml"\n')
-        + "[mempool]\nmax_per_sender = 0\n",
+        + "[mempool]\naccount_slots = 0\nmin_tip = -1\nmax_per_sender = 64\n",
     )
     assert sorted(error_of(path).errors) == [
-        "mempool.max_per_sender: expected a positive integer, got integer 0",
+        "mempool.account_slots: expected a positive integer, got integer 0",
+        "mempool.max_per_sender: unknown key; valid keys in [mempool]: global_slots, "
+        "account_slots, global_queue, account_queue, queue_lifetime_s, max_tx_size, "
+        "price_bump_percent, min_tip, journal, journal_max_bytes",
+        "mempool.min_tip: expected a non-negative integer, got integer -1",
         "node.log_format: expected one of text, json; got string 'xml'",
     ]
 
