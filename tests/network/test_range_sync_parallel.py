@@ -161,7 +161,7 @@ async def test_requests_shrink_until_answered_in_time_and_grow_after_fast_answer
 
 
 def test_the_range_size_halves_and_doubles_within_bounds() -> None:
-    size = RangeSize()
+    size = RangeSize(128)
     size.timed_out(128)
     size.timed_out(64)
     assert size.value == 32
