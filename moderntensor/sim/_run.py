@@ -4,14 +4,17 @@ bytes; handshake frames, which carry fresh random nonces, are left out)."""
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
+import trio.testing
 
 from moderntensor import offload
 from moderntensor.chain.genesis import build_genesis
@@ -25,8 +28,9 @@ from moderntensor.sim._checks import Checker, Violation
 from moderntensor.sim._cluster import STAKE, USER_BALANCE, Cluster
 from moderntensor.sim._network import LinkModel, SimNetwork
 from moderntensor.sim._spec import CrashMode, SimConfig
+from moderntensor.sim._trio import deterministic_scheduling
 
-__all__ = ["SimResult", "simulate"]
+__all__ = ["SimResult", "run_simulation", "simulate"]
 
 _HANDSHAKE = (MessageType.HELLO, MessageType.HELLO_ACK)
 CHECK_EVERY_S = 0.25
@@ -73,6 +77,22 @@ class _Digest:
             pass
         item = b"%d:%d:%d:" % (round(at * 1_000_000), frm, to) + keccak256(frame)
         self.value = keccak256(self.value + item)
+
+
+def run_simulation(
+    config: SimConfig, root: Path, *, progress: Callable[[int, int, int], None] | None = None
+) -> SimResult:
+    """:func:`simulate` in a fresh Trio run on a mock clock with seeded scheduling.
+
+    Garbage is collected first: objects left by earlier Trio runs in this process (abandoned
+    async generators above all) would otherwise be finalized *during* this run -- each node
+    collects when it starts -- and their finalizer tasks would shift the schedule, so two runs
+    of one seed in a long-lived process (a test session) could differ.
+    """
+    gc.collect()
+    with deterministic_scheduling(config.seed):
+        return trio.run(partial(simulate, progress=progress), config, root,
+                        clock=trio.testing.MockClock(autojump_threshold=0))  # fmt: skip
 
 
 async def simulate(

@@ -13,16 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import attrs
-import trio
-import trio.testing
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from moderntensor.sim._byzantine import BEHAVIOURS
 from moderntensor.sim._report import judge
-from moderntensor.sim._run import simulate
+from moderntensor.sim._run import run_simulation
 from moderntensor.sim._spec import Crash, CrashMode, Partition, SimConfig
-from moderntensor.sim._trio import deterministic_scheduling
 
 __all__ = ["Found", "run_once", "schedules", "search"]
 
@@ -36,12 +33,8 @@ class Found:
 
 def run_once(config: SimConfig) -> list[str]:
     """One simulation in a fresh Trio run on a mock clock; its problems ([] if it passed)."""
-    with (
-        tempfile.TemporaryDirectory(prefix="mt-sim-") as root,
-        deterministic_scheduling(config.seed),
-    ):
-        result = trio.run(simulate, config, Path(root),
-                          clock=trio.testing.MockClock(autojump_threshold=0))  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="mt-sim-") as root:
+        result = run_simulation(config, Path(root))
     return judge(config, result)
 
 

@@ -11,14 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trio
-import trio.testing
 
-from moderntensor.sim import SimConfig, SimResult, SpecError, simulate
+from moderntensor.sim import SimConfig, SimResult, SpecError
 from moderntensor.sim._network import LinkModel
 from moderntensor.sim._report import judge
+from moderntensor.sim._run import run_simulation
 from moderntensor.sim._spec import Crash, CrashMode, Partition, parse_crash, parse_partition
-from moderntensor.sim._trio import deterministic_scheduling
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +29,7 @@ def _quiet() -> Iterator[None]:
 
 
 def run(config: SimConfig, root: Path) -> SimResult:
-    with deterministic_scheduling(config.seed):
-        return trio.run(simulate, config, root,
-                        clock=trio.testing.MockClock(autojump_threshold=0))  # fmt: skip
+    return run_simulation(config, root)
 
 
 def test_specs_parse_and_bad_ones_say_what_is_wrong() -> None:
