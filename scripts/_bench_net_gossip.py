@@ -87,7 +87,7 @@ class Side:
         self.db = Database.open(root / "chaindb")
         self.chain = Chain(self.db, genesis)
         head = self.chain.head
-        limits = MempoolConfig(max_transactions=pool_size, max_per_sender=pool_size)
+        limits = MempoolConfig(global_slots=pool_size, account_slots=pool_size)
         pool = Mempool(self.chain.params, self.chain.state_at(head), head.base_fee_per_gas, limits)
         self.service = ChainService(self.chain, pool, client_version="bench")
         self.link = CountingLink(self.chain.genesis_hash)

@@ -188,8 +188,8 @@ def make_testnet(args: Any, root: Path, senders: list[Any]) -> dict[str, Any]:
         )
         Path(node["config"]).write_text(toml)
         with open(node["config"], "a") as f:
-            f.write(f"\n[mempool]\nmax_transactions = {args.pool}\n"
-                    f"max_per_sender = {args.pool}\n")  # fmt: skip
+            f.write(f"\n[mempool]\nglobal_slots = {args.pool}\n"
+                    f"account_slots = {args.pool}\n")  # fmt: skip
     return summary
 
 
