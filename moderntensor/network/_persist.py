@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from moderntensor._files import write_atomic
 from moderntensor.network._logging import event
 from moderntensor.network._score import PeerScores
 
@@ -84,26 +84,6 @@ def save_scores(path: Path, scores: PeerScores, now: float, wall_now: float) -> 
         OSError: the file cannot be written.
     """
     write_atomic(path, encode_scores(scores, now, wall_now))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: a temporary file, fsynced, renamed over it, then the
-    directory fsynced (a crash leaves the old file or the new one).
-
-    Raises:
-        OSError: the file cannot be written.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_scores(path: Path, scores: PeerScores, now: float, wall_now: float) -> int:

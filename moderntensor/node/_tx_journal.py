@@ -28,6 +28,7 @@ from pathlib import Path
 import trio
 
 from moderntensor import offload
+from moderntensor._files import write_atomic
 from moderntensor.chain.transactions import Transaction
 from moderntensor.mempool import Mempool
 from moderntensor.node._logging import event
@@ -81,17 +82,7 @@ def compute_kept(local: Sequence[bytes], pool: Mempool) -> list[Transaction]:
 def _rewrite(path: Path, data: bytes) -> int:
     """Replace the journal atomically (a crash leaves the old one or the new one); returns
     a file descriptor open for appending to the new one."""
-    tmp = path.with_name(path.name + ".new")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomic(path, data)
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
 
