@@ -58,6 +58,8 @@ RANGE_TIMEOUTS = 4
 """A range request waits this many request timeouts for its answer."""
 BULK_SHARE = 4
 """The bulk queue holds a quarter as many frames as the urgent one."""
+KNOWN_WANTS = 8_192
+"""Ids served on ``Want`` remembered per peer (more than the message cache holds in ids)."""
 MAX_PENDING_REQUESTS = 64
 """Requests in flight to one peer; more fail at once (the caller asks another peer)."""
 
@@ -86,6 +88,8 @@ class Peer:
     queue_size: int = 1024
     connected_at: float = 0.0
     known_txs: BoundedSet = attrs.field(factory=lambda: BoundedSet(KNOWN_TXS))
+    served_wants: BoundedSet = attrs.field(factory=lambda: BoundedSet(KNOWN_WANTS))
+    """Gossip ids already sent to it on ``Want``: each is sent once, however often asked."""
     dropped: int = 0
     """Frames dropped because its queue was full."""
     kick_reason: DisconnectReason | None = None

@@ -143,11 +143,16 @@ class GossipRelay:
         self.wants_sent += 1
 
     def _on_want(self, peer: Peer, want: Want) -> None:
-        """Send ``peer`` the asked frames still in the cache (others are gone: no answer)."""
+        """Send ``peer`` the asked frames still in the cache (others are gone: no answer),
+        each at most once: a peer asking again and again for a cached block must not make
+        this node send (and queue) it again and again."""
         now = trio.current_time()
         for message_id in want.ids:
+            if message_id in peer.served_wants:
+                continue
             frame = self.cache.get(message_id, now)
             if frame is not None:
+                peer.served_wants.add(message_id)
                 peer.send_nowait(frame)
                 self.wants_served += 1
 

@@ -11,7 +11,7 @@ from trio.testing import MockClock
 
 from moderntensor.chain.votes import VoteKind
 from moderntensor.consensus import build_certificate
-from moderntensor.network import GossipVerdict, MessageCache
+from moderntensor.network import GossipVerdict, MessageCache, Want
 from tests.network.fakes import FakeLink, running_mesh, wait_until
 from tests.network.helpers import vote
 
@@ -87,3 +87,17 @@ def test_the_message_cache_is_bounded_in_time_and_bytes() -> None:
     assert cache.get(b"\x01" * 32, 3.0) is None  # its 2 s are over
     cache.put(b"\x09" * 32, b"y" * 10, now=4.5)  # expires the old ones on the way
     assert len(cache) == 1 and cache.size == 10
+
+
+async def test_a_frame_is_served_once_per_peer_however_often_it_is_wanted(
+    autojump_clock: MockClock,
+) -> None:
+    async with running_mesh(2, lambda i: [0] if i else [], discover=False) as nodes:
+        await wait_until(lambda: nodes[0].connected() == {1})
+        await nodes[0].outbound.send(vote())  # cached at node 0 as it is broadcast
+        await wait_until(lambda: len(nodes[1].link.delivered) == 1)
+        relay, peer = nodes[0].service, next(iter(nodes[0].service.peers.peers.values()))
+        message_id = next(iter(relay.cache._frames))
+        for _ in range(3):
+            relay._on_want(peer, Want((message_id,) * 5))
+        assert relay.wants_served == 1
