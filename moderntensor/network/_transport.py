@@ -274,7 +274,7 @@ class MemoryTransport:
             send.close()
 
     @staticmethod
-    async def _handle(handler: ConnectionHandler, conn: _MemoryConnection) -> None:
+    async def _handle(handler: ConnectionHandler, conn: Connection) -> None:
         try:
             await handler(conn)
         finally:

@@ -3,27 +3,27 @@ after a latency with jitter, may be lost or duplicated, and are dropped between 
 of a partition. One delivery task orders every frame in flight by (arrival time, send order),
 so with Trio's ``MockClock`` and a seeded ``random.Random`` a run is a function of its seed.
 
-A connection keeps going through a partition (as TCP does while packets are lost): frames
-are dropped, not delayed, and a dial across it is refused. Per direction frames arrive in
-the order sent unless ``reorder`` is set (then only the jitter orders them).
+The fates come from the fault relay's link model (``network.faultrelay``): each direction of
+each connection is a lane with its own seeded random stream, FIFO unless ``reorder``. A
+connection keeps going through a partition (as TCP does while packets are lost): frames are
+dropped, not delayed, and a dial across it is refused.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import attrs
 import trio
 
 from moderntensor.network import MAX_FRAME_SIZE, ConnectionClosed, DialError
-from moderntensor.network._transport import ConnectionHandler
+from moderntensor.network._transport import ConnectionHandler, MemoryTransport
+from moderntensor.network.faultrelay import Lane, LinkConfig, LinkModel
 
-__all__ = ["LinkModel", "SimNetwork", "host_of", "node_of"]
+__all__ = ["SimNetwork", "host_of", "link_config", "node_of"]
 
 Observer = Callable[[float, int, int, bytes], None]
 """Called with (time, from node, to node, frame) as each frame arrives."""
@@ -38,25 +38,14 @@ def node_of(host: str) -> int:
     return b * 65536 + c * 256 + d
 
 
-@attrs.frozen(slots=True)
-class LinkModel:
-    """How every link behaves (seconds and probabilities)."""
-
-    latency_s: float = 0.05
-    jitter_s: float = 0.02
-    drop: float = 0.0
-    duplicate: float = 0.0
-    reorder: bool = False
-
-    def delays(self, rng: random.Random) -> list[float]:
-        """The delay of each copy of one frame: [] lost, two entries duplicated."""
-        if self.drop and rng.random() < self.drop:
-            return []
-        copies = 2 if self.duplicate and rng.random() < self.duplicate else 1
-        return [
-            max(0.0, self.latency_s + rng.uniform(-self.jitter_s, self.jitter_s))
-            for _ in range(copies)
-        ]
+def link_config(
+    latency_ms: float, jitter_ms: float, drop: float, duplicate: float, reorder: bool
+) -> LinkConfig:
+    """The fault relay's link settings for the simulator's ``--latency L --jitter J``: a delay
+    uniform in ``[L - J, L + J]`` (never below 0)."""
+    low = max(0.0, latency_ms - jitter_ms) / 1000
+    return LinkConfig(latency_s=low, jitter_s=(latency_ms + jitter_ms) / 1000 - low, loss=drop,
+                      duplicate=duplicate, reorder=1.0 if reorder else 0.0)  # fmt: skip
 
 
 class _SimConnection:
@@ -72,7 +61,7 @@ class _SimConnection:
         self.inbox: deque[bytes] = deque()
         self.readable = trio.Event()
         self.closed = False
-        self.last_arrival = 0.0
+        self.lane: Lane | None = None  # the link model's lane of this direction
 
     async def send(self, frame: bytes) -> None:
         other = self.other
@@ -111,15 +100,14 @@ class SimNetwork:
     def __init__(
         self,
         model: LinkModel,
-        rng: random.Random,
         *,
         cut: Callable[[int, int], bool] = lambda a, b: False,
         observe: Observer | None = None,
     ) -> None:
         self.model = model
-        self.rng = rng
         self.cut = cut
         self.observe = observe
+        self._lanes = itertools.count()
         self._listeners: dict[tuple[str, int], Callable[[_SimConnection], None]] = {}
         self._heap: list[tuple[float, int, _SimConnection, bytes]] = []
         self._seq = itertools.count()
@@ -146,17 +134,14 @@ class SimNetwork:
         if self.cut(conn.src, conn.dst):
             self.dropped += 1
             return
-        delays = self.model.delays(self.rng)
-        if not delays:
+        if conn.lane is None:  # its own random stream: fates do not depend on interleaving
+            conn.lane = self.model.open_lane(str(conn.src), str(conn.dst), str(next(self._lanes)))
+        fate = self.model.compute_fate(conn.lane, trio.current_time())
+        if not fate.due:
             self.dropped += 1
             return
-        self.duplicated += len(delays) - 1
-        now = trio.current_time()
-        for delay in delays:
-            at = now + delay
-            if not self.model.reorder:
-                at = max(at, conn.last_arrival)
-                conn.last_arrival = at
+        self.duplicated += len(fate.due) - 1
+        for at in fate.due:
             heapq.heappush(self._heap, (at, next(self._seq), other, frame))
         self._wake.set()
 
@@ -231,16 +216,11 @@ class SimTransport:
             finally:
                 self.net.unlisten(host, bound)
 
-    @staticmethod
-    async def _handle(handler: ConnectionHandler, conn: _SimConnection) -> None:
-        try:
-            await handler(conn)
-        finally:
-            await conn.aclose()
+    _handle = staticmethod(MemoryTransport._handle)  # run the handler, then close
 
     @asynccontextmanager
     async def connect(self, host: str, port: int) -> AsyncIterator[_SimConnection]:
-        await trio.sleep(self.net.model.latency_s)  # a connection costs a round trip
+        await trio.sleep(self.net.model.config.latency_s)  # a connection costs a round trip
         conn = self.net.dial(self.node, host, port)
         try:
             yield conn

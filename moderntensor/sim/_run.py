@@ -23,10 +23,11 @@ from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transact
 from moderntensor.codec import DecodeError
 from moderntensor.crypto import keccak256
 from moderntensor.network import MessageType, peek_type
+from moderntensor.network.faultrelay import LinkModel
 from moderntensor.sim._byzantine import make_actor
 from moderntensor.sim._checks import Checker, Violation
 from moderntensor.sim._cluster import STAKE, USER_BALANCE, Cluster
-from moderntensor.sim._network import LinkModel, SimNetwork
+from moderntensor.sim._network import SimNetwork, link_config
 from moderntensor.sim._spec import CrashMode, SimConfig
 from moderntensor.sim._trio import deterministic_scheduling
 
@@ -117,9 +118,9 @@ async def simulate(
         if checker is not None:
             checker.on_frame(at, to, frm, frame)
 
-    link = LinkModel(config.latency_ms / 1000, config.jitter_ms / 1000, config.drop,
-                     config.duplicate, config.reorder)  # fmt: skip
-    net = SimNetwork(link, random.Random(config.seed), cut=cut, observe=observe)
+    link = link_config(config.latency_ms, config.jitter_ms, config.drop, config.duplicate,
+                       config.reorder)  # fmt: skip
+    net = SimNetwork(LinkModel(link, config.seed), cut=cut, observe=observe)
     violation: str | None = None
     finality: list[int] = []
     accepted = 0

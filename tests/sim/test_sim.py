@@ -4,7 +4,6 @@ validators, tens of slots) so the suite stays fast; the README has the large one
 from __future__ import annotations
 
 import logging
-import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from moderntensor.network.faultrelay import LinkModel
 from moderntensor.sim import SimConfig, SimResult, SpecError
-from moderntensor.sim._network import LinkModel
+from moderntensor.sim._network import link_config
 from moderntensor.sim._report import judge
 from moderntensor.sim._run import run_simulation
 from moderntensor.sim._spec import Crash, CrashMode, Partition, parse_crash, parse_partition
@@ -54,15 +54,21 @@ def test_specs_parse_and_bad_ones_say_what_is_wrong() -> None:
 
 
 def test_the_link_model_is_a_function_of_its_seed() -> None:
-    model = LinkModel(0.05, 0.02, drop=0.1, duplicate=0.1)
-    first = [model.delays(random.Random(7)) for _ in range(3)]
-    again = [model.delays(random.Random(7)) for _ in range(3)]
-    assert first == again
-    fates = [model.delays(rng) for rng in [random.Random(1)] for _ in range(2000)]
-    lost = sum(1 for f in fates if not f) / len(fates)
-    doubled = sum(1 for f in fates if len(f) == 2) / len(fates)
+    """The simulator's links are the fault relay's model: ``--latency 50 --jitter 20`` gives
+    delays in 30..70 ms, the asked loss and duplication, the same fates for the same seed."""
+    config = link_config(50, 20, drop=0.1, duplicate=0.1, reorder=True)
+
+    def fates(seed: int, count: int) -> list[tuple[float, ...]]:
+        model = LinkModel(config, seed)
+        lane = model.open_lane("0", "1", "0")
+        return [model.compute_fate(lane, 0.0).due for _ in range(count)]
+
+    assert fates(7, 3) == fates(7, 3) and fates(7, 50) != fates(8, 50)
+    drawn = fates(1, 2000)
+    lost = sum(1 for f in drawn if not f) / len(drawn)
+    doubled = sum(1 for f in drawn if len(f) == 2) / len(drawn)
     assert 0.07 < lost < 0.13 and 0.06 < doubled < 0.13
-    assert all(0.03 <= d <= 0.07 for f in fates for d in f)
+    assert all(0.03 <= d <= 0.07 for f in drawn for d in f)
 
 
 def test_an_honest_run_finalizes_and_repeats_to_the_digest(tmp_path: Path) -> None:
