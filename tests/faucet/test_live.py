@@ -216,8 +216,8 @@ def test_bad_input(start_faucet) -> None:
 
 def test_fifty_concurrent_claims_all_paid(node: DevNode, start_faucet) -> None:
     run = start_faucet(proxy_count=1, ip_claims=1, max_in_flight=16)
-    nonce_before = int(
-        rpc_call(node.url, "eth_getTransactionCount", ["0x" + FAUCET_KEY.address.hex(), "latest"]),
+    nonce_before = int(  # "pending": an earlier test's transaction may still wait in the pool
+        rpc_call(node.url, "eth_getTransactionCount", ["0x" + FAUCET_KEY.address.hex(), "pending"]),
         16,
     )
     addresses = [new_address() for _ in range(50)]
