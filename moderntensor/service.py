@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from moderntensor import offload
+from moderntensor._notarized import NotarizedChain
 from moderntensor._service_views import (
     ConsensusFacts,
     ConsensusView,
@@ -38,6 +39,7 @@ from moderntensor.chain.transactions import Transaction, decode_transaction
 from moderntensor.codec import DecodeError
 from moderntensor.consensus import ValidatorSet, compute_epoch_seed, compute_next_validator_set
 from moderntensor.state.statedb import StateDB
+from moderntensor.state.trie import NodeReader
 
 __all__ = [
     "BlockTagError",
@@ -103,6 +105,7 @@ def _decode_all(raws: Sequence[bytes]) -> list[Transaction | DecodeError]:
 
 _SUBSCRIPTION_BUFFER = 256  # heads/txs a slow subscriber may lag behind before losing some
 _SET_CACHE = 8  # validator sets kept (a node asks for the epochs around its own)
+_ANNOUNCED = 1024  # hashes of blocks already sent to newHeads subscribers
 
 
 class ChainService:
@@ -136,6 +139,10 @@ class ChainService:
         """Told of each transaction admitted through :meth:`submit_raw_transaction` (this
         node's RPC; the node journals them), not of gossiped ones."""
         self._sets: dict[int, ValidatorSet] = {}
+        self._notarized = NotarizedChain()
+        """Notarized, executed blocks above the committed head (``latest``): the driver
+        replaces it whole (see moderntensor._notarized)."""
+        self._announced: dict[bytes, None] = {}
 
     @property
     def syncing(self) -> bool:
@@ -160,17 +167,47 @@ class ChainService:
 
     @property
     def head(self) -> Header:
-        return self.chain.head
+        """``latest``: the newest notarized block this node executed, else the committed
+        head (the newest final block)."""
+        tip = self._notarized.above(self.chain.head).tip
+        return tip if tip is not None else self.chain.head
 
     @property
     def finalized(self) -> Header:
         return self._finalized
 
+    def notarized(self) -> NotarizedChain:
+        """The notarized blocks above the committed head, oldest first (may be empty)."""
+        return self._notarized.above(self.chain.head)
+
+    def set_notarized(self, blocks: Sequence[ExecutedBlock]) -> None:
+        """The driver's view of the notarized chain changed: show it (and announce its new
+        blocks to newHeads subscribers, each block once)."""
+        current = self._notarized.blocks
+        if len(blocks) == len(current) and all(
+            a.block.hash == b.block.hash for a, b in zip(blocks, current, strict=True)
+        ):
+            return
+        self._notarized = NotarizedChain(blocks)
+        for executed in blocks:
+            self._announce(executed.block.header)
+
+    def _announce(self, header: Header) -> None:
+        if header.hash in self._announced:
+            return
+        self._announced[header.hash] = None
+        if len(self._announced) > _ANNOUNCED:
+            del self._announced[next(iter(self._announced))]
+        self._publish(self._head_subscribers, header)
+
     def resolve_tag(self, tag: str | int) -> Header | None:
         """A header by Ethereum block tag or number (None if there is no such block).
 
-        ``pending`` is the head (blocks are built per slot, not continuously); ``safe`` is the
-        finalized block (Simplex finalizes within a slot, so nothing weaker is tracked).
+        ``latest`` and ``pending`` are :attr:`head` (the newest notarized block; blocks are
+        built per slot, not continuously, so there is no pending block of its own); ``safe``
+        and ``finalized`` the newest final block (a notarized block can still be abandoned
+        if its slot is nullified too, so nothing short of final is safe). A number above the
+        committed head names a notarized block.
 
         Raises:
             BlockTagError: not a tag, a non-negative int or a 0x-hex quantity.
@@ -178,6 +215,8 @@ class ChainService:
         if isinstance(tag, int) and not isinstance(tag, bool):
             if tag < 0:
                 raise BlockTagError(f"negative block number {tag}")
+            if tag > self.chain.head.number:
+                return self.notarized().by_number(tag)
             return self.chain.chaindb.get_header_by_number(tag)
         if not isinstance(tag, str):
             raise BlockTagError(f"invalid block tag {tag!r}")
@@ -198,19 +237,35 @@ class ChainService:
         )
 
     def header_by_hash(self, block_hash: bytes) -> Header | None:
-        return self.chain.chaindb.get_header(block_hash)
+        header = self._notarized.header(block_hash)
+        return header if header is not None else self.chain.chaindb.get_header(block_hash)
 
     def block_by_hash(self, block_hash: bytes) -> Block | None:
-        return self.chain.chaindb.get_block(block_hash)
+        block = self._notarized.block(block_hash)
+        return block if block is not None else self.chain.chaindb.get_block(block_hash)
 
     def block_by_header(self, header: Header) -> Block | None:
-        return self.chain.chaindb.get_block(header.hash)
+        return self.block_by_hash(header.hash)
 
     def receipts(self, block_hash: bytes) -> list[Receipt]:
-        return self.chain.chaindb.get_receipts(block_hash)
+        receipts = self._notarized.receipts(block_hash)
+        return receipts if receipts is not None else self.chain.chaindb.get_receipts(block_hash)
+
+    def is_canonical(self, header: Header) -> bool:
+        """On the chain ``latest`` ends in: committed canonical, or notarized above it."""
+        if header.number > self.chain.head.number:
+            return self.notarized().header(header.hash) is not None
+        return self.chain.chaindb.get_canonical_hash(header.number) == header.hash
+
+    def node_reader(self, header: Header) -> NodeReader:
+        """Where the state trie of ``header`` is read (a notarized block's nodes are in memory)."""
+        notarized = self._notarized
+        if notarized.header(header.hash) is not None:
+            return notarized.reader(self.chain.db)
+        return self.chain.db
 
     def state_at(self, header: Header) -> StateDB:
-        return self.chain.state_at(header)
+        return StateDB(self.node_reader(header), header.state_root)
 
     def next_base_fee(self) -> int:
         head = self.head
@@ -263,13 +318,18 @@ class ChainService:
     # -- transactions ---------------------------------------------------------------------
 
     def transaction(self, tx_hash: bytes) -> TxRef | None:
-        """A committed transaction with its location, or a pending one from the pool."""
+        """A transaction in a committed or notarized block with its location, or a pending
+        one from the pool."""
         location = self.chain.chaindb.get_tx_location(tx_hash)
         if location is not None:
             block_hash, index = location
             block = self.chain.chaindb.get_block(block_hash)
             if block is not None and index < len(block.transactions):
                 return TxRef(block.transactions[index], block_hash, block.number, index)
+        found = self.notarized().transaction(tx_hash)
+        if found is not None:
+            block, index = found
+            return TxRef(block.transactions[index], block.hash, block.number, index)
         tx = self.pool.get(tx_hash)
         return TxRef(tx) if tx is not None else None
 
@@ -365,7 +425,7 @@ class ChainService:
     # -- events from the node -------------------------------------------------------------
 
     def on_block_committed(self, executed: ExecutedBlock) -> None:
-        self._publish(self._head_subscribers, executed.block.header)
+        self._announce(executed.block.header)
 
     def on_finalized(self, header: Header) -> None:
         if header.number >= self._finalized.number:

@@ -37,6 +37,7 @@ from typing import assert_never
 import trio
 
 from moderntensor import offload
+from moderntensor._notarized import notarized_path
 from moderntensor.chain.blocks import Block, Header
 from moderntensor.chain.chain import Chain, ExecutedBlock, InvalidBlock, MissingParent
 from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
@@ -276,6 +277,9 @@ class ConsensusDriver:
                       reason=action.reason)  # fmt: skip
             else:  # mypy proves this unreachable: a new kind of action must be handled here
                 assert_never(action)
+        self.service.set_notarized(
+            notarized_path(self.core.notarized(), self.chain.get_pending, self.chain.head)
+        )
 
     # -- blocks: ours, others', missing ones ----------------------------------------------
 

@@ -63,7 +63,7 @@ class ChainView:
         return header
 
     def is_canonical(self, header: Header) -> bool:
-        return self.service.chain.chaindb.get_canonical_hash(header.number) == header.hash
+        return self.service.is_canonical(header)
 
     # -- blocks and receipts ---------------------------------------------------------------
 
@@ -98,10 +98,15 @@ class ChainView:
     # -- transactions ---------------------------------------------------------------------
 
     def committed_transaction(self, tx_hash: bytes) -> TxLocation | None:
-        """A transaction on the canonical chain with its block header and index."""
+        """A transaction on the canonical chain (committed or notarized, see
+        :meth:`ChainService.head`) with its block header and index."""
         location = self.service.chain.chaindb.get_tx_location(tx_hash)
         if location is None:
-            return None
+            found = self.service.notarized().transaction(tx_hash)
+            if found is None:
+                return None
+            notarized, index = found
+            return notarized.transactions[index], notarized.header, index
         block_hash, index = location
         block = self.block_by_hash(block_hash)
         if block is None or index >= len(block.transactions):

@@ -176,7 +176,7 @@ class EthApi:
 
     def get_proof(self, address: bytes, keys: list[bytes], ref: BlockRef) -> dict[str, Any]:
         header = self.view.header_for_ref(ref)
-        db = self.service.chain.db
+        db = self.service.node_reader(header)
         account = self.service.state_at(header).get_account(address)
         account_proof = SecureTrie(db, header.state_root).prove(address)
         storage = SecureTrie(db, account.storage_root)

@@ -3,7 +3,7 @@ each node runs as ``python -m moderntensor.node --config DIR/<name>/node.toml`` 
 with ``subprocess.Popen`` (not through ``scripts/localnet``), so a test can SIGKILL one node
 and start it again on its data directory.
 
-Each test boots a bootnode and four validators with 0.5 s slots on free port runs, polls every
+Each test boots a bootnode and four validators (0.5 s slots; 0.25 s for the late node) on free port runs, polls every
 node's JSON-RPC with ``http.client`` (1 s timeout), and bounds every wait with a deadline. Every
 child is killed in a ``finally`` block; each node's output is in ``DIR/<name>/stdout.log`` and
 the last lines of every log are in the failure message.
@@ -180,16 +180,20 @@ def init_testnet(out: Path, *extra: str) -> None:
 
 
 @contextmanager
-def running_testnet(tmp_path: Path, *extra: str) -> Iterator[LocalTestnet]:
-    """Boot every node as its own process; kill every one of them afterwards."""
+def running_testnet(
+    tmp_path: Path, *extra: str, late: tuple[str, ...] = ()
+) -> Iterator[LocalTestnet]:
+    """Boot every node (but those named in ``late``) as its own process; kill every one of
+    them afterwards."""
     out = tmp_path / "net"
     init_testnet(out, *extra)
     net = LocalTestnet(out)
     try:
-        for node in net.nodes:
+        booted = [n for n in net.nodes if n.name not in late]
+        for node in booted:
             node.start()
         net.wait(
-            lambda: all(rpc(n.url, "mt_finality") is not None for n in net.nodes),
+            lambda: all(rpc(n.url, "mt_finality") is not None for n in booted),
             20,
             "every node's RPC",
         )
@@ -202,12 +206,41 @@ def running_testnet(tmp_path: Path, *extra: str) -> Iterator[LocalTestnet]:
                 node.kill()
 
 
-def test_four_validators_finalize_the_same_blocks(tmp_path: Path) -> None:
-    with running_testnet(tmp_path) as net:
+LATE_BLOCKS = 500
+LATE_SLOT_S = 0.25
+
+
+def test_four_validators_finalize_the_same_blocks_and_a_node_500_blocks_late_follows(
+    tmp_path: Path,
+) -> None:
+    """Four validators finalize the same blocks; a fifth node (a full node) started once
+    they are 500 blocks on catches up by range sync while the chain keeps going, then
+    follows it block by block."""
+    extra = ("--full-nodes", "1", "--slot-duration", str(LATE_SLOT_S))
+    with running_testnet(tmp_path, *extra, late=("fullnode-0",)) as net:
         net.wait_finalized(net.validators, 8, 30)
-        top = net.assert_same_chain(net.validators)
-        assert top >= 8
+        assert net.assert_same_chain(net.validators) >= 8
+        slots_needed = LATE_BLOCKS * LATE_SLOT_S
+        net.wait_finalized(net.validators, LATE_BLOCKS, 3 * slots_needed)
+        (late,) = [n for n in net.nodes if n.name == "fullnode-0"]
+        late.start()
+        began = time.monotonic()
+        net.wait(lambda: late.finalized() is not None, 20, "fullnode-0's RPC")
+        target = max(h or 0 for h in net.finalized(net.validators))
+        assert target >= LATE_BLOCKS and (late.finalized() or 0) < target - 400, (
+            f"not late: {late.finalized()} of {target}"
+        )
+        net.wait_finalized([late], target, 120)
+        caught_up_s = time.monotonic() - began
+        net.wait(lambda: "sync finished" in late.log.read_text(errors="replace"), 30,
+                 "fullnode-0 caught up by range sync")  # fmt: skip
+        # and then it follows: new blocks reach it as they are finalized
+        now = max(h or 0 for h in net.finalized(net.validators))
+        net.wait_finalized([late], now + 8, 30)
+        top = net.assert_same_chain([*net.validators, late])
+        assert top >= now
         assert all(n.alive() for n in net.nodes), net.logs()
+        print(f"fullnode-0: {target} blocks behind, caught up in {caught_up_s:.1f} s")
 
 
 def test_transfer_sent_to_one_validator_is_final_and_visible_at_all(tmp_path: Path) -> None:
