@@ -3,8 +3,9 @@ each node runs as ``python -m moderntensor.node --config DIR/<name>/node.toml`` 
 with ``subprocess.Popen`` (not through ``scripts/localnet``), so a test can SIGKILL one node
 and start it again on its data directory.
 
-Each test boots a bootnode and four validators (0.5 s slots; 0.25 s for the late node) on free port runs, polls every
-node's JSON-RPC with ``http.client`` (1 s timeout), and bounds every wait with a deadline. Every
+Each test boots a bootnode and four validators (0.5 s slots; 0.25 s for the late node) on free
+port runs, polls every node's JSON-RPC with ``http.client`` (1 s timeout), and bounds every
+wait with a deadline. Every
 child is killed in a ``finally`` block; each node's output is in ``DIR/<name>/stdout.log`` and
 the last lines of every log are in the failure message.
 """
