@@ -105,7 +105,6 @@ def _decode_all(raws: Sequence[bytes]) -> list[Transaction | DecodeError]:
 
 _SUBSCRIPTION_BUFFER = 256  # heads/txs a slow subscriber may lag behind before losing some
 _SET_CACHE = 8  # validator sets kept (a node asks for the epochs around its own)
-_ANNOUNCED = 1024  # hashes of blocks already sent to newHeads subscribers
 
 
 class ChainService:
@@ -142,7 +141,6 @@ class ChainService:
         self._notarized = NotarizedChain()
         """Notarized, executed blocks above the committed head (``latest``): the driver
         replaces it whole (see moderntensor._notarized)."""
-        self._announced: dict[bytes, None] = {}
 
     @property
     def syncing(self) -> bool:
@@ -181,24 +179,17 @@ class ChainService:
         return self._notarized.above(self.chain.head)
 
     def set_notarized(self, blocks: Sequence[ExecutedBlock]) -> None:
-        """The driver's view of the notarized chain changed: show it (and announce its new
-        blocks to newHeads subscribers, each block once)."""
+        """The driver's view of the notarized chain (oldest first) changed: serve it.
+
+        ``newHeads`` is not told: it announces blocks as they become final (the moment
+        operators and benchmarks time), not as they are notarized.
+        """
         current = self._notarized.blocks
         if len(blocks) == len(current) and all(
             a.block.hash == b.block.hash for a, b in zip(blocks, current, strict=True)
         ):
             return
         self._notarized = NotarizedChain(blocks)
-        for executed in blocks:
-            self._announce(executed.block.header)
-
-    def _announce(self, header: Header) -> None:
-        if header.hash in self._announced:
-            return
-        self._announced[header.hash] = None
-        if len(self._announced) > _ANNOUNCED:
-            del self._announced[next(iter(self._announced))]
-        self._publish(self._head_subscribers, header)
 
     def resolve_tag(self, tag: str | int) -> Header | None:
         """A header by Ethereum block tag or number (None if there is no such block).
@@ -425,7 +416,7 @@ class ChainService:
     # -- events from the node -------------------------------------------------------------
 
     def on_block_committed(self, executed: ExecutedBlock) -> None:
-        self._announce(executed.block.header)
+        self._publish(self._head_subscribers, executed.block.header)
 
     def on_finalized(self, header: Header) -> None:
         if header.number >= self._finalized.number:
