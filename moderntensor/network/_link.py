@@ -43,6 +43,10 @@ class ConsensusLink(Protocol):
     def local_status(self) -> LocalStatus:
         """Where this node stands now."""
 
+    def clock_slot(self) -> int:
+        """The slot the node's clock is in: no honest vote is far beyond it (a node that is
+        still syncing has a view far behind the network's, so its view cannot say that)."""
+
     def votes_of(self, validator_id: bytes) -> Sequence[SignedVote]:
         """The messages of ``validator_id`` the core holds (``SimplexCore.votes_of``)."""
 

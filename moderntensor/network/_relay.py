@@ -169,7 +169,9 @@ class GossipRelay:
                 return
             if self._too_far_ahead(message):  # ignored: never recovered, never relayed
                 self.ignored += 1
-                if self.scores.charge(peer.peer_id, FUTURE_VOTE_COST, now):
+                if self._beyond_clock(message) and self.scores.charge(
+                    peer.peer_id, FUTURE_VOTE_COST, now
+                ):
                     peer.kick(DisconnectReason.BANNED)
                 return
             if not self.verifier.is_authentic(message):
@@ -204,6 +206,11 @@ class GossipRelay:
 
     def _too_far_ahead(self, vote: SignedVote) -> bool:
         return vote.slot > self.link.local_status().view + self.config.max_future_slots
+
+    def _beyond_clock(self, vote: SignedVote) -> bool:
+        """Far ahead of the clock too: a lie, charged (a node catching up sees the network's
+        current votes far ahead of its own view, from honest peers)."""
+        return vote.slot > self.link.clock_slot() + self.config.max_future_slots
 
     # -- what the node sends ----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import trio
 
 from moderntensor.chain.genesis import Genesis
+from moderntensor.chain.timing import compute_slot_at
 from moderntensor.chain.votes import SignedVote
 from moderntensor.consensus import Certificate, Round
 from moderntensor.crypto import PrivateKey
@@ -58,6 +59,11 @@ class NodeLink:
         return LocalStatus(
             head.number, head.hash, core.finalized.slot, core.epoch, core.view, certified
         )
+
+    def clock_slot(self) -> int:
+        config = self.parts.config
+        now_ms = self.parts.driver.clock()
+        return compute_slot_at(config.genesis_time_ms, config.preset.slot_duration_ms, now_ms)
 
     def votes_of(self, validator_id: bytes) -> Sequence[SignedVote]:
         return self.parts.core.votes_of(validator_id)

@@ -1,7 +1,8 @@
-"""Range sync: a node more than a couple of epochs behind its peers downloads the committed
-blocks it lacks in ranges (``GetBlockRange``), proves each final with a finalization
-certificate checked against the validator set of its epoch, re-executes it and has the
-driver commit it (docs/network.md, "Range sync").
+"""Range sync: a node far behind its peers (the node passes ``threshold``: more blocks than
+its core's look-ahead covers) downloads the committed blocks it lacks in ranges
+(``GetBlockRange``), proves each final with a finalization certificate checked against the
+validator set of its epoch, re-executes it and has the driver commit it (docs/network.md,
+"Range sync").
 
 Why ranges: the fetch path (``_fetch``) walks parents one block at a time and the core can
 only check certificates of the epochs whose sets it holds, so a node an epoch or more behind

@@ -45,6 +45,9 @@ class FakeLink:
     def local_status(self) -> LocalStatus:
         return self.status
 
+    def clock_slot(self) -> int:
+        return self.status.view
+
     def votes_of(self, validator_id: bytes) -> Sequence[SignedVote]:
         return self.votes.get(validator_id, [])
 

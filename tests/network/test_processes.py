@@ -170,8 +170,10 @@ class LocalTestnet:
 
 
 def init_testnet(out: Path, *extra: str) -> None:
-    """``testnet init``: a bootnode and four validators, 0.5 s slots, free ports."""
-    count = VALIDATORS + 1
+    """``testnet init``: a bootnode and four validators (and ``--full-nodes``), 0.5 s slots,
+    free ports."""
+    full = int(extra[extra.index("--full-nodes") + 1]) if "--full-nodes" in extra else 0
+    count = VALIDATORS + 1 + full
     rpc_port = free_port_run(2 * count)  # one run: RPC ports, then p2p ports
     p2p_port = rpc_port + count
     args = ["testnet", "init", "--validators", str(VALIDATORS), "--out", str(out)]
