@@ -212,9 +212,6 @@ async def _upgrade(
         await _send(stream, conn, json_error(400, "bad WebSocket handshake (need GET, a key "
                                                   "and version 13)"))  # fmt: skip
         return
-    if conn.their_state is h11.SEND_BODY:
-        await _send(stream, conn, json_error(400, "a WebSocket handshake has no body"))
-        return
     try:
         limits.upgrade(slot)
     except ConnectionRefused as exc:

@@ -175,6 +175,16 @@ class AccountIndex:
             _, digest = self._blocks.popitem(last=False)
             self._count -= len(digest.txs)
 
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` indexed transactions (the home page's list)."""
+        out: list[dict[str, Any]] = []
+        for digest in reversed(self._blocks.values()):
+            for tx in reversed(digest.txs):
+                out.append(tx.to_json(digest.number, digest.timestamp))
+                if len(out) >= limit:
+                    return out
+        return out
+
     def lookup(self, address: bytes, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` indexed transactions from or to ``address``."""
         out: list[dict[str, Any]] = []

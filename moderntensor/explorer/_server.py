@@ -9,6 +9,8 @@ Routes:
   page), the RPC's own WebSocket session over the same allowlist.
 * ``GET /api/account/<address>``: the address's newest transactions in the explorer's index
   of recent blocks (``_index.py``), with the index's coverage.
+* ``GET /api/transactions``: the newest transactions in the index (at most
+  ``account_transactions``; the home page's list).
 * ``GET /api/index``: the index's coverage.
 
 Everything else is a JSON 404 (405 for a known path with the wrong method).
@@ -88,6 +90,12 @@ class ExplorerApp:
             return HttpResponse(200, page.body, page.content_type, headers)
         if path.startswith("/api/account/"):
             return self._account(path.removeprefix("/api/account/"))
+        if path == "/api/transactions":
+            doc = {
+                "transactions": self.index.recent(self.config.account_transactions),
+                "index": self.index.coverage(),
+            }
+            return HttpResponse(200, orjson.dumps(doc))
         if path == "/api/index":
             return HttpResponse(200, orjson.dumps(self.index.coverage()))
         if path == "/ws":

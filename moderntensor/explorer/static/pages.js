@@ -48,7 +48,10 @@ async function pageHome(ctx) {
   const head = num(await rpc("eth_blockNumber"));
   const numbers = [];
   for (let n = head; n >= Math.max(0, head - HOME_SCAN + 1); n--) numbers.push(n);
-  const blocks = (await rpcBatch(numbers.map((n) => ["eth_getBlockByNumber", [toHex(n), true]]))).filter(Boolean);
+  const [blocks, recent] = await Promise.all([
+    rpcBatch(numbers.map((n) => ["eth_getBlockByNumber", [toHex(n), true]])).then((bs) => bs.filter(Boolean)),
+    getJson("/api/transactions"),
+  ]);
   if (!ctx.alive()) return null;
   ctx.main.replaceChildren(...view);
   const home = { blocks: [], txs: [], validators: [], statsAt: 0 };
@@ -72,7 +75,7 @@ async function pageHome(ctx) {
     blocksBody.replaceChildren(...home.blocks.slice(0, HOME_BLOCKS).map((b, i) => blockRow(b, fresh && i === 0)));
     txsBody.replaceChildren(...home.txs.slice(0, HOME_BLOCKS).map((tx) => txRow(tx, fresh && tx.fresh)));
     document.getElementById("latest-txs-note").textContent = home.txs.length
-      ? "" : `No transactions in the last ${home.blocks.length} blocks.`;
+      ? "" : "No transactions in the explorer's index of recent blocks.";
   }
   function add(b, fresh) {
     if (home.blocks.length && num(b.number) <= num(home.blocks[0].number)) {
@@ -105,6 +108,10 @@ async function pageHome(ctx) {
   }
 
   for (const b of blocks.slice().reverse()) add(b, false);
+  const seen = new Set(home.txs.map((tx) => tx.hash));
+  const older = recent.transactions.filter((tx) => !seen.has(tx.hash) && tx.blockNumber <= (blocks.length ? num(blocks[0].number) : 0))
+    .map((tx) => ({ ...tx, blockNumber: toHex(tx.blockNumber), fresh: false }));
+  home.txs = home.txs.concat(older).slice(0, HOME_BLOCKS);
   setHeight(head);
   await refreshStats();
   draw(false);
