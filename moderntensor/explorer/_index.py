@@ -105,6 +105,7 @@ class AccountIndex:
         self.max_transactions = max_transactions
         self._blocks: OrderedDict[int, BlockDigest] = OrderedDict()  # ascending numbers
         self._count = 0
+        self._filled = False  # the bounds (or a block that cannot be read) stop the backfill
         self.restarts = 0
 
     def __len__(self) -> int:
@@ -138,6 +139,7 @@ class AccountIndex:
                 self.restarts += 1
             self._blocks.clear()
             self._count = 0
+            self._filled = False
         for number in [n for n in self._blocks if n >= oldest.number]:  # orphaned by a reorg
             self._count -= len(self._blocks.pop(number).txs)
         for digest in reversed(digests):
@@ -149,11 +151,13 @@ class AccountIndex:
         """Blocks read backwards from below the lowest indexed one (newest first)."""
         lowest = self.lowest
         if not digests or lowest is None or digests[0].hash != lowest.parent_hash:
+            self._filled = True  # nothing more to read below (or the walk failed): stop
             return
         for digest in digests:
             if len(self._blocks) >= self.max_blocks or (
                 self._count + len(digest.txs) > self.max_transactions
             ):
+                self._filled = True
                 return
             self._blocks[digest.number] = digest
             self._blocks.move_to_end(digest.number, last=False)
@@ -163,6 +167,7 @@ class AccountIndex:
         lowest = self.lowest
         return (
             lowest is not None
+            and not self._filled
             and lowest.number > 1
             and len(self._blocks) < self.max_blocks
             and self._count < self.max_transactions
@@ -174,6 +179,7 @@ class AccountIndex:
         ):
             _, digest = self._blocks.popitem(last=False)
             self._count -= len(digest.txs)
+            self._filled = True
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` indexed transactions (the home page's list)."""
