@@ -89,10 +89,14 @@ def node_rpc(url: str, method: str, params: list[Any]) -> Any:
     return doc["result"]
 
 
-def signed_transfer(key: Any, url: str, to: str, value: int) -> tuple[str, str]:
-    """A type-2 transfer signed with eth-account at the sender's pending nonce: (raw, hash)."""
+def signed_transfer(
+    key: Any, url: str, to: str, value: int, nonce_offset: int = 0
+) -> tuple[str, str]:
+    """A type-2 transfer signed with eth-account at the sender's pending nonce (plus
+    ``nonce_offset``: a gap keeps it queued in the pool): (raw, hash)."""
     sender = Account.from_key(key.secret)
-    nonce = int(node_rpc(url, "eth_getTransactionCount", [sender.address, "pending"]), 16)
+    pending = int(node_rpc(url, "eth_getTransactionCount", [sender.address, "pending"]), 16)
+    nonce = pending + nonce_offset
     signed = sender.sign_transaction(
         {
             "type": 2,
