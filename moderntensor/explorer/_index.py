@@ -37,6 +37,7 @@ log = logging.getLogger("moderntensor.explorer")
 SYNC_CHUNK = 64
 """Blocks read per trip to the worker thread."""
 SYNC_INTERVAL_S = 0.5
+RETRY_S = 5.0
 
 
 @attrs.frozen(slots=True)
@@ -224,21 +225,31 @@ class AccountIndex:
         """Keep the index up to date until cancelled (see the module docstring)."""
         task_status.started()
         while True:
-            head = service.head
-            if not self.has(head.number, head.hash):
-                newer = await worker.run(
-                    read_blocks, service, view, head, self.has, SYNC_CHUNK, worker.give_way
-                )
-                self.add_newer(newer)
-            if self.wants_older():
-                lowest = self.lowest
-                assert lowest is not None
-                start = service.header_by_hash(lowest.parent_hash)
-                older = await worker.run(
-                    read_blocks, service, view, start, lambda _n, _h: False,
-                    min(SYNC_CHUNK, self.max_blocks - len(self)), worker.give_way,
-                )  # fmt: skip
-                self.add_older(older)
-                await trio.sleep(0)
+            try:
+                more = await self._step(service, view, worker)
+            except Exception:  # the explorer's history must never take the node down
+                log.exception("explorer index: reading blocks failed; retrying in %g s",
+                              RETRY_S)  # fmt: skip
+                await trio.sleep(RETRY_S)
                 continue
-            await trio.sleep(SYNC_INTERVAL_S)
+            await (trio.sleep(0) if more else trio.sleep(SYNC_INTERVAL_S))
+
+    async def _step(self, service: ChainService, view: ChainView, worker: ReadWorker) -> bool:
+        """Catch up with the head, then backfill one chunk; whether more backfill is due."""
+        head = service.head
+        if not self.has(head.number, head.hash):
+            newer = await worker.run(
+                read_blocks, service, view, head, self.has, SYNC_CHUNK, worker.give_way
+            )
+            self.add_newer(newer)
+        if not self.wants_older():
+            return False
+        lowest = self.lowest
+        assert lowest is not None
+        start = service.header_by_hash(lowest.parent_hash)
+        older = await worker.run(
+            read_blocks, service, view, start, lambda _n, _h: False,
+            min(SYNC_CHUNK, self.max_blocks - len(self)), worker.give_way,
+        )  # fmt: skip
+        self.add_older(older)
+        return True
