@@ -64,7 +64,9 @@ READ_ONLY = frozenset(
 """Methods the explorer answers. Not here: ``eth_sendRawTransaction`` (writes), and the
 costly ``eth_getProof``, ``eth_call`` and ``eth_estimateGas`` (no page needs them)."""
 
-_ANY = tuple(Param(f"arg{i}", lambda value: value, required=False) for i in range(8))
+_ANY = tuple(Param(f"arg{i}", lambda value: value, required=False) for i in range(32))
+"""A refused method takes any arguments (up to 32), so the refusal, not a parameter error,
+is what its caller reads."""
 
 
 def _refusal(name: str) -> Method:

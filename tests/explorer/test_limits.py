@@ -120,3 +120,38 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(node: ExplorerNode) -> N
         node.explorer_port, "POST", "/rpc", body, {"content-type": "application/json"}
     )
     assert status == 413 and b"limit 4096 bytes" in answer
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(node: ExplorerNode) -> None:
+    with _connect(node.explorer_port) as sock:
+        sock.sendall(
+            b"POST /rpc HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        chunk = b"0" * 1000
+        for _ in range(5):  # 5,000 bytes in 1,000-byte chunks, over the 4,096 limit
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        sock.settimeout(10)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413") and b"limit 4096 bytes" in answer
+
+
+def test_pipelined_requests_are_answered_in_order(node: ExplorerNode) -> None:
+    calls = [
+        orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "eth_chainId"}) for i in range(1, 4)
+    ]
+    wire = b"".join(
+        b"POST /rpc HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(c), c)
+        for c in calls
+    )
+    with _connect(node.explorer_port) as sock:
+        sock.sendall(wire)
+        sock.settimeout(10)
+        data = b""
+        while data.count(b'"result"') < 3:
+            part = sock.recv(65536)
+            assert part, data
+            data += part
+    ids = [int(x.split(b",")[0]) for x in data.split(b'"id":')[1:]]
+    assert ids == [1, 2, 3]
