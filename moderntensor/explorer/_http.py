@@ -170,7 +170,9 @@ async def _request(
         await _send(stream, conn, json_error(413, _too_large(config)))
         return True
     if conn.they_are_waiting_for_100_continue:
-        await stream.send_all(conn.send(h11.InformationalResponse(status_code=100)) or b"")
+        await stream.send_all(
+            conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+        )
     body = bytearray()
     with trio.move_on_after(REQUEST_TIMEOUT) as scope:
         while True:

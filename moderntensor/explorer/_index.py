@@ -2,9 +2,9 @@
 
 Bounds: the index covers at most ``index_blocks`` consecutive blocks ending at the head and
 holds at most ``index_max_transactions`` transactions; past either, the oldest blocks are
-dropped. A lookup scans the index newest first and stops at ``limit`` matches, so it costs at
-most ``index_max_transactions`` comparisons. Memory: about 250 bytes per transaction (12 MB at
-the default 50,000).
+dropped. Each transaction is also listed under its sender and recipient (in chain order), so
+a lookup costs what it returns (``limit`` entries), whatever the index holds. Memory, measured
+with 50,000 transactions in 10,000 blocks: 17 MB among 1,000 addresses, 31 MB among 64,000.
 
 Keeping it (:meth:`AccountIndex.run`): twice a second the explorer walks back from the head
 to the newest indexed block whose hash still matches (at most ``SYNC_CHUNK`` blocks per step,
@@ -16,6 +16,7 @@ ran more than a chunk ahead (a node that was syncing), the index restarts from t
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -60,6 +61,11 @@ class IndexedTx:
         }
 
 
+def _parties(tx: IndexedTx) -> tuple[bytes, ...]:
+    """The addresses a transaction is listed under (once for a transfer to oneself)."""
+    return (tx.sender,) if tx.to is None or tx.to == tx.sender else (tx.sender, tx.to)
+
+
 @attrs.frozen(slots=True)
 class BlockDigest:
     number: int
@@ -67,6 +73,9 @@ class BlockDigest:
     parent_hash: bytes
     timestamp: int
     txs: tuple[IndexedTx, ...]
+
+
+_Entry = tuple[BlockDigest, IndexedTx]
 
 
 def read_blocks(
@@ -99,12 +108,15 @@ def read_blocks(
 
 
 class AccountIndex:
-    """Recent transactions by block, newest last; see the module docstring for the bounds."""
+    """Recent transactions by block, newest last, and by address (each address's entries in
+    chain order, so a lookup costs what it returns); see the module docstring for the
+    bounds."""
 
     def __init__(self, max_blocks: int, max_transactions: int) -> None:
         self.max_blocks = max_blocks
         self.max_transactions = max_transactions
         self._blocks: OrderedDict[int, BlockDigest] = OrderedDict()  # ascending numbers
+        self._by_address: dict[bytes, list[_Entry]] = {}  # lists: a deque costs 600+ bytes
         self._count = 0
         self._filled = False  # the bounds (or a block that cannot be read) stop the backfill
         self.restarts = 0
@@ -115,6 +127,10 @@ class AccountIndex:
     @property
     def transactions(self) -> int:
         return self._count
+
+    @property
+    def addresses(self) -> int:
+        return len(self._by_address)
 
     @property
     def lowest(self) -> BlockDigest | None:
@@ -128,6 +144,52 @@ class AccountIndex:
         digest = self._blocks.get(number)
         return digest is not None and digest.hash == block_hash
 
+    # -- the four edits (blocks and the address lists move together) ------------------------
+
+    def _push_newest(self, digest: BlockDigest) -> None:
+        self._blocks[digest.number] = digest
+        self._count += len(digest.txs)
+        for tx in digest.txs:
+            for address in _parties(tx):
+                self._by_address.setdefault(address, []).append((digest, tx))
+
+    def _push_oldest(self, digests: list[BlockDigest]) -> None:
+        """Blocks below the lowest (newest first): each address's new entries are put in
+        front of its list at once (one move per list, not one per entry)."""
+        ahead: dict[bytes, list[_Entry]] = {}
+        for digest in digests:
+            self._blocks[digest.number] = digest
+            self._blocks.move_to_end(digest.number, last=False)
+            self._count += len(digest.txs)
+        for digest in reversed(digests):  # chain order
+            for tx in digest.txs:
+                for address in _parties(tx):
+                    ahead.setdefault(address, []).append((digest, tx))
+        for address, entries in ahead.items():
+            self._by_address.setdefault(address, [])[:0] = entries
+
+    def _pop_newest(self) -> None:
+        _, digest = self._blocks.popitem(last=True)
+        self._count -= len(digest.txs)
+        for tx in reversed(digest.txs):
+            for address in _parties(tx):
+                entries = self._by_address[address]
+                entries.pop()
+                if not entries:
+                    del self._by_address[address]
+
+    def _pop_oldest(self) -> None:
+        _, digest = self._blocks.popitem(last=False)
+        self._count -= len(digest.txs)
+        for tx in digest.txs:
+            for address in _parties(tx):
+                entries = self._by_address[address]
+                del entries[0]
+                if not entries:
+                    del self._by_address[address]
+
+    # -- keeping it -----------------------------------------------------------------------
+
     def add_newer(self, digests: list[BlockDigest]) -> None:
         """Blocks read from the head back (newest first). If the oldest of them does not
         follow an indexed block (the walk gave up), the index starts again from them."""
@@ -139,14 +201,18 @@ class AccountIndex:
             if self._blocks:
                 self.restarts += 1
             self._blocks.clear()
+            self._by_address.clear()
             self._count = 0
             self._filled = False
-        for number in [n for n in self._blocks if n >= oldest.number]:  # orphaned by a reorg
-            self._count -= len(self._blocks.pop(number).txs)
+        while self._blocks and next(reversed(self._blocks)) >= oldest.number:
+            self._pop_newest()  # orphaned by a reorganisation
         for digest in reversed(digests):
-            self._blocks[digest.number] = digest
-            self._count += len(digest.txs)
-        self._trim()
+            self._push_newest(digest)
+        while len(self._blocks) > 1 and (
+            len(self._blocks) > self.max_blocks or self._count > self.max_transactions
+        ):
+            self._pop_oldest()
+            self._filled = True
 
     def add_older(self, digests: list[BlockDigest]) -> None:
         """Blocks read backwards from below the lowest indexed one (newest first)."""
@@ -154,15 +220,16 @@ class AccountIndex:
         if not digests or lowest is None or digests[0].hash != lowest.parent_hash:
             self._filled = True  # nothing more to read below (or the walk failed): stop
             return
-        for digest in digests:
-            if len(self._blocks) >= self.max_blocks or (
-                self._count + len(digest.txs) > self.max_transactions
-            ):
-                self._filled = True
-                return
-            self._blocks[digest.number] = digest
-            self._blocks.move_to_end(digest.number, last=False)
-            self._count += len(digest.txs)
+        room = self.max_blocks - len(self._blocks)
+        taken, txs = [], self._count
+        for digest in digests[:room]:
+            if txs + len(digest.txs) > self.max_transactions:
+                break
+            taken.append(digest)
+            txs += len(digest.txs)
+        if len(taken) < len(digests):
+            self._filled = True
+        self._push_oldest(taken)
 
     def wants_older(self) -> bool:
         lowest = self.lowest
@@ -174,16 +241,11 @@ class AccountIndex:
             and self._count < self.max_transactions
         )
 
-    def _trim(self) -> None:
-        while len(self._blocks) > 1 and (
-            len(self._blocks) > self.max_blocks or self._count > self.max_transactions
-        ):
-            _, digest = self._blocks.popitem(last=False)
-            self._count -= len(digest.txs)
-            self._filled = True
+    # -- reading --------------------------------------------------------------------------
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` indexed transactions (the home page's list)."""
+        """The newest ``limit`` indexed transactions (the home page's list; empty blocks are
+        skipped, at most ``max_blocks`` of them)."""
         out: list[dict[str, Any]] = []
         for digest in reversed(self._blocks.values()):
             for tx in reversed(digest.txs):
@@ -194,14 +256,11 @@ class AccountIndex:
 
     def lookup(self, address: bytes, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` indexed transactions from or to ``address``."""
-        out: list[dict[str, Any]] = []
-        for digest in reversed(self._blocks.values()):
-            for tx in reversed(digest.txs):
-                if tx.sender == address or tx.to == address:
-                    out.append(tx.to_json(digest.number, digest.timestamp))
-                    if len(out) >= limit:
-                        return out
-        return out
+        entries = self._by_address.get(address, ())
+        return [
+            tx.to_json(digest.number, digest.timestamp)
+            for digest, tx in itertools.islice(reversed(entries), limit)  # newest first
+        ]
 
     def coverage(self) -> dict[str, Any]:
         low, high = self.lowest, self.highest
@@ -210,6 +269,7 @@ class AccountIndex:
             "toBlock": None if high is None else high.number,
             "blocks": len(self._blocks),
             "transactions": self._count,
+            "addresses": len(self._by_address),
             "maxBlocks": self.max_blocks,
             "maxTransactions": self.max_transactions,
         }

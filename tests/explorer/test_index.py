@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from moderntensor.explorer import AccountIndex
 from moderntensor.explorer._index import BlockDigest, IndexedTx
 
@@ -79,3 +81,58 @@ def test_a_gap_restarts_the_index_from_the_head() -> None:
     index.add_newer(_chain(50, 60))  # the walk gave up before reaching block 10
     assert index.coverage()["fromBlock"] == 50 and index.restarts == 1
     assert index.wants_older()
+
+
+def _brute(index: AccountIndex, address: bytes, limit: int) -> list[dict[str, object]]:
+    """The reference: every indexed block scanned, newest first."""
+    out = []
+    for digest in reversed(list(index._blocks.values())):
+        for tx in reversed(digest.txs):
+            if tx.sender == address or tx.to == address:
+                out.append(tx.to_json(digest.number, digest.timestamp))
+    return out[:limit]
+
+
+def test_address_lists_agree_with_a_full_scan_through_every_edit() -> None:
+    rng = random.Random(7)
+    people = [bytes([i]) * 20 for i in range(1, 6)]
+
+    def chain(low: int, high: int, fork: int, base_fork: int) -> list[BlockDigest]:
+        out = []
+        for n in range(high, low - 1, -1):
+            parent = _hash(n - 1, base_fork if n == low else fork)
+            txs = tuple(
+                IndexedTx(
+                    bytes([fork, i]) + n.to_bytes(30, "big"),
+                    rng.choice(people),
+                    rng.choice([*people, None]),
+                    n,
+                    i,
+                )
+                for i in range(rng.randrange(0, 4))
+            )
+            out.append(BlockDigest(n, _hash(n, fork), parent, n, txs))
+        return out
+
+    index = AccountIndex(max_blocks=30, max_transactions=40)
+    index.add_newer(chain(41, 50, 0, 0))
+    for _ in range(5):  # backfill down in chunks until a bound stops it
+        if index.wants_older():
+            low = index.coverage()["fromBlock"]
+            index.add_older(chain(max(1, low - 7), low - 1, 0, 0))
+    checks = 0
+    for step in range(40):  # new heads, with a reorganisation now and then
+        high = index.coverage()["toBlock"]
+        fork = step % 3
+        if step % 5 == 4:
+            below = high - 2
+            below_fork = int.from_bytes(index._blocks[below].hash[:1], "big")
+            index.add_newer(chain(below + 1, high + 1, fork + 10, below_fork))
+        else:
+            top_fork = int.from_bytes(index._blocks[high].hash[:1], "big")
+            index.add_newer(chain(high + 1, high + 1, top_fork, top_fork))
+        assert len(index) <= 30 and index.transactions <= 40
+        for person in people:
+            assert index.lookup(person, 6) == _brute(index, person, 6)
+            checks += 1
+    assert checks == 200 and index.restarts == 0
