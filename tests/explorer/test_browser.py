@@ -70,6 +70,13 @@ def page(browser: Any, node: ExplorerNode) -> Iterator[Any]:
     assert errors == []  # no uncaught script error on any page
 
 
+def goto(page: Any, route: str) -> None:
+    """Open ``route`` (a hash route, "" for home) and wait until the page shows it (the
+    router marks ``main`` once a route is drawn; element ids repeat across pages)."""
+    page.goto(page.base + route)
+    page.wait_for_selector(f'main[data-rendered="{route}"]', timeout=WAIT_MS)
+
+
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"explorer-{name}.png"), full_page=True)
@@ -80,8 +87,7 @@ def number_in(page: Any, selector: str) -> int:
 
 
 def test_home_shows_the_head_updating_live(node: ExplorerNode, page: Any, transfer: Any) -> None:
-    page.goto(page.base)
-    page.wait_for_selector("#latest-blocks tr", timeout=WAIT_MS)
+    goto(page, "")
     first = number_in(page, "#stat-height")
     assert first >= int(transfer["receipt"]["blockNumber"], 16)
     # newHeads over /ws: the height and the newest row move on without a reload
@@ -107,8 +113,7 @@ def test_block_page_shows_hash_txs_and_finality(
 ) -> None:
     number = int(transfer["receipt"]["blockNumber"], 16)
     block = node_rpc(node.url, "eth_getBlockByNumber", [hex(number), False])
-    page.goto(page.base + f"#/block/{number}")
-    page.wait_for_selector("#block-hash", timeout=WAIT_MS)
+    goto(page, f"#/block/{number}")
     assert page.text_content("#block-hash") == block["hash"]
     assert page.text_content("#block-txcount") == str(len(block["transactions"]))
     assert page.text_content("#block-finality") == "Finalized"
@@ -118,8 +123,7 @@ def test_block_page_shows_hash_txs_and_finality(
 
 
 def test_tx_page_shows_receipt_and_finality(node: ExplorerNode, page: Any, transfer: Any) -> None:
-    page.goto(page.base + f"#/tx/{transfer['hash']}")
-    page.wait_for_selector("#tx-finality", timeout=WAIT_MS)
+    goto(page, f"#/tx/{transfer['hash']}")
     assert page.text_content("#tx-status") == "Success"
     assert page.text_content("#tx-finality") == "Finalized"
     assert page.text_content("#tx-gasused") == "21,000"
@@ -132,27 +136,16 @@ def test_tx_page_shows_receipt_and_finality(node: ExplorerNode, page: Any, trans
     sender = DEV_KEYS[9]
     raw, queued = signed_transfer(sender, node.url, Account.create().address, 1, nonce_offset=3)
     assert node_rpc(node.url, "eth_sendRawTransaction", [raw]) == queued
-    page.goto(page.base + f"#/tx/{queued}")
-    page.wait_for_selector("#tx-finality", timeout=WAIT_MS)
+    goto(page, f"#/tx/{queued}")
     assert page.text_content("#tx-finality") == "Pending in pool"
     assert page.text_content("#tx-status") == "Pending"
-    page.goto(page.base + "#/tx/0x" + "ab" * 32)
-    page.wait_for_selector("#tx-finality", timeout=WAIT_MS)
+    goto(page, "#/tx/0x" + "ab" * 32)
     assert page.text_content("#tx-finality") == "Not found"
-
-
-def open_account(page: Any, address: str) -> None:
-    page.goto(page.base + f"#/address/{address}")
-    page.wait_for_function(  # this address's page, not the one before it
-        "(a) => document.getElementById('account-address')?.textContent === a",
-        arg=address,
-        timeout=WAIT_MS,
-    )
 
 
 def test_account_page_matches_the_node(node: ExplorerNode, page: Any, transfer: Any) -> None:
     for address in (transfer["from"], transfer["to"]):
-        open_account(page, address)
+        goto(page, f"#/address/{address}")
         balance = int(node_rpc(node.url, "eth_getBalance", [address, "latest"]), 16)
         nonce = int(node_rpc(node.url, "eth_getTransactionCount", [address, "latest"]), 16)
         assert int(page.get_attribute("#account-balance span", "data-wei") or "-1") == balance
@@ -166,11 +159,11 @@ def test_account_page_matches_the_node(node: ExplorerNode, page: Any, transfer: 
 def test_validator_pages_show_stake_and_proposals(node: ExplorerNode, page: Any) -> None:
     validator = node_rpc(node.url, "mt_validators", [])[0]
     stake_eth = int(validator["stake"], 16) // 10**18
-    page.goto(page.base + "#/validators")
-    page.wait_for_selector("#validators tr", timeout=WAIT_MS)
+    goto(page, "#/validators")
     assert "dev-validator" in (page.text_content("#validators") or "")
     page.click("#validators a")
-    page.wait_for_selector("#validator-stake", timeout=WAIT_MS)
+    page.wait_for_selector(f'main[data-rendered="#/validator/{validator["address"]}"]',
+                           timeout=WAIT_MS)  # fmt: skip
     assert page.text_content("#validator-stake") == f"{stake_eth:,} ETH"
     assert page.text_content("#validator-status") == "active"
     assert page.text_content("#validator-jailed") == "no"
@@ -189,32 +182,23 @@ def test_search_navigates_by_number_hash_and_address(
 ) -> None:
     receipt = transfer["receipt"]
     number = int(receipt["blockNumber"], 16)
-    page.goto(page.base)
-    page.wait_for_selector("#latest-blocks tr", timeout=WAIT_MS)
-    search(page, str(number))
-    page.wait_for_function("(h) => location.hash === h", arg=f"#/block/{number}", timeout=WAIT_MS)
-    page.wait_for_selector("#block-hash", timeout=WAIT_MS)
+    goto(page, "")
+
+    def lands(text: str, route: str) -> None:
+        search(page, text)
+        page.wait_for_selector(f'main[data-rendered="{route}"]', timeout=WAIT_MS)
+
+    lands(f"{number:,}", f"#/block/{number}")
     assert page.text_content("#block-hash") == receipt["blockHash"]
-    search(page, receipt["blockHash"])
-    page.wait_for_function(
-        "(h) => location.hash === h", arg=f"#/block/{receipt['blockHash']}", timeout=WAIT_MS
-    )
-    page.wait_for_selector("#block-number", timeout=WAIT_MS)
+    lands(receipt["blockHash"], f"#/block/{receipt['blockHash']}")  # a hash: block first
     assert number_in(page, "#block-number") == number
-    search(page, transfer["hash"])
-    page.wait_for_function(
-        "(h) => location.hash === h", arg=f"#/tx/{transfer['hash']}", timeout=WAIT_MS
-    )
-    page.wait_for_selector("#tx-status", timeout=WAIT_MS)
-    search(page, transfer["to"].lower())
-    page.wait_for_function(
-        "(h) => location.hash.toLowerCase() === h",
-        arg=f"#/address/{transfer['to'].lower()}",
-        timeout=WAIT_MS,
-    )
-    page.wait_for_selector("#account-balance", timeout=WAIT_MS)
+    lands(transfer["hash"][2:], f"#/tx/{transfer['hash']}")  # then a transaction; no 0x
+    assert page.text_content("#tx-hash") == transfer["hash"]
+    lands(transfer["to"].lower(), f"#/address/{transfer['to'].lower()}")
+    assert page.text_content("#account-address") == transfer["to"]
     search(page, "no such thing")
     page.wait_for_selector("#not-found", timeout=WAIT_MS)
+    assert "Search for a block number" in (page.text_content("#not-found") or "")
     search(page, "0x" + "cd" * 32)
     page.wait_for_function(
         "() => (document.getElementById('not-found') || {}).textContent"
@@ -225,15 +209,14 @@ def test_search_navigates_by_number_hash_and_address(
 
 def test_pages_fit_a_phone(page: Any, transfer: Any) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
-    for route, ready in (
-        ("", "#latest-blocks tr"),
-        (f"#/tx/{transfer['hash']}", "#tx-status"),
-        (f"#/block/{int(transfer['receipt']['blockNumber'], 16)}", "#block-hash"),
-        (f"#/address/{transfer['to']}", "#account-txs"),
-        ("#/validators", "#validators tr"),
+    for route in (
+        "",
+        f"#/tx/{transfer['hash']}",
+        f"#/block/{int(transfer['receipt']['blockNumber'], 16)}",
+        f"#/address/{transfer['to']}",
+        "#/validators",
     ):
-        page.goto(page.base + route)
-        page.wait_for_selector(ready, timeout=WAIT_MS)
+        goto(page, route)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{route or 'home'} is {width} px wide on a 390 px phone"
         if route == "":

@@ -30,6 +30,7 @@ async function render() {
   } catch (err) {
     if (ctx.alive()) showError(main, err);
   }
+  if (ctx.alive()) main.dataset.rendered = location.hash; // which route the page shows
 }
 
 // A page asked to be drawn again on the next head (a block or tx not final yet).
