@@ -226,3 +226,14 @@ async def test_explorer_port_in_use_is_one_line(tmp_path: Path) -> None:
             f"explorer port {port} on 127.0.0.1: address already in use "
             "(another process listens there)"
         )
+
+
+def test_the_explorer_answers_with_the_rpc_port_disabled(tmp_path: Path) -> None:
+    """``[rpc] enabled = false`` with ``[explorer]``: the explorer still answers, with the
+    node's handlers (the node builds them without serving its RPC port)."""
+    dev = ExplorerNode(tmp_path)
+    dev.rpc_config = None  # type: ignore[assignment]
+    with dev:
+        assert dev.node is not None and dev.node.rpc_port is None
+        assert rpc(dev.explorer_port, "eth_chainId")["result"] == "0x539"
+        assert rpc(dev.explorer_port, "mt_validators")["result"][0]["status"] == "active"
