@@ -52,10 +52,17 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def transfer(node: ExplorerNode) -> dict[str, Any]:
-    """A finalized transfer of 0.25 ETH to a new address: its receipt, sender and recipient."""
+    """A finalized transfer of 0.25 ETH to a new address: its receipt, sender and recipient
+    (after three other transfers)."""
+    others = [  # a few more, so the lists have something to show
+        send_transfer(DEV_KEYS[5], node.url, Account.create().address, value * 10**15)
+        for value in (1500, 42, 7)
+    ]
     to = Account.create().address
     tx_hash = send_transfer(DEV_KEYS[4], node.url, to, 25 * 10**16)
     receipt = wait_final(node.url, tx_hash)
+    for other in others:
+        wait_final(node.url, other)
     return {"hash": tx_hash, "receipt": receipt, "to": to, "from": receipt["from"]}
 
 
@@ -100,8 +107,11 @@ def test_home_shows_the_head_updating_live(node: ExplorerNode, page: Any, transf
     head = int(node_rpc(node.url, "eth_blockNumber", []), 16)
     shown = number_in(page, "#stat-height")
     assert first + 3 <= shown <= head + 1
-    newest_row = int(page.get_attribute("#latest-blocks tr", "data-number") or "0")
-    assert newest_row >= first + 2
+    rows = page.evaluate(
+        "() => [...document.querySelectorAll('#latest-blocks tr')].map((r) => +r.dataset.number)"
+    )
+    assert rows[0] >= first + 2 and len(rows) == 10
+    assert rows == list(range(rows[0], rows[0] - 10, -1))  # no head skipped, none twice
     assert page.text_content("#stat-validators") == "1 / 1"
     assert number_in(page, "#stat-finalized") <= shown
     assert transfer["hash"][:8] in (page.text_content("#latest-txs") or "")  # from the index

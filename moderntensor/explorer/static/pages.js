@@ -41,8 +41,8 @@ async function pageHome(ctx) {
         h("thead", {}, h("tr", {}, h("th", {}, "Block"), h("th", {}, "Age"), h("th", { class: "num" }, "Txs"),
           h("th", { class: "wide" }, "Proposer"), h("th", { class: "num wide" }, "Gas used"))), blocksBody))),
       card("Latest transactions", h("div", { class: "table-wrap" }, h("table", {},
-        h("thead", {}, h("tr", {}, h("th", {}, "Tx"), h("th", {}, "From → To"), h("th", { class: "num" }, "Value"),
-          h("th", { class: "num wide" }, "Block"))), txsBody)),
+        h("thead", {}, h("tr", {}, h("th", {}, "Tx"), h("th", { class: "wide" }, "From → To"), h("th", { class: "num" }, "Value"),
+          h("th", { class: "num" }, "Block"))), txsBody)),
         h("p", { class: "muted", id: "latest-txs-note" }))),
   ];
   const head = num(await rpc("eth_blockNumber"));
@@ -67,8 +67,8 @@ async function pageHome(ctx) {
   }
   function txRow(tx, fresh) {
     return row([
-      [txLink(tx.hash, 6)], [h("span", {}, addrLink(tx.from, 4), " → ", addrLink(tx.to, 4))],
-      [ether(tx.value), "num"], [blockLink(num(tx.blockNumber)), "num wide"],
+      [txLink(tx.hash, 6)], [h("span", {}, addrLink(tx.from, 4), " → ", addrLink(tx.to, 4)), "wide"],
+      [ether(tx.value), "num"], [blockLink(num(tx.blockNumber)), "num"],
     ], { class: fresh ? "fresh" : null });
   }
   function draw(fresh) {
@@ -116,10 +116,17 @@ async function pageHome(ctx) {
   await refreshStats();
   draw(false);
   return async (header) => {
-    setHeight(num(header.number));
-    const b = await rpc("eth_getBlockByHash", [header.hash, true]);
-    if (!b || !ctx.alive()) return;
-    add(b, true);
+    const n = num(header.number);
+    setHeight(n);
+    // the new head, and any block between it and the newest shown (heads that arrived while
+    // the page was busy are skipped, not queued): at most HOME_BLOCKS of them
+    const top = home.blocks.length ? num(home.blocks[0].number) : n - 1;
+    const calls = [];
+    for (let m = Math.max(top + 1, n - HOME_BLOCKS + 1); m < n; m++) calls.push(["eth_getBlockByNumber", [toHex(m), true]]);
+    calls.push(["eth_getBlockByHash", [header.hash, true]]);
+    const fetched = (await rpcBatch(calls)).filter(Boolean);
+    if (!fetched.length || !ctx.alive()) return;
+    for (const b of fetched) add(b, true);
     if (Date.now() - home.statsAt > 2000) await refreshStats();
     if (ctx.alive()) draw(true);
   };
