@@ -155,3 +155,14 @@ def test_pipelined_requests_are_answered_in_order(node: ExplorerNode) -> None:
             data += part
     ids = [int(x.split(b",")[0]) for x in data.split(b'"id":')[1:]]
     assert ids == [1, 2, 3]
+
+
+def test_malformed_and_oversized_heads_are_refused(node: ExplorerNode) -> None:
+    with _connect(node.explorer_port) as sock:
+        sock.sendall(b"GARBAGE\r\n\r\n")
+        sock.settimeout(10)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400")
+    with _connect(node.explorer_port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nx-junk: " + b"a" * 20_000 + b"\r\n\r\n")
+        sock.settimeout(10)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 431")
