@@ -16,6 +16,7 @@ PACKAGES = [
     "moderntensor.network",
     "moderntensor.network.faultrelay",
     "moderntensor.faucet",
+    "moderntensor.explorer",
     "moderntensor.sim",
 ]
 

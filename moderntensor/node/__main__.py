@@ -28,6 +28,7 @@ import trio
 
 from moderntensor import __version__
 from moderntensor.chain.genesis import GenesisError, load_genesis, parse_genesis
+from moderntensor.explorer import ExplorerConfig
 from moderntensor.keys import KeyFileError, load_node_key, load_validator_keys
 from moderntensor.mempool import DEV_MEMPOOL
 from moderntensor.node._logging import setup_logging
@@ -113,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(the dev chain has no network otherwise)",
     )
     parser.add_argument(
+        "--explorer-port",
+        type=int,
+        metavar="PORT",
+        help="serve the block explorer at this port (enables [explorer]; with --dev, on the "
+        "--rpc-addr address)",
+    )
+    parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error", "critical"), default=None
     )
     parser.add_argument("--log-format", choices=("text", "json"), default=None)
@@ -175,9 +183,12 @@ def dev_listeners(args: argparse.Namespace) -> list[Listener]:
     _check_ip("--rpc-addr", rpc_addr)
     _check_port("--rpc-port", args.rpc_port)
     _check_port("--p2p-port", args.p2p_port)
+    _check_port("--explorer-port", args.explorer_port)
     listeners = [Listener("--rpc-port", rpc_addr, 8545 if args.rpc_port is None else args.rpc_port)]
     if args.p2p_port is not None:
         listeners.append(Listener("--p2p-port", "127.0.0.1", args.p2p_port))
+    if args.explorer_port is not None:
+        listeners.append(Listener("--explorer-port", rpc_addr, args.explorer_port))
     return listeners
 
 
@@ -230,9 +241,13 @@ def dev_settings(args: argparse.Namespace) -> tuple[NodeSettings, str]:
             if args.data_dir is None:
                 shutil.rmtree(data_dir, ignore_errors=True)
             raise StartupError(f"--data-dir {data_dir}: cannot write: {exc.strerror}") from None
+    explorer = None
+    if args.explorer_port is not None:
+        explorer = ExplorerConfig(addr=rpc.addr, port=args.explorer_port)
     settings = NodeSettings(
-        data_dir, genesis, keys.validator.consensus, rpc, mempool=DEV_MEMPOOL, p2p=p2p
-    )
+        data_dir, genesis, keys.validator.consensus, rpc, mempool=DEV_MEMPOOL, p2p=p2p,
+        explorer=explorer,
+    )  # fmt: skip
     return settings, banner
 
 
@@ -255,6 +270,7 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
         rpc_addr=args.rpc_addr,
         rpc_port=args.rpc_port,
         p2p_port=args.p2p_port,
+        explorer_port=args.explorer_port,
         log_level=args.log_level,
     )
     config = load_config(args.config, overrides)
@@ -282,9 +298,16 @@ def config_settings(args: argparse.Namespace) -> tuple[NodeSettings, str, str]:
         )  # fmt: skip
         if config.p2p.node_key_file is not None:
             node_key = load_node_key(config.p2p.node_key_file).key
+    explorer = None
+    if config.explorer.enabled:
+        section = config.explorer
+        explorer = ExplorerConfig(
+            addr=str(section.addr), port=int(section.port),
+            max_connections=int(section.max_connections), index_blocks=int(section.index_blocks),
+        )  # fmt: skip
     settings = NodeSettings(
         config.node.data_dir, genesis, key, rpc, config.mempool.to_pool_config(), metrics,
-        p2p, node_key,
+        p2p, node_key, explorer,
     )  # fmt: skip
     return settings, str(config.node.log_level), str(config.node.log_format)
 
@@ -298,6 +321,8 @@ def config_listeners(settings: NodeSettings) -> list[Listener]:
         listeners.append(Listener("metrics.port", settings.metrics.addr, settings.metrics.port))
     if settings.p2p is not None and settings.p2p.listen_addr is not None:
         listeners.append(Listener("p2p.port", settings.p2p.listen_addr, settings.p2p.port))
+    if settings.explorer is not None:
+        listeners.append(Listener("explorer.port", settings.explorer.addr, settings.explorer.port))
     return listeners
 
 

@@ -4,8 +4,8 @@ Order of life: open the database, the chain and the pool; start the components, 
 reporting readiness through ``nursery.start`` -- the loop monitor, the mempool service, the
 block producer, the block fetcher (when there is a block source), the slot ticker, the
 consensus driver (which first restores what its journal holds), the network (with
-``[p2p]``: it is the block source and carries the driver's broadcasts), then the RPC and
-metrics servers; serve
+``[p2p]``: it is the block source and carries the driver's broadcasts), then the RPC,
+explorer and metrics servers; serve
 until SIGINT or SIGTERM cancels the root scope or a component fails; close the database last,
 after every writer has stopped. A failed component takes the node down with its reason logged
 and a non-zero exit code.
@@ -41,6 +41,7 @@ from moderntensor.chain.chain import Chain, ChainMismatch
 from moderntensor.chain.genesis import Genesis
 from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.crypto import PrivateKey
+from moderntensor.explorer import ExplorerApp, ExplorerConfig, serve_explorer
 from moderntensor.mempool import Mempool, MempoolConfig
 from moderntensor.network import (
     ChainIdentity,
@@ -101,6 +102,8 @@ class NodeSettings:
     """The peer-to-peer network (``[p2p]``); None: no network (a dev chain, tests)."""
     node_key: PrivateKey | None = None
     """The network identity; None: ``<data_dir>/node.key``, created on first start."""
+    explorer: ExplorerConfig | None = None
+    """The block explorer's listener (``[explorer]``); None: no explorer."""
 
 
 @attrs.define
@@ -125,6 +128,7 @@ class NodeHandle:
     network: NetworkService | None = None
     p2p_port: int | None = None
     range_sync: RangeSync | None = None
+    explorer_port: int | None = None
 
 
 @attrs.define
@@ -272,6 +276,15 @@ async def open_node(
                 event(log, logging.INFO, "rpc listening", addr=settings.rpc.addr, port=rpc_port,
                       url=format_http_url(settings.rpc.addr, rpc_port),
                       websocket=settings.rpc.ws_enabled)  # fmt: skip
+            explorer_port = None
+            if settings.explorer is not None:
+                if app is None:  # the explorer answers with the RPC's handlers, served or not
+                    chain_lock = parts.chain_lock
+                    app = RpcApp(service, RpcConfig(),
+                                 chain_busy=lambda: chain_lock.borrowed_tokens > 0)  # fmt: skip
+                explorer = ExplorerApp(app, settings.explorer)
+                where = Listener("explorer port", settings.explorer.addr, settings.explorer.port)
+                explorer_port = await _bind(where, nursery.start(serve_explorer, explorer))
             if settings.metrics is not None:
                 render = app.metrics.render if app else RpcMetrics(service).render
                 where = Listener("metrics port", settings.metrics.addr, settings.metrics.port)
@@ -298,6 +311,7 @@ async def open_node(
                     network,
                     p2p_port,
                     range_sync,
+                    explorer_port,
                 )
             )
     finally:

@@ -2,7 +2,8 @@
 
 Sections (see the commented ``node.toml`` at the repository root for every key and default):
 ``[node]`` data_dir and genesis (both required), log_level, log_format; ``[validator]`` key_file
-(absent on a non-validator node); ``[rpc]``; ``[p2p]``; ``[metrics]``; ``[mempool]``.
+(absent on a non-validator node); ``[rpc]``; ``[p2p]``; ``[metrics]``; ``[mempool]``;
+``[explorer]``.
 
 Every mistake -- missing or unreadable file, bad TOML, unknown section or key, wrong type,
 missing required key, a referenced file that does not exist or does not load, a bad address,
@@ -36,6 +37,7 @@ __all__ = [
     "LOG_LEVELS",
     "ConfigError",
     "ConfigOverrides",
+    "ExplorerSection",
     "MempoolSection",
     "MetricsSection",
     "Multiaddr",
@@ -167,6 +169,18 @@ class MetricsSection:
     port: Port = Port(6060)  # geth's metrics port
 
 
+@attrs.frozen(slots=True, kw_only=True)
+class ExplorerSection:
+    """The block explorer the node serves (docs/explorer.md); the other limits keep the
+    defaults of :class:`moderntensor.explorer.ExplorerConfig`."""
+
+    enabled: bool = False
+    addr: IPAddress = IPAddress("127.0.0.1")
+    port: Port = Port(4000)
+    max_connections: Positive = Positive(256)
+    index_blocks: Positive = Positive(10_000)
+
+
 _POOL = MempoolConfig()
 
 
@@ -198,17 +212,20 @@ class NodeConfig:
     p2p: P2PSection = P2PSection()
     metrics: MetricsSection = MetricsSection()
     mempool: MempoolSection = MempoolSection()
+    explorer: ExplorerSection = ExplorerSection()
 
 
 @attrs.frozen(slots=True, kw_only=True)
 class ConfigOverrides:
     """Command-line flags that win over the file: --data-dir, --rpc-addr, --rpc-port,
-    --p2p-port, --log-level (None: not given)."""
+    --p2p-port, --explorer-port (which also enables the explorer), --log-level (None: not
+    given)."""
 
     data_dir: Path | None = None
     rpc_addr: str | None = None
     rpc_port: int | None = None
     p2p_port: int | None = None
+    explorer_port: int | None = None
     log_level: str | None = None
 
 
@@ -405,7 +422,7 @@ def _check_limits(p2p: P2PSection) -> list[str]:
 
 
 def _apply_overrides(config: NodeConfig, overrides: ConfigOverrides) -> NodeConfig:
-    node, rpc, p2p = config.node, config.rpc, config.p2p
+    node, rpc, p2p, explorer = config.node, config.rpc, config.p2p, config.explorer
     try:
         if overrides.data_dir is not None:
             node = attrs.evolve(node, data_dir=Path(overrides.data_dir).expanduser().absolute())
@@ -430,9 +447,15 @@ def _apply_overrides(config: NodeConfig, overrides: ConfigOverrides) -> NodeConf
                 p2p = attrs.evolve(p2p, port=_port(overrides.p2p_port))
             except ValueError as exc:
                 raise ValueError(f"--p2p-port: {exc}") from None
+        if overrides.explorer_port is not None:
+            try:
+                port = _port(overrides.explorer_port)
+                explorer = attrs.evolve(explorer, enabled=True, port=port)
+            except ValueError as exc:
+                raise ValueError(f"--explorer-port: {exc}") from None
     except ValueError as exc:
         raise ConfigError([str(exc)], "command line") from None
-    return attrs.evolve(config, node=node, rpc=rpc, p2p=p2p)
+    return attrs.evolve(config, node=node, rpc=rpc, p2p=p2p, explorer=explorer)
 
 
 def load_config(path: str | Path, overrides: ConfigOverrides | None = None) -> NodeConfig:

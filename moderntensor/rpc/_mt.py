@@ -37,11 +37,13 @@ from moderntensor.service import ChainService, ConsensusFacts
 
 from ._chainview import ChainView
 from ._methods import Method, Param
-from ._params import parse_quantity
+from ._params import parse_block_id, parse_quantity
 
 __all__ = ["MtApi"]
 
 MAX_SCHEDULE = 1024
+MAX_SLOTS = 1024
+DEFAULT_SLOTS = 64
 EVIDENCE_SCAN_BLOCKS = 1024
 _EMPTY_EVIDENCE_ROOT = compute_evidence_root(())
 
@@ -96,6 +98,10 @@ class MtApi:
             "mt_evidence": Method(self.evidence),
             "mt_peers": Method(self.peers),
             "mt_status": Method(self.status),
+            "mt_slots": Method(
+                self.slots,
+                (count, Param("block", parse_block_id, required=False, default="latest")),
+            ),
         }
 
     def _status(self) -> ConsensusFacts | None:
@@ -145,6 +151,41 @@ class MtApi:
             {"slot": slot, "epoch": epoch, "leader": checksum_address(compute_leader(vset, slot))}
             for slot in range(start, start + n)
         ]
+
+    def slots(self, count: int | None, block_id: str | int) -> list[Any]:
+        """What became of the ``count`` slots (default 64, at most 1024) up to the slot of
+        ``block`` (default the head), newest first: each slot's leader by its epoch's set and
+        the block that filled it, or none (a missed slot: nullified, or its proposal lost).
+
+        Walking back from the block, the slots between a block's parent and the block belong
+        to the block's epoch (epochs count blocks), so its set names their leaders too.
+        """
+        n = min(DEFAULT_SLOTS if count is None else count, MAX_SLOTS)
+        header = self.view.header(block_id)
+        out: list[dict[str, Any]] = []
+        sets: dict[int, ValidatorSet | None] = {}
+        while header is not None and header.number > 0 and len(out) < n:
+            epoch = compute_block_epoch(header.number, self.epoch_length)
+            if epoch not in sets:
+                sets[epoch] = self._validator_set(epoch)
+            vset = sets[epoch]
+            parent = self.service.header_by_hash(header.parent_hash)
+            low = parent.slot if parent is not None else header.slot - 1
+            for slot in range(header.slot, max(low, header.slot - (n - len(out))), -1):
+                filled = slot == header.slot
+                leader = None if vset is None else checksum_address(compute_leader(vset, slot))
+                out.append(
+                    {
+                        "slot": slot,
+                        "epoch": epoch,
+                        "leader": leader,
+                        "blockNumber": hex(header.number) if filled else None,
+                        "blockHash": "0x" + header.hash.hex() if filled else None,
+                        "proposer": checksum_address(header.proposer) if filled else None,
+                    }
+                )
+            header = parent
+        return out
 
     def _validator_set(self, epoch: int) -> ValidatorSet | None:
         try:

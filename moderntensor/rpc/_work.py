@@ -54,6 +54,7 @@ HEAVY_METHODS = frozenset(
         "eth_getProof",
         "eth_getLogs",
         "mt_evidence",
+        "mt_slots",
     }
 )
 """Methods that may decode or format whole blocks, walk many blocks or build proofs."""

@@ -167,7 +167,7 @@ def test_unknown_section(tmp_path: Path) -> None:
     message = str(error_of(path))
     assert message == (
         f"{path}: [rcp]: unknown section; valid sections: node, validator, rpc, p2p, metrics, "
-        "mempool"
+        "mempool, explorer"
     )
 
 
