@@ -1,16 +1,25 @@
 """The node's tasks working together: bad network input is the peer's problem, the pool
-follows the chain through the mempool service, the loop monitor reports to the RPC."""
+follows the chain through the mempool service, the loop monitor reports to the RPC.
+
+Tests that ``virtual`` run on Trio's MockClock (the ``autojump_clock`` fixture) with the
+node's clock read from it and its blocking work inline (``moderntensor.offload``), as the
+simulator runs nodes: slots pass in virtual time, so a wait of "three blocks" or a 1.5 s
+stall is exact and costs no wall time. The loop monitor's test stays on the real clock (it
+measures real stalls of the loop).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import attrs
 import pytest
 import trio
 
+from moderntensor import offload
 from moderntensor.chain.blocks import Block
 from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
 from moderntensor.chain.votes import VoteKind, sign_vote
@@ -30,6 +39,21 @@ def settings_for(tmp_path: Path) -> tuple[NodeSettings, list[PrivateKey]]:
     return settings, list(keys.accounts)
 
 
+def virtual_ms() -> int:
+    """The node's clock on the MockClock: genesis (time 0) is the MockClock's start."""
+    return int(trio.current_time() * 1000)
+
+
+async def open_virtual(
+    nursery: trio.Nursery, tmp_path: Path
+) -> tuple[NodeHandle, list[PrivateKey]]:
+    """A dev node on virtual time (call inside ``offload.inline()``, with ``autojump_clock``)."""
+    genesis, keys = dev_genesis(0, slot_duration=0.2)
+    settings = NodeSettings(tmp_path / "data", genesis, keys.validator.consensus, rpc=None)
+    node: NodeHandle = await nursery.start(partial(open_node, settings, clock=virtual_ms))
+    return node, list(keys.accounts)
+
+
 async def wait_for_height(node: NodeHandle, height: int, limit_s: float = 20) -> None:
     with trio.fail_after(limit_s):
         while node.chain.head.number < height:
@@ -37,12 +61,16 @@ async def wait_for_height(node: NodeHandle, height: int, limit_s: float = 20) ->
 
 
 async def test_invalid_network_messages_are_rejected_and_the_node_goes_on(
-    tmp_path: Path,
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    settings, _ = settings_for(tmp_path)
     stranger = PrivateKey(keccak256(b"not a validator"))
+    with offload.inline():
+        await _invalid_messages(tmp_path, stranger)
+
+
+async def _invalid_messages(tmp_path: Path, stranger: PrivateKey) -> None:
     async with trio.open_nursery() as nursery:
-        node: NodeHandle = await nursery.start(open_node, settings)
+        node, _ = await open_virtual(nursery, tmp_path)
         await wait_for_height(node, 1)
         head = node.chain.head
         core = node.driver.core
@@ -75,21 +103,27 @@ async def test_invalid_network_messages_are_rejected_and_the_node_goes_on(
         nursery.cancel_scope.cancel()
 
 
-async def test_the_mempool_service_drops_what_blocks_included(tmp_path: Path) -> None:
-    settings, accounts = settings_for(tmp_path)
-    sender, recipient = accounts[0], accounts[1].address
-    raws = [
-        sign_transaction(
-            DynamicFeeTransaction(
-                chain_id=settings.genesis.chain_id, nonce=n, max_priority_fee_per_gas=GWEI,
-                max_fee_per_gas=20 * GWEI, gas=21_000, to=recipient, value=1,
-            ),
-            sender,
-        ).raw
-        for n in range(30)
-    ]  # fmt: skip
+async def test_the_mempool_service_drops_what_blocks_included(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    with offload.inline():
+        await _pool_follows_chain(tmp_path)
+
+
+async def _pool_follows_chain(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        node: NodeHandle = await nursery.start(open_node, settings)
+        node, accounts = await open_virtual(nursery, tmp_path)
+        sender, recipient = accounts[0], accounts[1].address
+        raws = [
+            sign_transaction(
+                DynamicFeeTransaction(
+                    chain_id=node.chain.params.chain_id, nonce=n, max_priority_fee_per_gas=GWEI,
+                    max_fee_per_gas=20 * GWEI, gas=21_000, to=recipient, value=1,
+                ),
+                sender,
+            ).raw
+            for n in range(30)
+        ]  # fmt: skip
         results = await node.service.submit_raw_transactions(raws)
         assert all(isinstance(r, bytes) for r in results)
         assert len(node.pool) == 30
@@ -138,16 +172,20 @@ def test_loop_monitor_keeps_the_worst_of_the_last_window() -> None:
 
 
 async def test_a_busy_producer_costs_its_slots_not_the_node(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A build that outlasts several slots (here: held back 1.5 s, seven slots) leaves the
     driver free: later build requests wait (one) or are dropped with a warning, the views time
     out (0.4 s after each is entered), and once the producer is back the chain grows again."""
-    settings, _ = settings_for(tmp_path)
     logging.getLogger("moderntensor").propagate = True
     caplog.set_level(logging.WARNING, logger="moderntensor.node")
+    with offload.inline():
+        await _busy_producer(tmp_path, caplog)
+
+
+async def _busy_producer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async with trio.open_nursery() as nursery:
-        node: NodeHandle = await nursery.start(open_node, settings)
+        node, _ = await open_virtual(nursery, tmp_path)
         await wait_for_height(node, 2)
         producer = node.producer
         real_build = producer.build
