@@ -16,6 +16,7 @@ data directory's size is a walk of its files, cached for ``DATA_DIR_CACHE_S`` se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -132,10 +133,8 @@ class _ProcessProbe:
         if self._size is None or not 0 <= now - self._size[0] < DATA_DIR_CACHE_S:
             self._size = (now, compute_tree_bytes(self.data_dir))
         out["dataDirBytes"] = self._size[1]
-        try:
+        with contextlib.suppress(OSError):
             out["diskFreeBytes"] = shutil.disk_usage(self.data_dir).free
-        except OSError:
-            pass
         return out
 
 
