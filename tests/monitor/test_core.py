@@ -234,7 +234,9 @@ def test_a_gap_in_the_blocks_restarts_the_count() -> None:
 def test_block_time_from_slots_and_heights() -> None:
     core = core_of("a")
     core.process_round(T0, {"a": obs(finalized=100, finalized_slot=100)}, reference="a")
-    core.process_round(T0 + 5, {"a": obs(head=106, finalized=104, finalized_slot=110)}, reference="a")
+    core.process_round(
+        T0 + 5, {"a": obs(head=106, finalized=104, finalized_slot=110)}, reference="a"
+    )
     net = core.network_status(T0 + 5)
     assert net.block_time_s == 2.5  # 10 slots of 1 s for 4 blocks
     assert (net.height, net.finalized, net.finality_lag) == (106, 104, 2)
