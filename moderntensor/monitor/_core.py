@@ -257,13 +257,16 @@ class MonitorCore:
         message: str,
         node: str | None = None,
     ) -> None:
-        """The one transition rule: raise when it starts firing, resolve when it stops."""
+        """The one transition rule: raise when it starts firing, resolve when it stops; while
+        it fires, its message follows the latest figures (no new event)."""
         key = (kind, subject)
         alert = self.active.get(key)
         if firing and alert is None:
             alert = Alert(kind, subject, message, now, node)
             self.active[key] = alert
             out.append(AlertEvent("raise", now, alert))
+        elif firing and alert is not None and alert.message != message:
+            self.active[key] = attrs.evolve(alert, message=message)  # the latest figures
         elif not firing and alert is not None:
             del self.active[key]
             out.append(AlertEvent("resolve", now, alert))
