@@ -58,7 +58,9 @@ class Output(Protocol):
     def round(self, core: MonitorCore, now: float) -> None: ...
 
 
-async def _send_webhooks(url: str, receive: trio.MemoryReceiveChannel[AlertEvent]) -> None:
+async def _send_webhooks(
+    url: str, receive: trio.MemoryReceiveChannel[AlertEvent], drained: trio.Event
+) -> None:
     async with receive:
         async for alert in receive:
             body = orjson.dumps(alert.to_json())
@@ -75,6 +77,7 @@ async def _send_webhooks(url: str, receive: trio.MemoryReceiveChannel[AlertEvent
             if problem is not None:
                 event(log, logging.WARNING, "webhook failed", url=url, error=problem,
                       kind=str(alert.alert.kind), subject=alert.alert.subject)  # fmt: skip
+    drained.set()
 
 
 class _Poller:
@@ -146,6 +149,7 @@ async def run_monitor(
     poller = _Poller(settings)
     metrics = MonitorMetrics()
     send: trio.MemorySendChannel[AlertEvent] | None = None
+    drained = trio.Event()
     try:
         async with trio.open_nursery() as nursery:
             port = None
@@ -156,7 +160,7 @@ async def run_monitor(
                       addr=settings.metrics_addr, port=port, path="/metrics")  # fmt: skip
             if settings.webhook is not None:
                 send, receive = trio.open_memory_channel[AlertEvent](WEBHOOK_QUEUE)
-                nursery.start_soon(_send_webhooks, settings.webhook, receive)
+                nursery.start_soon(_send_webhooks, settings.webhook, receive, drained)
             task_status.started(port)
             count = 0
             while rounds is None or count < rounds:
@@ -185,10 +189,11 @@ async def run_monitor(
                 count += 1
                 if rounds is None or count < rounds:
                     await trio.sleep_until(started + settings.interval)
-            if send is not None:
-                await send.aclose()  # the sender drains what is queued, then ends
-            if settings.metrics_port is not None:
-                nursery.cancel_scope.cancel()
+            if send is not None:  # after --rounds: what is queued gets a last chance
+                await send.aclose()
+                with trio.move_on_after(WEBHOOK_TIMEOUT):
+                    await drained.wait()
+            nursery.cancel_scope.cancel()  # the metrics listener, a webhook still sending
     finally:
         with trio.CancelScope(shield=True):
             await poller.aclose()

@@ -7,6 +7,7 @@ import importlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -173,3 +174,53 @@ def test_public_names_resolve() -> None:
     assert len(module.__all__) == len(set(module.__all__))
     for name in module.__all__:
         assert hasattr(monitor, name) and not name.startswith("_")
+
+
+async def test_a_silent_webhook_never_holds_up_polling(caplog: pytest.LogCaptureFixture) -> None:
+    """The webhook accepts connections and never answers; the node's port refuses. Rounds go
+    on at their interval while the first POST waits out its timeout; the failure is logged."""
+    import logging
+    from functools import partial
+
+    import trio
+
+    from moderntensor.monitor import MonitorSettings, run_monitor
+    from moderntensor.monitor._service import WEBHOOK_TIMEOUT
+    from tests.ports import free_port_run
+
+    held: list[trio.SocketStream] = []
+
+    async def silent(stream: trio.SocketStream) -> None:
+        held.append(stream)
+        await trio.sleep_forever()
+
+    class Rounds:
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.events: list[str] = []
+
+        def alerts(self, core: MonitorCore, events: Any, now: float) -> None:
+            self.events += [f"{e.event} {e.alert.kind}" for e in events]
+
+        def round(self, core: MonitorCore, now: float) -> None:
+            self.times.append(now)
+
+    caplog.set_level(logging.WARNING, "moderntensor.monitor")
+    node_port = free_port_run(1)  # nothing listens there
+    rounds = Rounds()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
+        hook_port = listeners[0].socket.getsockname()[1]
+        settings = MonitorSettings(
+            (("n", f"http://127.0.0.1:{node_port}"),),
+            Thresholds(down_after=0.2, stall_after=0.3),
+            interval=0.1, timeout=1.0, webhook=f"http://127.0.0.1:{hook_port}/hook",
+        )  # fmt: skip
+        with trio.fail_after(30):
+            await run_monitor(settings, rounds, rounds=8)
+        nursery.cancel_scope.cancel()
+    assert len(rounds.times) == 8
+    assert rounds.events[:2] == ["raise node_down", "raise chain_stalled"]
+    assert rounds.times[-1] - rounds.times[0] < WEBHOOK_TIMEOUT  # not one POST's wait
+    assert held  # the POST reached the webhook
+    assert any("webhook failed" in r.getMessage() for r in caplog.records)

@@ -91,3 +91,52 @@ def test_a_killed_validator_is_down_and_misses_its_slots(
     assert {a["node"] for a in mon.seen if a["type"] == "alert" and a["kind"] == "node_down"} == {
         "validator-3"
     }
+
+
+@pytest.mark.slow
+def test_a_validator_without_quorum_is_unhealthy_until_its_peer_starts(tmp_path: Path) -> None:
+    """Two validators, one running: nothing can be finalized, so its /health answers 503 (the
+    limit lowered to 3 slots in its node.toml) and the monitor raises node_unhealthy with that
+    reason; once the second validator runs, blocks are finalized and the alert resolves."""
+    out = tmp_path / "net"
+    rpc = free_port_run(6)
+    args = ["testnet", "init", "--validators", "2", "--out", str(out), "--start-in", "2"]
+    assert main([*args, "--rpc-port", str(rpc), "--p2p-port", str(rpc + 3)]) == 0
+    for name in ("validator-0", "validator-1"):
+        toml = out / name / "node.toml"
+        text = toml.read_text().replace("[rpc]\n", "[rpc]\nhealth_max_unfinalized_slots = 3\n")
+        toml.write_text(text)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str) -> None:
+        with (out / name / "node.log").open("wb") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "moderntensor.node", "--config",
+                 str(out / name / "node.toml")], stdout=log, stderr=log, cwd=ROOT,
+            ))  # fmt: skip
+
+    v0 = f"http://127.0.0.1:{rpc + 1}"  # only the first validator is watched
+    mon = MonitorProcess(tmp_path, "--nodes", v0, "--interval", "0.5", "--down-after", "60")
+    try:
+        start("validator-0")
+        unhealthy = mon.alert("raise", "node_unhealthy", 60)
+        assert unhealthy["node"] == f"127.0.0.1:{rpc + 1}"
+        assert "not finalizing" in unhealthy["message"]
+        status = mon.wait_for("a status", lambda d: d["type"] == "status", 5)
+        assert status["nodes"][0]["status"] == "degraded"
+        assert any("/health 503" in r for r in status["nodes"][0]["reasons"])
+        start("validator-1")
+        resolved = mon.alert("resolve", "node_unhealthy", 90)
+        assert resolved["duration_s"] > 0
+        mon.wait_for("a healthy status", _all_healthy, 30)
+    finally:
+        code = mon.stop()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+    assert code == 0
