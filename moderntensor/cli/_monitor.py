@@ -46,6 +46,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
 def register(groups: Any) -> None:
     p = groups.add_parser(
         "monitor",
@@ -63,13 +70,13 @@ def register(groups: Any) -> None:
     p.add_argument("--timeout", type=_positive, default=None, metavar="S",
                    help="per-request timeout (default: the interval, 1 to 5 s)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="JSON lines on stdout, no dashboard")
-    p.add_argument("--history", type=_count, default=100, metavar="N",
+    p.add_argument("--history", type=_positive_int, default=100, metavar="N",
                    help="alerts kept in the history (default 100)")  # fmt: skip
     p.add_argument("--webhook", metavar="URL", help="POST each alert event as JSON here")
     p.add_argument("--metrics-port", type=_count, metavar="N",
                    help="serve the monitor's figures at http://ADDR:N/metrics")  # fmt: skip
     p.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR")
-    p.add_argument("--rounds", type=_count, metavar="N", help="stop after N rounds")
+    p.add_argument("--rounds", type=_positive_int, metavar="N", help="stop after N rounds")
     t = p.add_argument_group("thresholds")
     t.add_argument(
         "--down-after",
@@ -108,12 +115,12 @@ def register(groups: Any) -> None:
     )
     t.add_argument(
         "--missed-slots",
-        type=_count,
+        type=_positive_int,
         default=1,
         metavar="N",
         help="alert when a validator missed N of its slots (default 1)...",
     )
-    t.add_argument("--missed-window", type=_count, default=64, metavar="SLOTS",
+    t.add_argument("--missed-window", type=_positive_int, default=64, metavar="SLOTS",
                    help="...within the last SLOTS checked slots (default 64)")  # fmt: skip
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.set_defaults(handler=_run)
@@ -165,8 +172,8 @@ def _settings(args: argparse.Namespace) -> Any:
         thresholds = Thresholds(
             down_after=args.down_after, stall_after=args.stall_after,
             max_finality_lag=args.max_finality_lag, max_height_lag=args.max_height_lag,
-            min_peers=args.min_peers, missed_slots=max(1, args.missed_slots),
-            missed_window=max(1, args.missed_window), history=max(1, args.history),
+            min_peers=args.min_peers, missed_slots=args.missed_slots,
+            missed_window=args.missed_window, history=args.history,
         )  # fmt: skip
     except (MonitorTargetError, ValueError) as exc:
         raise CLIError(str(exc)) from None

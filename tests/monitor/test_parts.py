@@ -163,10 +163,16 @@ def test_cli_errors(args: list[str], message: str, capsys: pytest.CaptureFixture
     assert message in capsys.readouterr().err
 
 
-def test_cli_refuses_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "flag", ["--interval", "--down-after", "--history", "--missed-slots", "--missed-window"]
+)
+def test_cli_refuses_bad_numbers(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        main(["monitor", "--nodes", "http://a:1", "--interval", "0"])
+        main(["monitor", "--nodes", "http://a:1", flag, "0"])
     assert "must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["monitor", "--nodes", "http://a:1", flag, "x"])
+    assert "not a" in capsys.readouterr().err
 
 
 def test_public_names_resolve() -> None:
