@@ -1,4 +1,4 @@
-"""The ``moderntensor`` console script: keys, genesis, testnet, transactions, faucet.
+"""The ``moderntensor`` console script: keys, genesis, testnet, transactions, faucet, monitor.
 
 Each command group lives in its own ``_*.py`` module exposing ``register(subparsers)``; a
 command handler returns the process exit code. Errors a user can fix print one line naming
@@ -21,15 +21,16 @@ class CLIError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from moderntensor.cli import _faucet, _genesis, _keys, _testnet, _tx
+    from moderntensor.cli import _faucet, _genesis, _keys, _monitor, _testnet, _tx
 
     parser = argparse.ArgumentParser(
         prog="moderntensor",
-        description="ModernTensor node tools: keys, genesis, testnet, transactions, faucet.",
+        description="ModernTensor node tools: keys, genesis, testnet, transactions, faucet, "
+        "monitor.",
     )
     parser.add_argument("--version", action="version", version=f"moderntensor {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
-    for module in (_keys, _genesis, _testnet, _tx, _faucet):
+    for module in (_keys, _genesis, _testnet, _tx, _faucet, _monitor):
         module.register(groups)
     return parser
 

@@ -8,12 +8,22 @@ only consensus knows: the wall-clock slot, the epoch and view it votes in, wheth
 synced, the last finality time and the evidence waiting for a block. Without one (a chain
 replaying blocks, or tests) the slot comes from the clock and the epoch from the finalized
 head.
+
+``mt_status`` also reports the node process's own figures for monitors (``process``: CPU
+seconds, resident memory, bytes of the data directory and free bytes on its disk); the
+data directory's size is a walk of its files, cached for ``DATA_DIR_CACHE_S`` seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
+import shutil
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from moderntensor.chain.blocks import Header, compute_evidence_root
@@ -45,6 +55,7 @@ MAX_SCHEDULE = 1024
 MAX_SLOTS = 1024
 DEFAULT_SLOTS = 64
 EVIDENCE_SCAN_BLOCKS = 1024
+DATA_DIR_CACHE_S = 10.0
 _EMPTY_EVIDENCE_ROOT = compute_evidence_root(())
 
 
@@ -71,6 +82,64 @@ def _validator_json(record: ValidatorRecord) -> dict[str, Any]:
     }
 
 
+def compute_tree_bytes(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (not following links; unreadable parts skip)."""
+    total = 0
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue  # a file removed during the walk (RocksDB compaction)
+        except OSError:
+            continue
+    return total
+
+
+def _rss_bytes() -> int:
+    """The process's resident memory now (Linux /proc), else its peak from getrusage."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+class _ProcessProbe:
+    """CPU, memory and disk figures of this node process; the data dir's size is cached."""
+
+    def __init__(self, data_dir: Path | None, now: Callable[[], float]) -> None:
+        self.data_dir = data_dir
+        self.now = now
+        self._size: tuple[float, int] | None = None
+
+    def facts(self) -> dict[str, Any]:
+        times = os.times()
+        out: dict[str, Any] = {
+            "pid": os.getpid(),
+            "cpuSeconds": round(times.user + times.system, 3),
+            "rssBytes": _rss_bytes(),
+            "dataDirBytes": None,
+            "diskFreeBytes": None,
+        }
+        if self.data_dir is None:
+            return out
+        now = self.now()
+        if self._size is None or not 0 <= now - self._size[0] < DATA_DIR_CACHE_S:
+            self._size = (now, compute_tree_bytes(self.data_dir))
+        out["dataDirBytes"] = self._size[1]
+        with contextlib.suppress(OSError):
+            out["diskFreeBytes"] = shutil.disk_usage(self.data_dir).free
+        return out
+
+
 class MtApi:
     """Handlers for the ``mt_*`` namespace; ``now`` is injectable for tests."""
 
@@ -87,6 +156,9 @@ class MtApi:
         self.epoch_length = genesis.consensus.epoch_length
         self.slot_ms = genesis.consensus.slot_duration_ms
         self.genesis_time = genesis.genesis_time
+        db_path = getattr(getattr(service.chain, "db", None), "path", None)
+        data_dir = None if db_path is None else Path(db_path).parent  # <data_dir>/chaindb
+        self.process = _ProcessProbe(data_dir, now)
 
     def methods(self) -> dict[str, Method]:
         count = Param("count", parse_quantity, required=False, default=None)
@@ -288,4 +360,5 @@ class MtApi:
             "validators": self.validators(),
             "peers": self.peers(),
             "syncing": self.service.syncing,
+            "process": self.process.facts(),
         }
