@@ -17,6 +17,7 @@ PACKAGES = [
     "moderntensor.network.faultrelay",
     "moderntensor.faucet",
     "moderntensor.explorer",
+    "moderntensor.monitor",
     "moderntensor.sim",
 ]
 

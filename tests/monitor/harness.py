@@ -127,11 +127,17 @@ class MonitorProcess:
                 return doc
         raise AssertionError(f"no {what} within {timeout} s; log: {self.log.read_text()[-2000:]}")
 
-    def alert(self, event: str, kind: str, timeout: float) -> dict[str, Any]:
-        """The first ``event`` of ``kind``, already seen or within ``timeout`` seconds."""
+    def alert(self, event: str, kind: str, timeout: float, about: str = "") -> dict[str, Any]:
+        """The first ``event`` of ``kind`` (whose message names ``about``), already seen or
+        within ``timeout`` seconds."""
 
         def match(d: dict[str, Any]) -> bool:
-            return d["type"] == "alert" and d["event"] == event and d["kind"] == kind
+            return (
+                d["type"] == "alert"
+                and d["event"] == event
+                and d["kind"] == kind
+                and about in d.get("message", "")
+            )
 
         for doc in self.seen:
             if match(doc):

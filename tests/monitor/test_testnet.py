@@ -75,7 +75,8 @@ def test_a_killed_validator_is_down_and_misses_its_slots(
         procs["validator-3"].kill()
         down = mon.alert("raise", "node_down", 15)
         assert down["node"] == "validator-3"
-        missed = mon.alert("raise", "missed_slots", MISSED_WITHIN)
+        # (on a busy machine a live validator may miss a slot too: that is its own alert)
+        missed = mon.alert("raise", "missed_slots", MISSED_WITHIN, about="validator-3")
         assert "validator validator-3 missed" in missed["message"]
         later = mon.wait_for("a status", lambda d: d["type"] == "status", 5)
         by = {n["name"]: n for n in later["nodes"]}
