@@ -258,17 +258,32 @@ def write_k8s(
     return written
 
 
+def _namespace_arg(text: str) -> str:
+    if not _DNS_LABEL.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a DNS label (a-z, 0-9 and '-', at most 63 characters)"
+        )
+    return text
+
+
+def _image_arg(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an image name")
+    return text
+
+
 def add_k8s_options(parser: argparse.ArgumentParser) -> None:
-    """``--k8s``, ``--k8s-namespace`` and ``--k8s-image`` for ``testnet init``."""
+    """``--k8s``, ``--k8s-namespace`` and ``--k8s-image`` for ``testnet init`` (checked while
+    parsing, so a bad one is refused before anything is written)."""
     parser.add_argument(
         "--k8s", action="store_true", help="also write Kubernetes manifests to DIR/k8s"
     )
     parser.add_argument(
-        "--k8s-namespace", default=DEFAULT_NAMESPACE, metavar="NS",
+        "--k8s-namespace", default=DEFAULT_NAMESPACE, metavar="NS", type=_namespace_arg,
         help=f"namespace of the manifests (default {DEFAULT_NAMESPACE})",
     )  # fmt: skip
     parser.add_argument(
-        "--k8s-image", default=DEFAULT_IMAGE, metavar="IMAGE",
+        "--k8s-image", default=DEFAULT_IMAGE, metavar="IMAGE", type=_image_arg,
         help=f"node image the pods run (default {DEFAULT_IMAGE}; push it to your registry)",
     )  # fmt: skip
 
@@ -281,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dir", metavar="DIR")
     parser.add_argument("--out", help="where to write (default DIR/k8s)")
-    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)
-    parser.add_argument("--image", default=DEFAULT_IMAGE)
+    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, type=_namespace_arg)
+    parser.add_argument("--image", default=DEFAULT_IMAGE, type=_image_arg)
     args = parser.parse_args(argv)
     try:
         inputs = read_testnet(args.dir)
