@@ -319,3 +319,34 @@ def test_bad_options_and_inputs_are_refused(
     (out / "keys" / "node-bootnode.json").unlink()
     with pytest.raises(k8s.K8sError, match=r"node-bootnode\.json"):
         k8s.read_testnet(out)
+
+
+def test_checked_in_example_is_what_the_generator_writes() -> None:
+    """containers/k8s is the generator's output for its own genesis and keys (read back from
+    its ConfigMap and Secrets), file for file and byte for byte; README.md is the only
+    hand-written file. containers/k8s/README.md has the command that regenerates it."""
+    example = ROOT / "containers" / "k8s"
+    files = {str(p.relative_to(example)): p.read_text() for p in example.rglob("*") if p.is_file()}
+    assert "regenerate" in files.pop("README.md").lower()
+    found = {}
+    for text in files.values():
+        for doc in yaml.safe_load_all(text):
+            if doc and doc.get("kind") not in (None, "Kustomization"):
+                found[(doc["kind"], doc["metadata"]["name"])] = doc
+    genesis_text = found[("ConfigMap", "moderntensor-config")]["data"]["genesis.json"]
+    key_files = {
+        name.removesuffix("-keys"): {k: base64.b64decode(v) for k, v in doc["data"].items()}
+        for (kind, name), doc in found.items()
+        if kind == "Secret"
+    }
+    genesis = json.loads(genesis_text)
+    assert len(genesis["validators"]) == 4
+    assert "example" in genesis["network_name"]  # marked: throwaway keys
+    inputs = k8s.K8sInputs(
+        genesis_text=genesis_text,
+        validators=tuple(v["name"] for v in genesis["validators"]),
+        key_files=key_files,
+    )
+    (namespace,) = [name for kind, name in found if kind == "Namespace"]
+    image = found[("StatefulSet", "validator-0")]["spec"]["template"]["spec"]["containers"][0]
+    assert k8s.render_k8s(inputs, namespace_name=namespace, image=image["image"]) == files
