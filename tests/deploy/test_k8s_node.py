@@ -18,6 +18,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import attrs
+
+from moderntensor.node.config import NodeConfig
 from tests.deploy.test_k8s import load_docs, make_testnet
 from tests.ports import free_port_run
 
@@ -32,18 +35,33 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def _pod_files(out: Path, name: str, root: Path, ports: dict[int, int]) -> Path:
+def base_objects(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
     docs: dict[tuple[str, str], dict[str, Any]] = {}
     for path in (out / "k8s" / "base").rglob("*.yaml"):
-        if path.name == "kustomization.yaml":
-            continue
-        for doc in load_docs(path):
-            docs[(doc["kind"], doc["metadata"]["name"])] = doc
+        if path.name != "kustomization.yaml":
+            for doc in load_docs(path):
+                docs[(doc["kind"], doc["metadata"]["name"])] = doc
+    return docs
+
+
+def pod_files(
+    out: Path,
+    name: str,
+    root: Path,
+    ports: dict[int, int],
+    peers: dict[str, int] | None = None,
+) -> Path:
+    """Lay out what the pod of ``name`` mounts (/config from the ConfigMap, /keys from its
+    Secret, /data) under ``root`` and return its node.toml, with the listeners on 127.0.0.1
+    at ``ports`` (old -> new) and each bootstrap name of a pod in ``peers`` (StatefulSet name
+    -> p2p port) pointing at ``/dns4/localhost`` and that port."""
+    docs = base_objects(out)
     data = docs[("ConfigMap", "moderntensor-config")]["data"]
     (root / "config").mkdir(parents=True)
     (root / "keys").mkdir()
     (root / "config" / "genesis.json").write_text(data["genesis.json"])
-    for file, raw in docs[("Secret", f"{name}-keys")]["data"].items():
+    secret = docs.get(("Secret", f"{name}-keys"), {"data": {}})
+    for file, raw in secret["data"].items():
         (root / "keys" / file).write_bytes(base64.b64decode(raw))
     text = data[f"{name}.toml"]
     text = text.replace('"/keys/', f'"{root}/keys/').replace('"/data/', f'"{root}/data/')
@@ -51,6 +69,12 @@ def _pod_files(out: Path, name: str, root: Path, ports: dict[int, int]) -> Path:
     for old, new in ports.items():
         assert f"port = {old}\n" in text
         text = text.replace(f"port = {old}\n", f"port = {new}\n")
+    for peer, port in (peers or {}).items():
+        pod = f"/dns4/{peer}-0.moderntensor-p2p.moderntensor.svc.cluster.local/tcp/30303/"
+        text = text.replace(pod, f"/dns4/localhost/tcp/{port}/")
+    assert (".svc.cluster.local" in text) == (peers is None), text
+    if "explorer" not in attrs.fields_dict(NodeConfig):
+        text = text.split("\n[explorer]\n")[0]  # the explorer branch is not merged here yet
     (root / "config" / "node.toml").write_text(text)
     return root / "config" / "node.toml"
 
@@ -59,9 +83,7 @@ def test_generated_validator_pod_config_runs_and_answers_its_probes(tmp_path: Pa
     out = make_testnet(tmp_path, 1, "--start-in", "2")
     base = free_port_run(3)
     rpc, p2p, metrics = base, base + 1, base + 2
-    config = _pod_files(
-        out, "validator-0", tmp_path / "pod", {8545: rpc, 30303: p2p, 6060: metrics}
-    )
+    config = pod_files(out, "validator-0", tmp_path / "pod", {8545: rpc, 30303: p2p, 6060: metrics})
     log = (tmp_path / "node.log").open("wb")
     node = subprocess.Popen(
         [sys.executable, "-m", "moderntensor.node", "--config", str(config)],
@@ -93,3 +115,65 @@ def test_generated_validator_pod_config_runs_and_answers_its_probes(tmp_path: Pa
     assert code == 0, (tmp_path / "node.log").read_text()[-3000:]
     text = (tmp_path / "node.log").read_text()
     assert "block finalized" in text and "node stopped" in text, text[-3000:]
+
+
+def _rpc(port: int, method: str, *params: Any) -> Any:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}", body, {"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as reply:
+        return json.loads(reply.read())["result"]
+
+
+def test_generated_network_finalizes_with_its_bootstrap_topology(tmp_path: Path) -> None:
+    """The whole generated network of N = 4 (bootnode, four validators, the public full
+    node), each pod's files as mounted, every pod DNS name pointed at /dns4/localhost and that
+    pod's port: the validators find each other through the bootstrap lists the manifests
+    give, finalize the same blocks, and the full node follows and is ready; SIGTERM stops
+    every one with exit 0."""
+    out = make_testnet(tmp_path, 4, "--start-in", "6")
+    names = ["bootnode", *(f"validator-{i}" for i in range(4)), "fullnode"]
+    base = free_port_run(3 * len(names))
+    ports = {n: (base + 3 * i, base + 3 * i + 1, base + 3 * i + 2) for i, n in enumerate(names)}
+    peers = {n: p2p for n, (_, p2p, _) in ports.items() if n != "fullnode"}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs = {}
+    try:
+        for name in names:
+            rpc, p2p, metrics = ports[name]
+            config = pod_files(
+                out, name, tmp_path / name, {8545: rpc, 30303: p2p, 6060: metrics}, peers
+            )
+            logs[name] = (tmp_path / f"{name}.log").open("wb")
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "moderntensor.node", "--config", str(config)],
+                stdout=logs[name], stderr=subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+        finalized: dict[str, int] = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs.values()), "a node exited"
+            for name in names:
+                try:
+                    status, body = _get(f"http://127.0.0.1:{ports[name][0]}/health")
+                    doc = json.loads(body)
+                    finalized[name] = doc["finalized"] if status == 200 else -1
+                except (OSError, ValueError, KeyError):
+                    finalized[name] = -1
+            if min(finalized.values()) >= 5:
+                break
+            time.sleep(1)
+        assert min(finalized.values()) >= 5, finalized
+        block5 = {n: _rpc(ports[n][0], "eth_getBlockByNumber", "0x5", False) for n in names}
+        assert len({b["hash"] for b in block5.values()}) == 1, block5  # one chain everywhere
+        for name in names:
+            assert int(_rpc(ports[name][0], "net_peerCount"), 16) >= 1, name
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = {name: proc.wait(timeout=30) for name, proc in procs.items()}
+        for handle in logs.values():
+            handle.close()
+    assert all(code == 0 for code in codes.values()), codes
