@@ -134,7 +134,12 @@ def node_toml(name: str, *, role: str, bootstrap: list[str]) -> str:
         sections.append(("validator", [("key_file", "/keys/validator.json")]))
     rpc: list[tuple[str, str | list[str] | bool | int]] = [("addr", "0.0.0.0"), ("port", RPC_PORT)]
     if role == "fullnode":
-        rpc.append(("cors_origins", ["*"]))  # the public endpoint: browser wallets and pages
+        # the public endpoint: browser wallets and pages; behind a Service, LoadBalancer or
+        # Ingress many clients share a few source addresses (SNAT, the ingress pods), so the
+        # per-address caps are raised (the total, max_connections, still bounds everything)
+        rpc.append(("cors_origins", ["*"]))
+        rpc.append(("max_http_connections_per_ip", 512))
+        rpc.append(("max_ws_connections_per_ip", 256))
     sections.append(("rpc", rpc))
     p2p: list[tuple[str, str | list[str] | bool | int]] = [
         ("listen_addr", "0.0.0.0"),
@@ -155,6 +160,12 @@ def node_toml(name: str, *, role: str, bootstrap: list[str]) -> str:
         f"# {name}: written by `moderntensor testnet init --k8s`, mounted at /config/node.toml.",
         "# Paths: /config is the ConfigMap, /keys the node's Secret, /data its volume.",
     ]
+    if role == "fullnode":
+        lines += [
+            "# Public RPC: clients behind a load balancer or Ingress share a few source",
+            "# addresses, so the per-address connection caps are raised (max_connections",
+            "# still bounds the total).",
+        ]
     for title, keys in sections:
         lines += ["", f"[{title}]"] + [f"{key} = {_toml(value)}" for key, value in keys]
     return "\n".join(lines) + "\n"

@@ -28,6 +28,7 @@ votes, so the limits are generous and the requests are what a node needs at norm
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import attrs
@@ -111,7 +112,7 @@ def overlay_files(overlay: Overlay) -> dict[str, tuple[str, list[dict[str, Any]]
             {"path": "fullnode.yaml", "target": {"kind": "StatefulSet", "name": "fullnode"}},
         ],
     }
-    head = f"overlay {overlay.name}: {overlay.about}"
+    head = textwrap.fill(f"overlay {overlay.name}: {overlay.about}", width=96)
     return {
         "kustomization.yaml": (f"{head}\nkubectl apply -k .", [kustomization]),
         "validators.yaml": (

@@ -271,6 +271,8 @@ def test_node_toml_files_load_with_the_nodes_loader(net: Path, tmp_path: Path) -
             load_node_key(loaded.p2p.node_key_file)
         else:
             assert name == "fullnode"  # replicas make their own keys
+            assert loaded.rpc.cors_origins == ("*",)
+            assert loaded.rpc.max_http_connections_per_ip == 512
 
 
 def test_generation_is_repeatable_from_the_testnet_dir(net: Path, tmp_path: Path) -> None:
