@@ -74,6 +74,7 @@ class Spec:
     image: str
     network: str  # the genesis network_name, the part-of label
     resources: Resources
+    explorer: bool = True  # the public full nodes serve the explorer ([explorer], port 4000)
 
 
 def fault_tolerance(validators: int) -> int:
@@ -124,7 +125,7 @@ def _toml(value: str | list[str] | bool | int) -> str:
     return json.dumps(value)  # a TOML basic string is a JSON string for these characters
 
 
-def node_toml(name: str, *, role: str, bootstrap: list[str]) -> str:
+def node_toml(name: str, *, role: str, bootstrap: list[str], explorer: bool = True) -> str:
     """node.toml of one node inside its pod: config and genesis at /config (the ConfigMap),
     keys at /keys (its Secret), data on the volume at /data; every listener on 0.0.0.0."""
     sections: list[tuple[str, list[tuple[str, str | list[str] | bool | int]]]] = [
@@ -152,7 +153,7 @@ def node_toml(name: str, *, role: str, bootstrap: list[str]) -> str:
     p2p.append(("bootstrap", bootstrap))
     sections.append(("p2p", p2p))
     sections.append(("metrics", [("enabled", True), ("addr", "0.0.0.0"), ("port", METRICS_PORT)]))
-    if role == "fullnode":
+    if role == "fullnode" and explorer:
         sections.append(
             ("explorer", [("enabled", True), ("addr", "0.0.0.0"), ("port", EXPLORER_PORT)])
         )
@@ -208,7 +209,7 @@ def _container(role: str, spec: Spec) -> dict[str, Any]:
         {"name": "p2p", "containerPort": P2P_PORT, "protocol": "TCP"},
         {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
     ]
-    if role == "fullnode":
+    if role == "fullnode" and spec.explorer:
         ports.append({"name": "explorer", "containerPort": EXPLORER_PORT, "protocol": "TCP"})
     mounts = [
         {"name": "config", "mountPath": "/config", "readOnly": True},
@@ -325,10 +326,10 @@ def public_services(spec: Spec) -> list[dict[str, Any]]:
     """JSON-RPC (HTTP and WebSocket) and the explorer, served by the public full nodes."""
     selector = {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": "fullnode"}
     out = []
-    for name, port, port_name in (
-        ("moderntensor-rpc", RPC_PORT, "rpc"),
-        ("moderntensor-explorer", EXPLORER_PORT, "explorer"),
-    ):
+    services = [("moderntensor-rpc", RPC_PORT, "rpc")]
+    if spec.explorer:
+        services.append(("moderntensor-explorer", EXPLORER_PORT, "explorer"))
+    for name, port, port_name in services:
         out.append(
             {
                 "apiVersion": "v1",

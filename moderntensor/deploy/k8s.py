@@ -8,6 +8,7 @@ the same chain with the same keys as the host's node.toml files::
         namespace.yaml
         configmap.yaml         genesis.json and every node's node.toml
         services.yaml          moderntensor-p2p (headless), moderntensor-rpc, moderntensor-explorer
+                               (the explorer only when the node has ``[explorer]``)
         pdb.yaml               at most f = floor((N - 1) / 3) validators evicted at once
         bootnode.yaml          StatefulSet, 1 replica
         validator-I.yaml       StatefulSet per validator, 1 replica, OnDelete updates
@@ -49,6 +50,7 @@ from moderntensor.deploy._k8s_manifests import (
 )
 from moderntensor.deploy._k8s_overlays import BASE, OVERLAYS, overlay_files
 from moderntensor.deploy._k8s_yaml import dump_yaml
+from moderntensor.node.config import NodeConfig
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -135,10 +137,21 @@ def _peer_id(raw: bytes) -> str:
     return str(json.loads(raw)["peer_id"])
 
 
+def node_has_explorer() -> bool:
+    """Whether this node knows node.toml's ``[explorer]`` section (an unknown section is an
+    error at start, so the full nodes get one only when the node can serve it)."""
+    return "explorer" in attrs.fields_dict(NodeConfig)
+
+
 def render_k8s(
-    inputs: K8sInputs, *, namespace_name: str = DEFAULT_NAMESPACE, image: str = DEFAULT_IMAGE
+    inputs: K8sInputs,
+    *,
+    namespace_name: str = DEFAULT_NAMESPACE,
+    image: str = DEFAULT_IMAGE,
+    explorer: bool | None = None,
 ) -> dict[str, str]:
     """Every file of ``k8s/``: relative path -> YAML text (pure; the same inputs, the same text).
+    ``explorer``: serve the explorer from the public full nodes (None: when the node has it).
 
     Raises:
         K8sError: a bad namespace or image name.
@@ -155,6 +168,7 @@ def render_k8s(
         image=image,
         network=str(genesis.get("network_name") or "moderntensor"),
         resources=BASE,
+        explorer=node_has_explorer() if explorer is None else explorer,
     )
     keyed = ["bootnode", *inputs.validators]
     addrs = {
@@ -166,7 +180,9 @@ def render_k8s(
     for i, name in enumerate(inputs.validators):
         dial = [addrs[other] for other in keyed[: i + 1]]  # the bootnode and earlier validators
         tomls[name] = node_toml(name, role="validator", bootstrap=dial)
-    tomls["fullnode"] = node_toml("fullnode", role="fullnode", bootstrap=[addrs[n] for n in keyed])
+    tomls["fullnode"] = node_toml(
+        "fullnode", role="fullnode", bootstrap=[addrs[n] for n in keyed], explorer=spec.explorer
+    )
     n = len(inputs.validators)
     base: dict[str, tuple[str, list[dict[str, Any]]]] = {
         "namespace.yaml": ("", [namespace(spec)]),
@@ -236,6 +252,7 @@ def write_k8s(
     *,
     namespace_name: str = DEFAULT_NAMESPACE,
     image: str = DEFAULT_IMAGE,
+    explorer: bool | None = None,
 ) -> list[Path]:
     """Write ``render_k8s`` under ``out`` (created); Secret manifests get mode 0600.
 
@@ -243,7 +260,8 @@ def write_k8s(
         K8sError: as :func:`render_k8s`, or a file cannot be written.
     """
     written = []
-    for rel, text in render_k8s(inputs, namespace_name=namespace_name, image=image).items():
+    files = render_k8s(inputs, namespace_name=namespace_name, image=image, explorer=explorer)
+    for rel, text in files.items():
         path = Path(out) / rel
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,11 +316,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="where to write (default DIR/k8s)")
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, type=_namespace_arg)
     parser.add_argument("--image", default=DEFAULT_IMAGE, type=_image_arg)
+    parser.add_argument(
+        "--explorer",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="serve the explorer from the public full nodes (auto: when this node has it)",
+    )
     args = parser.parse_args(argv)
+    explorer = {"auto": None, "on": True, "off": False}[args.explorer]
     try:
         inputs = read_testnet(args.dir)
         out = Path(args.out) if args.out else Path(args.dir) / "k8s"
-        paths = write_k8s(out, inputs, namespace_name=args.namespace, image=args.image)
+        paths = write_k8s(
+            out, inputs, namespace_name=args.namespace, image=args.image, explorer=explorer
+        )
     except K8sError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
