@@ -36,6 +36,7 @@ from typing import Any
 import attrs
 
 from moderntensor.deploy._k8s_manifests import (
+    APP,
     P2P_PORT,
     Spec,
     config_map,
@@ -65,6 +66,7 @@ __all__ = [
 
 DEFAULT_NAMESPACE = "moderntensor"
 DEFAULT_IMAGE = "moderntensor:latest"
+CONFIG_MAP_LIMIT = 1024 * 1024  # Kubernetes' limit on a ConfigMap's data
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 _WARNING = (
     "WARNING: this file holds private keys (base64 is not encryption). Fine for a throwaway "
@@ -137,6 +139,22 @@ def _peer_id(raw: bytes) -> str:
     return str(json.loads(raw)["peer_id"])
 
 
+def _label_value(text: str) -> str:
+    """``text`` as a Kubernetes label value: at most 63 of ``[A-Za-z0-9._-]``, alphanumeric at
+    both ends (other characters become '-'); "moderntensor" if nothing is left."""
+    value = re.sub(r"[^A-Za-z0-9._-]", "-", text)[:63].strip("-._")
+    return value or APP
+
+
+def _check_config_size(files: dict[str, str]) -> None:
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in files.items())
+    if size > CONFIG_MAP_LIMIT:
+        raise K8sError(
+            f"genesis.json and the node.toml files come to {size:,} bytes; a ConfigMap holds at "
+            f"most {CONFIG_MAP_LIMIT:,} (1 MiB): make the genesis smaller (fewer --alloc entries)"
+        )
+
+
 def node_has_explorer() -> bool:
     """Whether this node knows node.toml's ``[explorer]`` section (an unknown section is an
     error at start, so the full nodes get one only when the node can serve it)."""
@@ -166,7 +184,7 @@ def render_k8s(
     spec = Spec(
         namespace=namespace_name,
         image=image,
-        network=str(genesis.get("network_name") or "moderntensor"),
+        network=_label_value(str(genesis.get("network_name") or "")),
         resources=BASE,
         explorer=node_has_explorer() if explorer is None else explorer,
     )
@@ -183,6 +201,7 @@ def render_k8s(
     tomls["fullnode"] = node_toml(
         "fullnode", role="fullnode", bootstrap=[addrs[n] for n in keyed], explorer=spec.explorer
     )
+    _check_config_size({"genesis.json": inputs.genesis_text, **tomls})
     n = len(inputs.validators)
     base: dict[str, tuple[str, list[dict[str, Any]]]] = {
         "namespace.yaml": ("", [namespace(spec)]),

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import yaml
 
@@ -363,3 +364,19 @@ def test_checked_in_example_is_what_the_generator_writes() -> None:
         *(p for p in (example / "base").rglob("*.yaml") if p.name != "kustomization.yaml")
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_network_name_becomes_a_valid_label_and_big_genesis_is_refused(tmp_path: Path) -> None:
+    out = make_testnet(tmp_path, 1, "--network-name", "My Test Net / " + "x" * 80)
+    inputs = k8s.read_testnet(out)
+    files = k8s.render_k8s(inputs)
+    label = yaml.safe_load(files["base/validator-0.yaml"])["metadata"]["labels"][
+        "app.kubernetes.io/part-of"
+    ]
+    assert re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", label), label
+    assert label.startswith("My-Test-Net")
+    genesis = json.loads(inputs.genesis_text)
+    genesis["alloc"] = {f"0x{i:040x}": {"balance": "0x1"} for i in range(30_000)}
+    big = attrs.evolve(inputs, genesis_text=json.dumps(genesis, indent=2))
+    with pytest.raises(k8s.K8sError, match=r"a ConfigMap holds at most 1,048,576"):
+        k8s.render_k8s(big)
