@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from moderntensor.cli import build_parser
+from moderntensor.node.config import load_config
 from tests.ports import free_port_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +149,27 @@ def test_moderntensor_commands_in_the_doc_parse() -> None:
     for argv in commands:
         args = parser.parse_args(argv)  # exits 2 on an unknown flag or command
         assert args.handler is not None
+
+
+def test_the_validator_node_toml_of_the_doc_loads(tmp_path: Path) -> None:
+    """The joining validator's node.toml, with the doc's key commands' files beside it and
+    the placeholder replaced by a real peer id, loads with the node's loader."""
+    (toml,) = blocks("toml")
+    cli = [sys.executable, "-m", "moderntensor.cli"]
+    for argv in (
+        ["keys", "new", "validator", "--out", "my-validator.json", "--name", "my-validator"],
+        ["keys", "new", "node", "--out", "my-node.json"],
+        ["keys", "new", "node", "--out", "bootnode.json"],
+        ["genesis", "new", "--validators", "1", "--chain-id", "7777", "--out", "net"],
+    ):
+        done = subprocess.run(
+            [*cli, *argv], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+    shutil.copy(tmp_path / "net" / "genesis.json", tmp_path / "genesis.json")
+    peer_id = json.loads((tmp_path / "bootnode.json").read_text())["peer_id"]
+    assert "<bootnode-peer-id>" in toml
+    (tmp_path / "node.toml").write_text(toml.replace("<bootnode-peer-id>", peer_id))
+    config = load_config(tmp_path / "node.toml")
+    assert config.validator.key_file == tmp_path / "my-validator.json"
+    assert [a.peer_id for a in config.p2p.bootstrap] == [peer_id]
