@@ -1,17 +1,23 @@
-"""A generated pod configuration really runs: the single validator of an N = 1 testnet, started
-from its ConfigMap node.toml and its Secret's key files (mount points mapped to a temporary
-directory, listeners moved to 127.0.0.1 and free ports), finalizes blocks; its readiness
-probe (/health on the RPC port) turns 200 and its liveness probe (/metrics on the metrics
-port) answers, while its bootstrap name (a cluster DNS name) cannot resolve here; SIGTERM (what
-the kubelet sends) stops it with exit 0."""
+"""The generated pod configurations really run. The single validator of an N = 1 testnet,
+started from its ConfigMap node.toml and its Secret's key files (mount points mapped to a
+temporary directory, listeners moved to 127.0.0.1 and free ports), finalizes blocks; its
+readiness probe (/health on the RPC port) turns 200 and its liveness probe (/metrics on the
+metrics port) answers while its bootstrap name (a cluster DNS name) cannot resolve here; SIGTERM
+(what the kubelet sends) stops it with exit 0; and it does so as the pods' uid 10001 with the
+key files root:10001 mode 0440, as the Secret volume gives them. The whole N = 4 network, its
+pod DNS names pointed at localhost, finalizes one chain through its bootstrap lists."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 
 from moderntensor.node.config import NodeConfig
 from tests.deploy.test_k8s import load_docs, make_testnet
@@ -79,15 +86,82 @@ def pod_files(
     return root / "config" / "node.toml"
 
 
-def test_generated_validator_pod_config_runs_and_answers_its_probes(tmp_path: Path) -> None:
+POD_UID = 10001  # the pods' runAsUser, runAsGroup and fsGroup
+
+
+def as_pod_user(root: Path) -> dict[str, Any]:
+    """Lay out ``root`` as the kubelet does for the pods' securityContext (files of a Secret
+    volume owned root:fsGroup with defaultMode 0440, read-only config, a data volume of group
+    fsGroup, setgid) and return the Popen arguments that run a process as uid/gid 10001."""
+    for path in (root / "keys").iterdir():
+        os.chown(path, 0, POD_UID)
+        path.chmod(0o440)
+    for path in (root / "config").iterdir():
+        path.chmod(0o444)
+    (root / "keys").chmod(0o555)
+    (root / "config").chmod(0o555)
+    (root / "data").mkdir()
+    os.chown(root / "data", 0, POD_UID)
+    (root / "data").chmod(0o2775)
+    return {"user": POD_UID, "group": POD_UID, "extra_groups": [POD_UID]}
+
+
+def pod_user_python() -> tuple[list[str], dict[str, Any]]:
+    """The command prefix and Popen arguments that run this checkout's node as uid/gid 10001,
+    or a skip saying why this machine cannot (not root; the interpreter or the packages in a
+    directory that user cannot read, e.g. under /root)."""
+    if os.geteuid() != 0:
+        pytest.skip("running the node as the pods' uid 10001 needs root (as the kubelet has)")
+    site = sysconfig.get_paths()["purelib"]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{site}", "PYTHONDONTWRITEBYTECODE": "1"}
+    user = {"user": POD_UID, "group": POD_UID, "extra_groups": [POD_UID], "env": env}
+    # the packages' extension modules are built for this version
+    check = f"import sys, moderntensor.node; assert sys.version_info[:2] == {sys.version_info[:2]}"
+    for python in (sys.executable, "/usr/bin/python3"):
+        try:
+            probe = subprocess.run(
+                [python, "-c", check],
+                capture_output=True, text=True, timeout=60, cwd="/", **user,
+            )  # fmt: skip
+        except OSError as exc:
+            reason = str(exc)
+            continue
+        if probe.returncode == 0:
+            return [python], user
+        reason = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else "failed"
+    pytest.skip(f"uid {POD_UID} cannot run this checkout's Python here: {reason}")
+
+
+@pytest.mark.parametrize("pod_user", [False, True], ids=["as-this-user", "as-uid-10001"])
+def test_generated_validator_pod_config_runs_and_answers_its_probes(
+    tmp_path: Path, pod_user: bool
+) -> None:
+    """As uid 10001 (where the machine allows), the key files root:10001 0440: what the pods'
+    securityContext and the Secret volume's defaultMode give the node."""
+    python, user = pod_user_python() if pod_user else ([sys.executable], {})
     out = make_testnet(tmp_path, 1, "--start-in", "2")
     base = free_port_run(3)
     rpc, p2p, metrics = base, base + 1, base + 2
-    config = pod_files(out, "validator-0", tmp_path / "pod", {8545: rpc, 30303: p2p, 6060: metrics})
+    root = Path(tempfile.mkdtemp(prefix="mt-pod-"))  # pytest's own tmp dirs are 0700 root
+    root.chmod(0o755)
+    try:
+        config = pod_files(out, "validator-0", root / "pod", {8545: rpc, 30303: p2p, 6060: metrics})
+        if pod_user:
+            as_pod_user(root / "pod")
+        _run_validator(python, user, config, tmp_path, rpc, metrics)
+        if pod_user:  # it wrote its data as the pod's user
+            assert (root / "pod" / "data" / "chain").stat().st_uid == POD_UID
+    finally:
+        shutil.rmtree(root)
+
+
+def _run_validator(
+    python: list[str], user: dict[str, Any], config: Path, tmp_path: Path, rpc: int, metrics: int
+) -> None:
     log = (tmp_path / "node.log").open("wb")
     node = subprocess.Popen(
-        [sys.executable, "-m", "moderntensor.node", "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        [*python, "-m", "moderntensor.node", "--config", str(config)],
+        stdout=log, stderr=subprocess.STDOUT, cwd="/", **user,
     )  # fmt: skip
     try:
         health: dict[str, Any] = {}
