@@ -24,10 +24,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
-from moderntensor.node.config import NodeConfig
 from tests.deploy.test_k8s import load_docs, make_testnet
 from tests.ports import free_port_run
 
@@ -80,8 +78,7 @@ def pod_files(
         pod = f"/dns4/{peer}-0.moderntensor-p2p.moderntensor.svc.cluster.local/tcp/30303/"
         text = text.replace(pod, f"/dns4/localhost/tcp/{port}/")
     assert (".svc.cluster.local" in text) == (peers is None), text
-    if "explorer" not in attrs.fields_dict(NodeConfig):
-        text = text.split("\n[explorer]\n")[0]  # the explorer branch is not merged here yet
+    assert "port = 4000\n" not in text, "the explorer's port must be given in ports"
     (root / "config" / "node.toml").write_text(text)
     return root / "config" / "node.toml"
 
@@ -208,17 +205,23 @@ def test_generated_network_finalizes_with_its_bootstrap_topology(tmp_path: Path)
     every one with exit 0."""
     out = make_testnet(tmp_path, 4, "--start-in", "6")
     names = ["bootnode", *(f"validator-{i}" for i in range(4)), "fullnode"]
-    base = free_port_run(3 * len(names))
+    base = free_port_run(3 * len(names) + 1)
     ports = {n: (base + 3 * i, base + 3 * i + 1, base + 3 * i + 2) for i, n in enumerate(names)}
+    explorer = base + 3 * len(names)  # the full node's, when the node has [explorer]
+    has_explorer = (
+        "[explorer]"
+        in base_objects(out)[("ConfigMap", "moderntensor-config")]["data"]["fullnode.toml"]
+    )
     peers = {n: p2p for n, (_, p2p, _) in ports.items() if n != "fullnode"}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = {}
     try:
         for name in names:
             rpc, p2p, metrics = ports[name]
-            config = pod_files(
-                out, name, tmp_path / name, {8545: rpc, 30303: p2p, 6060: metrics}, peers
-            )
+            mapping = {8545: rpc, 30303: p2p, 6060: metrics}
+            if name == "fullnode" and has_explorer:
+                mapping[4000] = explorer
+            config = pod_files(out, name, tmp_path / name, mapping, peers)
             logs[name] = (tmp_path / f"{name}.log").open("wb")
             procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "moderntensor.node", "--config", str(config)],
@@ -243,6 +246,9 @@ def test_generated_network_finalizes_with_its_bootstrap_topology(tmp_path: Path)
         assert len({b["hash"] for b in block5.values()}) == 1, block5  # one chain everywhere
         for name in names:
             assert int(_rpc(ports[name][0], "net_peerCount"), 16) >= 1, name
+        if has_explorer:  # the explorer Service's port answers with its page
+            status, page = _get(f"http://127.0.0.1:{explorer}/")
+            assert status == 200 and b"<html" in page.lower(), page[:200]
     finally:
         for proc in procs.values():
             if proc.poll() is None:
