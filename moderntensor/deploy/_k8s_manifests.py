@@ -172,9 +172,9 @@ def node_toml(name: str, *, role: str, bootstrap: list[str], explorer: bool = Tr
     return "\n".join(lines) + "\n"
 
 
-def config_map(genesis_text: str, tomls: dict[str, str], spec: Spec) -> dict[str, Any]:
-    data = {"genesis.json": genesis_text}
-    data.update({f"{name}.toml": text for name, text in tomls.items()})
+def config_map(genesis_text: str, files: dict[str, str], spec: Spec) -> dict[str, Any]:
+    """``moderntensor-config``: genesis.json and ``files`` (file name -> text)."""
+    data = {"genesis.json": genesis_text, **files}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -13,6 +13,7 @@ the same chain with the same keys as the host's node.toml files::
         bootnode.yaml          StatefulSet, 1 replica
         validator-I.yaml       StatefulSet per validator, 1 replica, OnDelete updates
         fullnode.yaml          StatefulSet of public full nodes (RPC + explorer)
+        faucet.yaml            with keys/faucet.json: the faucet (StatefulSet of 1, Service)
         secrets/NAME-keys.yaml a Secret per keyed node (mode 0600): its key files, base64
     k8s/overlays/small/        kubectl apply -k k8s/overlays/small
     k8s/overlays/large/        kubectl apply -k k8s/overlays/large
@@ -35,6 +36,7 @@ from typing import Any
 
 import attrs
 
+from moderntensor.deploy._k8s_faucet import faucet_service, faucet_statefulset, faucet_toml
 from moderntensor.deploy._k8s_manifests import (
     APP,
     P2P_PORT,
@@ -86,6 +88,7 @@ class K8sInputs:
     genesis_text: str
     validators: tuple[str, ...]  # names, in genesis order: validator-I
     key_files: dict[str, dict[str, bytes]]  # node name -> {file name in /keys: bytes}
+    # and "faucet" -> {"faucet.json": ...} when the testnet has a faucet key (keys/faucet.json)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -130,6 +133,11 @@ def read_testnet(directory: str | Path) -> K8sInputs:
         if str(_key_doc(raw, path, "validator").get("consensus_pubkey", "")).lower() != pubkey:
             raise K8sError(f"{path}: its consensus key is not the genesis key of {name}")
         key_files[name]["validator.json"] = raw
+    faucet = root / "keys" / "faucet.json"
+    if faucet.exists():
+        raw = _read_bytes(faucet)
+        _key_doc(raw, faucet, "account")
+        key_files["faucet"] = {"faucet.json": raw}
     return K8sInputs(
         genesis_text=genesis_text, validators=tuple(n for n, _ in members), key_files=key_files
     )
@@ -201,13 +209,16 @@ def render_k8s(
     tomls["fullnode"] = node_toml(
         "fullnode", role="fullnode", bootstrap=[addrs[n] for n in keyed], explorer=spec.explorer
     )
-    _check_config_size({"genesis.json": inputs.genesis_text, **tomls})
+    configs = {f"{name}.toml": text for name, text in tomls.items()}
+    if "faucet" in inputs.key_files:
+        configs["faucet.toml"] = faucet_toml()
+    _check_config_size({"genesis.json": inputs.genesis_text, **configs})
     n = len(inputs.validators)
     base: dict[str, tuple[str, list[dict[str, Any]]]] = {
         "namespace.yaml": ("", [namespace(spec)]),
         "configmap.yaml": (
-            "genesis.json and each node's node.toml",
-            [config_map(inputs.genesis_text, tomls, spec)],
+            "genesis.json, each node's node.toml (and faucet.toml with a faucet)",
+            [config_map(inputs.genesis_text, configs, spec)],
         ),
         "services.yaml": (
             "peer discovery (headless), JSON-RPC and the explorer",
@@ -219,6 +230,14 @@ def render_k8s(
     for name in inputs.validators:
         base[f"{name}.yaml"] = (_sizing(), [node_statefulset(name, "validator", spec)])
     base["fullnode.yaml"] = (_sizing(), [node_statefulset("fullnode", "fullnode", spec)])
+    if "faucet" in inputs.key_files:
+        keyed.append("faucet")
+        base["faucet.yaml"] = (
+            "the testnet faucet: one pod (its SQLite history and its account's nonces allow no "
+            "second),\npaying from keys/faucet.json through moderntensor-rpc; Service "
+            "moderntensor-faucet:8080",
+            [faucet_statefulset(spec, int(genesis["chain_id"])), faucet_service(spec)],
+        )
     for name in keyed:
         base[f"secrets/{name}-keys.yaml"] = (
             _WARNING,

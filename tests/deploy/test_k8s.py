@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from moderntensor.cli import main
 from moderntensor.crypto import checksum_address
 from moderntensor.deploy import k8s
 from moderntensor.deploy._k8s_yaml import dump_yaml
+from moderntensor.faucet._config import load_config as load_faucet_config
 from moderntensor.keys import load_node_key, load_validator_keys
 from moderntensor.network import parse_multiaddr
 from moderntensor.node.config import load_config
@@ -47,6 +49,23 @@ def make_testnet(tmp: Path, validators: int, *extra: str) -> Path:
     out = tmp / f"net{validators}"
     args = ["testnet", "init", "--validators", str(validators), "--out", str(out), "--k8s"]
     assert main([*args, *extra]) == 0
+    return out
+
+
+def make_faucet_testnet(tmp: Path, validators: int, *extra: str) -> Path:
+    """A testnet with keys/faucet.json funded in its genesis (what `--compose` makes, or an
+    operator with `keys new account` and `--alloc`), and its k8s/ written again with it."""
+    key = tmp / "faucet-key.json"
+    made = subprocess.run(
+        [sys.executable, "-m", "moderntensor.cli", "keys", "new", "account", "--out", str(key)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    address = json.loads(made.stdout)["address"]
+    out = make_testnet(tmp, validators, "--alloc", f"{address}=1000000", *extra)
+    shutil.copy(key, out / "keys" / "faucet.json")
+    shutil.rmtree(out / "k8s")
+    k8s.write_k8s(out / "k8s", k8s.read_testnet(out))
     return out
 
 
@@ -360,6 +379,8 @@ def test_checked_in_example_is_what_the_generator_writes() -> None:
         in found[("ConfigMap", "moderntensor-config")]["data"]["fullnode.toml"]
     )
     assert ("Service", "moderntensor-explorer") in found
+    faucet = json.loads(key_files["faucet"]["faucet.json"])
+    assert faucet["address"] in genesis["alloc"] and ("StatefulSet", "faucet") in found
     done = kubernetes_validate(
         *(p for p in (example / "base").rglob("*.yaml") if p.name != "kustomization.yaml")
     )
@@ -380,3 +401,38 @@ def test_network_name_becomes_a_valid_label_and_big_genesis_is_refused(tmp_path:
     big = attrs.evolve(inputs, genesis_text=json.dumps(genesis, indent=2))
     with pytest.raises(k8s.K8sError, match=r"a ConfigMap holds at most 1,048,576"):
         k8s.render_k8s(big)
+
+
+def test_faucet_when_the_testnet_has_a_faucet_key(tmp_path: Path) -> None:
+    out = make_faucet_testnet(tmp_path, 4)
+    done = kubernetes_validate(*manifests(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = objects(out)
+    genesis = genesis_of(out)
+    sts = found[("StatefulSet", "faucet")]
+    assert sts["spec"]["replicas"] == 1
+    pod = sts["spec"]["template"]
+    service = found[("Service", "moderntensor-faucet")]["spec"]
+    assert selects(service["selector"], pod["metadata"]["labels"])
+    for (kind, name), doc in found.items():  # no node Service selects the faucet, and back
+        if kind == "Service" and name != "moderntensor-faucet":
+            assert not selects(doc["spec"]["selector"], pod["metadata"]["labels"]), name
+        if kind == "StatefulSet" and name != "faucet":
+            labels = doc["spec"]["template"]["metadata"]["labels"]
+            assert not selects(service["selector"], labels), name
+    (container,) = pod["spec"]["containers"]
+    args = dict(zip(container["args"][::2], container["args"][1::2], strict=True))
+    assert args["--chain-id"] == str(genesis["chain_id"])
+    rpc_host = args["--rpc"].split("//")[1].split(".")[0]
+    assert ("Service", rpc_host) in found  # moderntensor-rpc
+    secret = found[("Secret", "faucet-keys")]["data"]
+    raw = base64.b64decode(secret["faucet.json"])
+    assert raw == (out / "keys" / "faucet.json").read_bytes()
+    address = json.loads(raw)["address"]
+    assert address in genesis["alloc"]  # it pays from a funded account
+    toml = tmp_path / "faucet.toml"
+    toml.write_text(found[("ConfigMap", "moderntensor-config")]["data"]["faucet.toml"])
+    config = load_faucet_config(toml)
+    assert (config.host, config.port, config.proxy_count) == ("0.0.0.0", 8080, 0)
+    # the overlays leave it as it is
+    assert "faucet" not in (out / "k8s" / "overlays" / "small" / "validators.yaml").read_text()

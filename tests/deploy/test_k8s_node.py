@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.test_k8s import load_docs, make_testnet
+from tests.deploy.test_k8s import load_docs, make_faucet_testnet, make_testnet
 from tests.ports import free_port_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,17 +197,69 @@ def _rpc(port: int, method: str, *params: Any) -> Any:
         return json.loads(reply.read())["result"]
 
 
+def start_faucet(out: Path, root: Path, rpc: int, port: int, log: Any) -> subprocess.Popen[bytes]:
+    """The faucet pod's container command as the manifest gives it, its mounts under ``root``,
+    its --rpc at the full node on 127.0.0.1 and its listener on ``port``."""
+    docs = base_objects(out)
+    (container,) = docs[("StatefulSet", "faucet")]["spec"]["template"]["spec"]["containers"]
+    (root / "config").mkdir(parents=True)
+    (root / "keys").mkdir()
+    (root / "data").mkdir()
+    secret = docs[("Secret", "faucet-keys")]["data"]
+    (root / "keys" / "faucet.json").write_bytes(base64.b64decode(secret["faucet.json"]))
+    toml = docs[("ConfigMap", "moderntensor-config")]["data"]["faucet.toml"]
+    toml = toml.replace('"0.0.0.0"', '"127.0.0.1"').replace("port = 8080", f"port = {port}")
+    (root / "config" / "faucet.toml").write_text(toml.replace('"/data/', f'"{root}/data/'))
+    args = [a.replace("/keys/", f"{root}/keys/").replace("/config/", f"{root}/config/")
+            for a in container["args"]]  # fmt: skip
+    at = args.index("--rpc") + 1
+    assert args[at] == "http://moderntensor-rpc.moderntensor.svc.cluster.local:8545"
+    args[at] = f"http://127.0.0.1:{rpc}"
+    assert container["command"][0] == "python"
+    return subprocess.Popen(
+        [sys.executable, *container["command"][1:], *args],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )  # fmt: skip
+
+
+def claim_and_wait_final(port: int, rpc: int, faucet: subprocess.Popen[bytes]) -> None:
+    """Claim for a fresh address through the faucet's API; its balance at `finalized` then
+    shows the payout (bounded waits)."""
+    address = "0x000000000000000000000000000000000000bEEF"
+    body = json.dumps({"address": address}).encode()
+    for _ in range(60):  # the faucet starts once the full node answers
+        assert faucet.poll() is None, "the faucet exited"
+        try:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/claim", body, {"content-type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                assert reply.status == 200
+                break
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.5)
+    else:
+        raise AssertionError("the faucet never answered")
+    for _ in range(120):
+        if int(_rpc(rpc, "eth_getBalance", address, "finalized"), 16) == 10**18:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the payout was not final within 60 s")
+
+
 def test_generated_network_finalizes_with_its_bootstrap_topology(tmp_path: Path) -> None:
     """The whole generated network of N = 4 (bootnode, four validators, the public full
     node), each pod's files as mounted, every pod DNS name pointed at /dns4/localhost and that
     pod's port: the validators find each other through the bootstrap lists the manifests
     give, finalize the same blocks, and the full node follows and is ready; SIGTERM stops
-    every one with exit 0."""
-    out = make_testnet(tmp_path, 4, "--start-in", "6")
+    every one with exit 0. The faucet pod's command, run as the manifest gives it (its --rpc
+    pointed at the full node), pays a claim that becomes final."""
+    out = make_faucet_testnet(tmp_path, 4, "--start-in", "6")
     names = ["bootnode", *(f"validator-{i}" for i in range(4)), "fullnode"]
-    base = free_port_run(3 * len(names) + 1)
+    base = free_port_run(3 * len(names) + 2)
     ports = {n: (base + 3 * i, base + 3 * i + 1, base + 3 * i + 2) for i, n in enumerate(names)}
     explorer = base + 3 * len(names)  # the full node's, when the node has [explorer]
+    faucet_port = explorer + 1
     has_explorer = (
         "[explorer]"
         in base_objects(out)[("ConfigMap", "moderntensor-config")]["data"]["fullnode.toml"]
@@ -249,6 +301,11 @@ def test_generated_network_finalizes_with_its_bootstrap_topology(tmp_path: Path)
         if has_explorer:  # the explorer Service's port answers with its page
             status, page = _get(f"http://127.0.0.1:{explorer}/")
             assert status == 200 and b"<html" in page.lower(), page[:200]
+        logs["faucet"] = (tmp_path / "faucet.log").open("wb")
+        procs["faucet"] = start_faucet(
+            out, tmp_path / "faucet", ports["fullnode"][0], faucet_port, logs["faucet"]
+        )
+        claim_and_wait_final(faucet_port, ports["fullnode"][0], procs["faucet"])
     finally:
         for proc in procs.values():
             if proc.poll() is None:

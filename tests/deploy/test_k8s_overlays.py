@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 
 from moderntensor.deploy._k8s_overlays import OVERLAYS
 from moderntensor.deploy._k8s_yaml import dump_yaml
-from tests.deploy.test_k8s import kubernetes_validate, load_docs, make_testnet
+from tests.deploy.test_k8s import (
+    kubernetes_validate,
+    load_docs,
+    make_faucet_testnet,
+    make_testnet,
+)
 
 # Lists that strategic merge patches merge by a key (Kubernetes' patchMergeKey); every other
 # list in a patch replaces the list it patches (volumeClaimTemplates has no merge key).
@@ -97,8 +102,10 @@ def by_id(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
 
-@pytest.fixture(scope="module", params=[1, 4, 7], ids=lambda n: f"N={n}")
+@pytest.fixture(scope="module", params=[1, 4, 7, "4+faucet"], ids=lambda n: f"N={n}")
 def net(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if request.param == "4+faucet":  # the faucet's StatefulSet is left as it is
+        return make_faucet_testnet(tmp_path_factory.mktemp("overlays"), 4)
     return make_testnet(tmp_path_factory.mktemp("overlays"), request.param)
 
 
@@ -113,7 +120,7 @@ def test_overlay_renders_validates_and_sizes(net: Path, overlay: Any, tmp_path: 
     docs = by_id(rendered)
     assert docs.keys() == base.keys()  # an overlay adds and removes nothing
     for (kind, name), doc in docs.items():
-        if kind != "StatefulSet":
+        if kind != "StatefulSet" or name == "faucet":
             assert doc == base[(kind, name)]
             continue
         size = overlay.fullnode if name == "fullnode" else overlay.validator
@@ -138,7 +145,7 @@ KUBECTL = shutil.which("kubectl")
 )
 @pytest.mark.parametrize("where", ["base", "overlays/small", "overlays/large"])
 def test_renderer_agrees_with_kubectl_kustomize(tmp_path: Path, where: str) -> None:
-    net = make_testnet(tmp_path, 4)
+    net = make_faucet_testnet(tmp_path, 4)
     assert KUBECTL is not None
     done = subprocess.run(
         [KUBECTL, "kustomize", str(net / "k8s" / where)],
