@@ -33,6 +33,7 @@ from moderntensor.cli._genesis import (
     write_genesis,
 )
 from moderntensor.crypto import PrivateKey
+from moderntensor.deploy import k8s
 from moderntensor.keys import KeyFileError, NodeKey, write_key_file
 from moderntensor.network import is_loopback
 
@@ -66,6 +67,7 @@ def register(groups: Any) -> None:
         help="genesis time = now + this, unless --genesis-time is given (default 20)",
     )
     add_genesis_options(init, slot=1.0, epoch=900)
+    k8s.add_k8s_options(init)
     init.set_defaults(handler=_init, chain_id=7777)
     for action in init._actions:  # a testnet needs no chain id of its own by default
         if action.dest == "chain_id":
@@ -175,6 +177,17 @@ def _init(args: argparse.Namespace) -> int:
         "genesis_time": doc["genesis_time"],
         "nodes": summary,
     }
+    if args.k8s:
+        try:
+            k8s.write_k8s(
+                out / "k8s",
+                k8s.read_testnet(out),
+                namespace_name=args.k8s_namespace,
+                image=args.k8s_image,
+            )
+        except k8s.K8sError as exc:
+            raise CLIError(str(exc)) from None
+        result["k8s"] = str(out / "k8s")
     (out / "testnet.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
     return 0
