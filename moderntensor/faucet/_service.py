@@ -81,7 +81,11 @@ async def serve_faucet(
         payer = Payer(config, key, rpc, store, node_chain, clock)
         await payer.recover()
         api = FaucetApi(config, store, payer, clock, trio.current_time)
-        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        try:
+            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        except OSError as exc:  # an operator's mistake: one line, not a traceback
+            reason = exc.strerror or str(exc)
+            raise ConfigError(f"faucet.port {config.port} on {config.host}: {reason}") from None
         port = listeners[0].socket.getsockname()[1]
         limiter = trio.CapacityLimiter(config.max_connections)
 

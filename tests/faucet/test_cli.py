@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import stat
 from collections.abc import Iterator
 
@@ -58,3 +59,20 @@ def test_faucet_command_start_errors(tmp_path, capsys) -> None:
     assert "validator-sized" in capsys.readouterr().err
     assert main([*args, "--database", str(tmp_path / "f.sqlite3")]) == 2
     assert "cannot reach the node" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("logger_restored")
+def test_faucet_port_in_use_is_one_line(tmp_path, capsys, node) -> None:  # type: ignore[no-untyped-def]
+    """A port another process holds: exit 2 with one line naming the port, no traceback."""
+    key = tmp_path / "k.json"
+    key.write_text(json.dumps({"kind": "account", "private_key": "0x" + "11" * 32}))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["faucet", "--rpc", f"http://127.0.0.1:{node.port}", "--key-file", str(key)]
+        args += ["--port", str(port), "--database", str(tmp_path / "f.sqlite3")]
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"error: faucet.port {port} on 127.0.0.1: " in err and "in use" in err, err
+    assert "Traceback" not in err
