@@ -6,10 +6,15 @@ YAML double-quoted scalar), so no value is ever re-typed by a YAML reader (``"on
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["dump"]
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
+_RESERVED = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+"""Words a YAML 1.1 reader takes for booleans or null even as keys: always quoted."""
 
 
 def _scalar(value: Any) -> str:
@@ -27,8 +32,8 @@ def _scalar(value: Any) -> str:
 def _key(key: Any) -> str:
     if not isinstance(key, str):
         raise TypeError(f"mapping keys must be strings, got {key!r}")
-    plain = key.replace("_", "").replace("-", "").replace(".", "").replace("/", "")
-    return key if plain.isalnum() and plain.isascii() and not key[0].isdigit() else json.dumps(key)
+    plain = _PLAIN_KEY.fullmatch(key) and key.lower() not in _RESERVED
+    return key if plain else json.dumps(key)
 
 
 def _lines(value: Any, indent: int) -> list[str]:
