@@ -5,6 +5,7 @@ Prometheus records it per scrape target)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -143,7 +144,9 @@ async def test_healthcheck_live_accepts_a_503_answer_and_plain_does_not() -> Non
 
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(trio.serve_tcp, answer_503, 0, "127.0.0.1")
+            listeners = await nursery.start(
+                functools.partial(trio.serve_tcp, answer_503, 0, host="127.0.0.1")
+            )
             port = listeners[0].socket.getsockname()[1]
             url = f"http://127.0.0.1:{port}/health"
             plain = await trio.to_thread.run_sync(check, url)
