@@ -54,7 +54,8 @@ def _missing_engine() -> str | None:
         return "podman is not installed (scripts/test installs podman with apt-get where it can)"
     if shutil.which("runc") is None:
         return "runc is not installed (podman's default runtime fails in this sandbox)"
-    cached = any((Path.home() / ".cache" / "moderntensor").glob("base-bookworm-*.tar"))
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "moderntensor"
+    cached = any(cache.glob("base-bookworm-*.tar"))
     if shutil.which("debootstrap") is None and not cached:
         return "debootstrap is not installed and no base image is cached"
     if not Path(sys.executable).with_name("podman-compose").exists():
