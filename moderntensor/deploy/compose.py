@@ -393,7 +393,11 @@ def write_compose(
         compose_document(nodes, chain_id, explorer=explorer),
         f"{header}\nStart: docker compose up -d (or podman-compose up -d), in this directory.\n"
         "Build the image first: containers/build (tag localhost/moderntensor:dev, or set "
-        "MODERNTENSOR_IMAGE).",
+        "MODERNTENSOR_IMAGE).\nNodes and the faucet start as root only so that the image's "
+        "entrypoint can hand them their 0600 key\nfiles (mounted under /keys-in); they run as "
+        "uid 10001 without capabilities (containers/entrypoint).\nPorts and addresses on the "
+        "host: MT_PUBLIC_ADDR, MT_RPC_PORT, MT_EXPLORER_PORT, MT_FAUCET_PORT,\nMT_ADMIN_ADDR, "
+        "MT_PROMETHEUS_PORT, MT_GRAFANA_PORT (docs/deploy.md).",
     )
     compose.write_text(text, encoding="utf-8")
     return compose

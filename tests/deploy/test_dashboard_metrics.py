@@ -110,6 +110,19 @@ async def test_every_metric_of_the_dashboard_and_alerts_is_on_a_live_nodes_page(
     assert status == 200
     assert healthy and line.startswith("200 "), line  # the image's healthcheck against a node
     exported = page_names(page)
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in page.decode().splitlines()
+        if line.startswith("moderntensor_") and "{" not in line
+    }
+    head, final = values["moderntensor_head_number"], values["moderntensor_finalized_number"]
+    assert values["moderntensor_finality_lag_blocks"] == head - final >= 0
+    assert values["moderntensor_missed_slots"] == values["moderntensor_head_slot"] - head >= 0
+    pool = node.pool.config
+    assert values["moderntensor_mempool_capacity"] == pool.global_slots + pool.global_queue
+    assert values["moderntensor_slashed_tokens"] == 0 == values["moderntensor_evidence_pending"]
+    assert values["moderntensor_blocks_built_total"] >= 2
+    assert values["moderntensor_slot"] >= values["moderntensor_head_slot"]
     wanted: dict[str, set[str]] = {}
     for where, exprs in (
         ("grafana-dashboard.json", dashboard_exprs()),
