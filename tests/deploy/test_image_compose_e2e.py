@@ -193,8 +193,10 @@ def test_image_compose_testnet_finalizes_and_pays_a_faucet_claim(
                 wait_for(f"{name} to finalize block {FINALIZED_AT_LEAST}", finalized, 120)
             for cid in ids.values():  # the Compose healthchecks pass (run by hand here)
                 run(["podman", "healthcheck", "run", cid], env, 60)
-            top = run(["podman", "top", ids["validator-0"], "user", "args"], env, 30)
-            assert "moderntensor " in top and "root" not in top  # the node runs as uid 10001
+            # The node runs as uid 10001 without capabilities (the entrypoint dropped root).
+            status = run(["podman", "exec", ids["validator-0"], "cat", "/proc/1/status"], env, 30)
+            assert "\nUid:\t10001\t10001\t10001\t10001\n" in status
+            assert "\nCapEff:\t0000000000000000\n" in status
         with timings.step("faucet up"):
             run([*compose, "up", "-d", "faucet"], env, 300, cwd=testnet)
             info = wait_for(
