@@ -17,7 +17,8 @@ Each container gets only what it needs: the genesis and its own config directory
 ``containers/entrypoint``) and a named volume at ``/data``. Only the public services publish
 ports: the first full node's JSON-RPC (8545) and explorer (4000), the faucet (8080), Grafana
 (3000) and Prometheus (9090); host addresses and ports come from environment variables with
-defaults (``MT_RPC_PORT``, ``MT_PUBLIC_ADDR``...) so two testnets can share a host.
+defaults (``MT_RPC_PORT``, ``MT_PUBLIC_ADDR``...) so two testnets can share a host; images
+too (``MODERNTENSOR_IMAGE``, ``PROMETHEUS_IMAGE``, ``GRAFANA_IMAGE``).
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ def compose_document(
         ),
     }
     services["prometheus"] = {
-        "image": PROMETHEUS_IMAGE,
+        "image": "${PROMETHEUS_IMAGE:-" + PROMETHEUS_IMAGE + "}",
         "command": [
             "--config.file=/etc/prometheus/prometheus.yml",
             "--storage.tsdb.path=/prometheus",
@@ -257,7 +258,7 @@ def compose_document(
         ),
     }
     services["grafana"] = {
-        "image": GRAFANA_IMAGE,
+        "image": "${GRAFANA_IMAGE:-" + GRAFANA_IMAGE + "}",
         "restart": "unless-stopped",
         "networks": ["monitoring"],
         "environment": {

@@ -4,9 +4,11 @@ generated file, see finality at every validator (from inside each container, on 
 claim from the published faucet and see the payout finalized through the published public RPC,
 then tear everything down (containers, volumes, networks), also when a step failed.
 
-Only the node and faucet services are started: prometheus and grafana use public images
-(prom/prometheus, grafana/grafana) that cannot be pulled where no registry is reachable, as
-here and in CI; their files are checked by test_compose_file.py and test_dashboard_metrics.py.
+Prometheus runs from an image built here from Debian's package (containers/prometheus; the
+Compose file's default, prom/prometheus, cannot be pulled where no registry is reachable, as
+here and in CI): it must scrape all six nodes by service name and load the alert rules.
+Grafana is not started: its public image cannot be pulled and Debian has no package; its
+provisioning and dashboard are checked by test_compose_file.py and test_dashboard_*.py.
 podman < 4.6 does not wait for ``condition: service_healthy`` (podman-compose says it ignores
 it) and runs no healthchecks without systemd, so the test starts the services in dependency
 order and runs each container's healthcheck itself (``podman healthcheck run``).
@@ -36,6 +38,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/moderntensor:test"
+PROMETHEUS_IMAGE = "localhost/prometheus-debian:test"
+BASE_IMAGE = "localhost/moderntensor-base:bookworm"  # made by containers/build --debootstrap
 VALIDATORS = 4
 NODES = ["bootnode", *[f"validator-{i}" for i in range(VALIDATORS)], "fullnode-0"]
 FINALIZED_AT_LEAST = 3
@@ -167,13 +171,18 @@ def test_image_compose_testnet_finalizes_and_pays_a_faucet_claim(
     with timings.step("build image"):
         out = run([str(ROOT / "containers" / "build"), "--debootstrap", "--tag", IMAGE], env, 900)
         assert out.strip().splitlines()[-1] == IMAGE
+    with timings.step("build prometheus image"):
+        build = ["podman", "build", "--format", "docker", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}"]
+        run([*build, "-t", PROMETHEUS_IMAGE, str(ROOT / "containers" / "prometheus")], env, 600)
 
     testnet = tmp_path / "testnet"
-    base = free_port_run(2)
-    rpc_port, faucet_port = base, base + 1
+    base = free_port_run(3)
+    rpc_port, faucet_port, prometheus_port = base, base + 1, base + 2
     project = f"mte2e{os.getpid()}"
     env = {**env, "MODERNTENSOR_IMAGE": IMAGE, "MT_PUBLIC_ADDR": "127.0.0.1",
-           "MT_RPC_PORT": str(rpc_port), "MT_FAUCET_PORT": str(faucet_port)}  # fmt: skip
+           "MT_RPC_PORT": str(rpc_port), "MT_FAUCET_PORT": str(faucet_port),
+           "PROMETHEUS_IMAGE": PROMETHEUS_IMAGE, "MT_ADMIN_ADDR": "127.0.0.1",
+           "MT_PROMETHEUS_PORT": str(prometheus_port)}  # fmt: skip
     compose = [str(Path(sys.executable).with_name("podman-compose")), "-p", project]
     run([sys.executable, "-m", "moderntensor.cli", "testnet", "init", "--validators",
          str(VALIDATORS), "--out", str(testnet), "--compose", "--start-in", "8"],
@@ -229,6 +238,26 @@ def test_image_compose_testnet_finalizes_and_pays_a_faucet_claim(
             wait_for(f"the claim {tx_hash} to be final", paid_and_final, 60)
             balance = rpc(rpc_port, "eth_getBalance", CLAIMANT, "finalized")
             assert int(balance, 16) == int(claim["amount"])
+        with timings.step("prometheus scrapes every node"):
+            run([*compose, "up", "-d", "prometheus"], env, 300, cwd=testnet)
+
+            def api(path: str) -> Any:
+                url = f"http://127.0.0.1:{prometheus_port}{path}"
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    return json.load(answer)["data"]
+
+            def all_up() -> list[dict[str, Any]] | None:
+                targets = api("/api/v1/targets")["activeTargets"]
+                healthy = [t for t in targets if t["health"] == "up"]
+                return targets if len(healthy) == len(NODES) == len(targets) else None
+
+            targets = wait_for("Prometheus to scrape every node", all_up, 60)
+            assert sorted(t["labels"]["node"] for t in targets) == sorted(NODES)
+            rules = [r for g in api("/api/v1/rules")["groups"] for r in g["rules"]]
+            assert len(rules) == 8 and all(r["health"] in ("ok", "unknown") for r in rules)
+            final = api("/api/v1/query?query=moderntensor_finalized_number")["result"]
+            assert len(final) == len(NODES) and all(float(s["value"][1]) >= 1 for s in final)
+            run(["podman", "healthcheck", "run", container(project, "prometheus", env)], env, 60)
     finally:
         with timings.step("teardown"):
             teardown(compose, project, testnet, env)
