@@ -42,6 +42,7 @@ __all__ = [
     "P2P_PORT",
     "RPC_PORT",
     "ComposeNode",
+    "explorer_supported",
     "faucet_key_doc",
     "write_compose",
 ]
@@ -84,7 +85,7 @@ def faucet_key_doc(key: PrivateKey) -> dict[str, str]:
     }
 
 
-def _explorer_supported() -> bool:
+def explorer_supported() -> bool:
     """Whether this node's config knows ``[explorer]`` (a node refuses unknown sections)."""
     from moderntensor.node.config import NodeConfig
 
@@ -359,7 +360,7 @@ def write_compose(
         raise ValueError("the first node must be the bootnode")
     if not any(node.role == "fullnode" for node in nodes):
         raise ValueError("a Compose testnet needs a full node to serve the public RPC")
-    explorer = _explorer_supported() if explorer is None else explorer
+    explorer = explorer_supported() if explorer is None else explorer
     for i, node in enumerate(nodes):
         directory = out / "compose" / node.name
         directory.mkdir(parents=True, exist_ok=True)

@@ -20,13 +20,19 @@ import yaml
 from moderntensor.cli import main as cli_main
 from moderntensor.crypto import PrivateKey
 from moderntensor.deploy._yaml_emit import dump
-from moderntensor.deploy.compose import ComposeNode, compose_document, write_compose
+from moderntensor.deploy.compose import (
+    ComposeNode,
+    compose_document,
+    explorer_supported,
+    write_compose,
+)
 from moderntensor.network import parse_multiaddr
 
 CHECK_JSONSCHEMA = shutil.which("check-jsonschema") or str(
     Path(sys.executable).with_name("check-jsonschema")
 )
 PUBLIC = {"fullnode-0", "faucet", "prometheus", "grafana"}
+EXPLORER = explorer_supported()
 
 
 def validate(path: Path) -> subprocess.CompletedProcess[str]:
@@ -66,8 +72,10 @@ def test_generated_compose_file_validates_and_wires_the_testnet(
     assert set(services) == {*nodes, "faucet", "prometheus", "grafana"}
     published = {name for name, service in services.items() if service.get("ports")}
     assert published == PUBLIC
+    # The explorer's port too once the node knows [explorer] (the explorer branch).
     assert services["fullnode-0"]["ports"] == [
-        "${MT_PUBLIC_ADDR:-0.0.0.0}:${MT_RPC_PORT:-8545}:8545"
+        "${MT_PUBLIC_ADDR:-0.0.0.0}:${MT_RPC_PORT:-8545}:8545",
+        *(["${MT_PUBLIC_ADDR:-0.0.0.0}:${MT_EXPLORER_PORT:-4000}:4000"] if EXPLORER else []),
     ]
     peer_ids = {}
     for name in nodes:

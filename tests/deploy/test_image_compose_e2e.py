@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from moderntensor.deploy.compose import explorer_supported
 from tests.ports import free_port_run
 
 pytestmark = pytest.mark.slow
@@ -176,13 +177,14 @@ def test_image_compose_testnet_finalizes_and_pays_a_faucet_claim(
         run([*build, "-t", PROMETHEUS_IMAGE, str(ROOT / "containers" / "prometheus")], env, 600)
 
     testnet = tmp_path / "testnet"
-    base = free_port_run(3)
-    rpc_port, faucet_port, prometheus_port = base, base + 1, base + 2
+    base = free_port_run(4)
+    rpc_port, faucet_port, prometheus_port, explorer_port = range(base, base + 4)
     project = f"mte2e{os.getpid()}"
     env = {**env, "MODERNTENSOR_IMAGE": IMAGE, "MT_PUBLIC_ADDR": "127.0.0.1",
            "MT_RPC_PORT": str(rpc_port), "MT_FAUCET_PORT": str(faucet_port),
            "PROMETHEUS_IMAGE": PROMETHEUS_IMAGE, "MT_ADMIN_ADDR": "127.0.0.1",
-           "MT_PROMETHEUS_PORT": str(prometheus_port)}  # fmt: skip
+           "MT_PROMETHEUS_PORT": str(prometheus_port),
+           "MT_EXPLORER_PORT": str(explorer_port)}  # fmt: skip
     compose = [str(Path(sys.executable).with_name("podman-compose")), "-p", project]
     run([sys.executable, "-m", "moderntensor.cli", "testnet", "init", "--validators",
          str(VALIDATORS), "--out", str(testnet), "--compose", "--start-in", "8"],
@@ -206,6 +208,9 @@ def test_image_compose_testnet_finalizes_and_pays_a_faucet_claim(
             status = run(["podman", "exec", ids["validator-0"], "cat", "/proc/1/status"], env, 30)
             assert "\nUid:\t10001\t10001\t10001\t10001\n" in status
             assert "\nCapEff:\t0000000000000000\n" in status
+        if explorer_supported():  # the node knows [explorer]: the public node serves it
+            with urllib.request.urlopen(f"http://127.0.0.1:{explorer_port}/", timeout=10) as page:
+                assert page.status == 200
         with timings.step("faucet up"):
             run([*compose, "up", "-d", "faucet"], env, 300, cwd=testnet)
             info = wait_for(
