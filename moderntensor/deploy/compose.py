@@ -361,14 +361,13 @@ def write_compose(
     if not any(node.role == "fullnode" for node in nodes):
         raise ValueError("a Compose testnet needs a full node to serve the public RPC")
     explorer = explorer_supported() if explorer is None else explorer
+    public = next(n for n in nodes if n.role == "fullnode").name  # serves RPC and explorer
     for i, node in enumerate(nodes):
         directory = out / "compose" / node.name
         directory.mkdir(parents=True, exist_ok=True)
-        public = explorer and node.name == next(n for n in nodes if n.role == "fullnode").name
-        bootstrap = [other.multiaddr for other in nodes[:i]]
-        (directory / "node.toml").write_text(
-            node_toml(node, bootstrap, explorer=public), encoding="utf-8"
-        )
+        bootstrap = [other.multiaddr for other in nodes[:i]]  # the bootnode and those before
+        toml = node_toml(node, bootstrap, explorer=explorer and node.name == public)
+        (directory / "node.toml").write_text(toml, encoding="utf-8")
     (out / "compose" / "faucet.toml").write_text(FAUCET_TOML, encoding="utf-8")
     write_key_file(out / "keys" / "faucet.json", faucet_key_doc(faucet_key))
     monitoring = out / "monitoring"
