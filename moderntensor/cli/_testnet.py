@@ -11,6 +11,8 @@ moved as a whole)::
     validator-I/node.toml        a validator: RPC on 8545 + 1 + I, p2p on 30303 + 1 + I
     fullnode-J/node.toml         full nodes (public RPC), after the validators
     testnet.json                 what was made: each node's RPC URL and multiaddr
+    docker-compose.yml ...       with ``--compose``: the same testnet in containers, with a
+                                 funded faucet, Prometheus and Grafana (moderntensor.deploy.compose)
 
 ``scripts/localnet DIR`` starts them all, each as its own process. Every node shares one host
 address; the per-IP inbound cap does not apply to loopback (the default ``--host``), and for
@@ -32,8 +34,9 @@ from moderntensor.cli._genesis import (
     genesis_document,
     write_genesis,
 )
-from moderntensor.crypto import PrivateKey
+from moderntensor.crypto import PrivateKey, checksum_address
 from moderntensor.deploy import k8s
+from moderntensor.deploy.compose import ComposeNode, write_compose
 from moderntensor.keys import KeyFileError, NodeKey, write_key_file
 from moderntensor.network import is_loopback
 
@@ -41,6 +44,7 @@ __all__ = ["register"]
 
 BASE_RPC_PORT = 8545
 BASE_P2P_PORT = 30303
+FAUCET_TOKENS = 1_000_000
 
 
 def register(groups: Any) -> None:
@@ -59,6 +63,12 @@ def register(groups: Any) -> None:
     init.add_argument("--host", default="127.0.0.1", help="address every node binds and dials")
     init.add_argument("--rpc-port", type=int, default=BASE_RPC_PORT, help="the bootnode's RPC port")
     init.add_argument("--p2p-port", type=int, default=BASE_P2P_PORT, help="the bootnode's port")
+    init.add_argument(
+        "--compose",
+        action="store_true",
+        help="also write docker-compose.yml (nodes, a faucet funded in the genesis, Prometheus, "
+        "Grafana; at least one full node, for the public RPC); see docs/deploy.md",
+    )
     init.add_argument(
         "--start-in",
         type=int,
@@ -127,6 +137,10 @@ def _init(args: argparse.Namespace) -> int:
     out = check_out_dir(args.out)
     if args.genesis_time is None:
         args.genesis_time = int(time.time()) + args.start_in
+    faucet_key = PrivateKey.generate() if args.compose else None
+    if faucet_key is not None:  # the Compose testnet's faucet pays from a genesis allocation
+        args.full_nodes = max(args.full_nodes, 1)
+        args.alloc = [*args.alloc, f"{checksum_address(faucet_key.address)}={FAUCET_TOKENS}"]
     names = [f"validator-{i}" for i in range(args.validators)]
     doc, keys = genesis_document(args, names)
     key_paths = write_genesis(out, doc, keys)
@@ -170,12 +184,23 @@ def _init(args: argparse.Namespace) -> int:
     except (KeyFileError, OSError) as exc:
         raise CLIError(str(exc)) from None
     block, _ = build_genesis(parse_genesis(doc, "generated genesis"))
+    compose = None
+    if faucet_key is not None:
+        peers = [
+            ComposeNode(name=n, peer_id=node_keys[n].peer_id, validator_key=k and k.split("/")[-1])
+            for n, k in nodes
+        ]
+        try:
+            compose = str(write_compose(out, peers, doc["chain_id"], faucet_key))
+        except (KeyFileError, OSError) as exc:
+            raise CLIError(str(exc)) from None
     result = {
         "genesis": str(out / "genesis.json"),
         "hash": "0x" + block.hash.hex(),
         "chain_id": doc["chain_id"],
         "genesis_time": doc["genesis_time"],
         "nodes": summary,
+        **({} if compose is None else {"compose": compose}),
     }
     if args.k8s:
         try:

@@ -258,8 +258,9 @@ async def open_node(
                 p2p_port = await _bind(where, nursery.start(network.run, outbound_receive))
                 # Behind by more than half the core's look-ahead: its certificates can no
                 # longer carry it forward (the core ignores rounds that far ahead of its view).
-                behind = min(2 * chain.params.epoch_length,
-                             parts.config.preset.max_future_slots // 2)
+                behind = min(
+                    2 * chain.params.epoch_length, parts.config.preset.max_future_slots // 2
+                )
                 range_sync = RangeSync(chain, service, parts.chain_lock, parts.verifier, peers,
                                        parts.inbox_send.clone(), threshold=behind)  # fmt: skip
                 await nursery.start(range_sync.run)

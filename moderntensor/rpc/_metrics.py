@@ -16,7 +16,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from moderntensor.chain.blocks import Header
+from moderntensor.chain.staking import get_total
 from moderntensor.chain.timing import compute_slot_start_ms
+from moderntensor.mempool import MempoolConfig
 from moderntensor.service import ChainService, NetworkFacts
 
 from ._dispatch import Dispatcher
@@ -25,6 +27,7 @@ __all__ = ["CONTENT_TYPE", "RpcMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WINDOW_BLOCKS = 32
+TOKEN = 10**18
 
 
 def _number(value: object) -> float:
@@ -80,8 +83,29 @@ class _ChainCollector(Collector):
         yield gauge("head_number", "Height of the head block.", head.number)
         yield gauge("finalized_number", "Height of the latest finalized block.", final.number)
         yield gauge("finalized_slot", "Slot of the latest finalized block.", final.slot)
+        yield gauge(
+            "finality_lag_blocks", "Head height minus finalized height.", head.number - final.number
+        )
+        yield gauge(
+            "missed_slots",
+            "Slots since genesis without a block on the canonical chain (head slot - height).",
+            head.slot - head.number,
+        )
         yield gauge("peers", "Connected peers.", service.peer_count())
         yield gauge("mempool_size", "Transactions held in the pool.", len(service.pool))
+        pool_config = getattr(service.pool, "config", None)
+        yield gauge(
+            "mempool_capacity",
+            "Transactions the pool holds at most (pending + queued slots; NaN if unknown).",
+            pool_config.global_slots + pool_config.global_queue
+            if isinstance(pool_config, MempoolConfig)
+            else math.nan,
+        )
+        yield gauge(
+            "slashed_tokens",
+            "Stake slashed since genesis, in tokens (the chain's running total at the head).",
+            get_total(service.state_at(head), "slashed") / TOKEN,
+        )
         tps, block_time = self._window()
         yield gauge(
             "transactions_per_second",
@@ -100,6 +124,22 @@ class _ChainCollector(Collector):
             "Time from the last final block's slot start to its finalization (NaN before one).",
             _number(None if finality_ms is None else finality_ms / 1000),
         )
+        yield gauge(
+            "slot",
+            "The wall-clock slot the node is in (NaN without consensus).",
+            _number(None if status is None else status.slot),
+        )
+        yield gauge(
+            "evidence_pending",
+            "Equivocation proofs waiting to be included in a block (NaN without consensus).",
+            _number(None if status is None else status.evidence_pending),
+        )
+        if status is not None:
+            yield CounterMetricFamily(
+                "moderntensor_blocks_built",
+                "Blocks this node built since it started.",
+                value=status.blocks_built,
+            )
         yield gauge(
             "event_loop_lag_seconds",
             "Longest event-loop stall over the last minute or two (NaN without a node).",
