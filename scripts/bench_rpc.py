@@ -13,8 +13,9 @@ both as batches of ``--batch`` (500) eth_sendRawTransaction, round robin over th
 (each sender's nonces in order). End to end = transfers / time from the first send until
 every sender's nonce at the tag covers its last transfer: ``finalized`` on ours, ``latest``
 on Anvil (its ``finalized`` trails by 64 blocks; counting inclusion favours Anvil). After
-both bursts and ``--settle`` seconds, eth_blockNumber req/s on each. Who goes first
-alternates per round.
+both bursts and ``--settle`` seconds, eth_blockNumber req/s on each (``--bn-seconds`` each,
+the two taking turns every 0.25 s; ``--floor`` adds a bare Trio responder, what any Trio
+server pays per request). Who goes first alternates per round.
 
 Anvil is npm ``@foundry-rs/anvil``, installed into ``--anvil-dir`` if missing. The client is
 plain http.client with keep-alive, one connection, one request at a time, for both (web3.py
@@ -319,6 +320,11 @@ def main() -> None:
     parser.add_argument("--block-time", default="1", help="nonces: seconds, both chains")
     parser.add_argument("--bn-seconds", type=float, default=3.0, help="eth_blockNumber seconds")
     parser.add_argument("--timeout", type=float, default=180.0, help="nonces: per round, s")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="nonces: also a bare Trio responder's eth_blockNumber (the event loop's floor)",
+    )
     parser.add_argument(
         "--settle", type=float, default=2.0, help="nonces: idle seconds before eth_blockNumber"
     )

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,17 +97,62 @@ def nonces_round(
     return out
 
 
-def block_number_rate(client: Client, seconds: float) -> float:
-    """eth_blockNumber one after another on one keep-alive connection, for ``seconds``."""
+def block_number_rates(ports: list[int], seconds: float, slice_s: float = 0.25) -> list[float]:
+    """eth_blockNumber one after another on one keep-alive connection per server, the
+    servers taking turns in slices of ``slice_s`` for ``seconds`` each, so that a change in
+    the machine's load meets both alike."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
     headers = {"content-type": "application/json"}
-    n = 0
-    t = time.perf_counter()
-    while time.perf_counter() - t < seconds:
-        client.conn.request("POST", "/", body.encode(), headers)
-        assert b'"result"' in client.conn.getresponse().read()
-        n += 1
-    return n / (time.perf_counter() - t)
+    clients = [Client(port) for port in ports]
+    counts = [0] * len(ports)
+    spent = [0.0] * len(ports)
+    for _ in range(max(1, round(seconds / slice_s))):
+        for i, client in enumerate(clients):
+            t = time.perf_counter()
+            while time.perf_counter() - t < slice_s:
+                client.conn.request("POST", "/", body.encode(), headers)
+                assert b'"result"' in client.conn.getresponse().read()
+                counts[i] += 1
+            spent[i] += time.perf_counter() - t
+    return [n / s for n, s in zip(counts, spent, strict=True)]
+
+
+_BARE_ANSWER = (
+    b"HTTP/1.1 200 \r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n"
+    b'{"jsonrpc":"2.0","id":1,"result":"0x10"}'
+)
+
+
+def serve_bare_trio(port: int) -> None:
+    """``--floor``'s server: Trio's event loop and the same socket calls as the node's HTTP
+    fast path (a readiness wait, one ``read``, one ``write``), nothing else: it answers each
+    read with one canned eth_blockNumber response (only for this benchmark's client, which
+    sends one whole request at a time). What any Trio server pays per request."""
+    import trio
+
+    async def handle(stream: trio.SocketStream) -> None:
+        fd = stream.socket.fileno()
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            if not os.read(fd, 65536):
+                return
+            os.write(fd, _BARE_ANSWER)
+
+    trio.run(partial(trio.serve_tcp, handle, port, host="127.0.0.1"))
+
+
+def start_bare_trio() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    code = f"import bench_rpc_nonces as b; b.serve_bare_trio({port})"
+    here = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((here, str(ROOT)))}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, start_new_session=True, stderr=subprocess.DEVNULL
+    )
+    if not wait_rpc(port, proc):
+        stop(proc)
+        raise RuntimeError("the bare Trio responder did not start")
+    return proc, port
 
 
 def run_nonces(args: Any) -> None:
@@ -114,7 +161,8 @@ def run_nonces(args: Any) -> None:
     log = work / "node.log"
     print(f"load: {os.getloadavg()}; dev node log: {log}", flush=True)
     ours_proc, port = start_dev_cli(args.gas_limit, args.block_time, args.senders, log)
-    anvil = None
+    anvil = floor = None
+    floors: list[float] = []
     ours: list[dict[str, float]] = []
     theirs: list[dict[str, float]] = []
     try:
@@ -123,6 +171,8 @@ def run_nonces(args: Any) -> None:
             anvil = start_anvil(args.anvil_dir, args.gas_limit, args.block_time, extra)
             if anvil is None:
                 print("anvil not available: no side-by-side figures")
+        if args.floor:
+            floor = start_bare_trio()
         sides = [(port, "finalized", "moderntensor --dev (finalized)", ours)]
         if anvil is not None:
             sides.append((anvil[1], "latest", "anvil 1.7.1 (latest)", theirs))
@@ -137,13 +187,25 @@ def run_nonces(args: Any) -> None:
                 raws = signed[tuple(starts)]
                 results.append(nonces_round(side_port, keys, raws, starts, args, tag, label))
             time.sleep(args.settle)  # both chains idle again before eth_blockNumber
-            for side_port, _, label, results in order:
-                rate = block_number_rate(Client(side_port), args.bn_seconds)
+            ports = [side[0] for side in order] + ([floor[1]] if floor is not None else [])
+            rates = block_number_rates(ports, args.bn_seconds)
+            for (_, _, label, results), rate in zip(order, rates, strict=False):
                 results[-1]["block_number_req_s"] = rate
                 print(f"[{label}] eth_blockNumber: {rate:.0f} req/s", flush=True)
+            if floor is not None:
+                floors.append(rates[-1])
+                print(f"[bare Trio responder] eth_blockNumber: {rates[-1]:.0f} req/s", flush=True)
     finally:
         stop(ours_proc)
         if anvil is not None:
             stop(anvil[0])
+        if floor is not None:
+            stop(floor[0])
     print(f"load after: {os.getloadavg()}")
     report(ours, theirs)
+    if floors and theirs:
+        ratios = [f / t["block_number_req_s"] for f, t in zip(floors, theirs, strict=True)]
+        print(
+            f"block_number_req_s, bare Trio responder: {statistics.median(floors):.0f} = "
+            f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})x anvil"
+        )
