@@ -104,12 +104,16 @@ class TxJournal:
 
     def append(self, tx: Transaction) -> None:
         """Journal one admitted transaction (on the event loop: one ``write`` call)."""
+        self.append_many([tx])
+
+    def append_many(self, txs: Sequence[Transaction]) -> None:
+        """Journal admitted transactions, in order (a JSON-RPC batch's: one ``write``)."""
         if self._parked is not None:
-            self._parked.append(tx)
+            self._parked.extend(txs)
             return
         if self._fd is None:
             return
-        record = encode_records([tx.raw])
+        record = encode_records([tx.raw for tx in txs])
         try:
             os.write(self._fd, record)
         except OSError as exc:
@@ -118,9 +122,10 @@ class TxJournal:
                       path=str(self.path), error=str(exc))  # fmt: skip
             self._failed = True
             return
-        self.local[tx.hash] = None
+        for tx in txs:
+            self.local[tx.hash] = None
         self.size += len(record)
-        self.appended += 1
+        self.appended += len(txs)
         self._dirty = True
 
     def _should_compact(self, pool: Mempool, since: float) -> bool:
@@ -169,6 +174,7 @@ class TxJournal:
         event(log, logging.INFO, "transaction journal loaded", path=str(self.path),
               records=len(raws), readmitted=self.readmitted, torn_bytes=torn)  # fmt: skip
         service.on_local_transaction = self.append
+        service.on_local_transactions = self.append_many
         task_status.started()
         last_compaction = trio.current_time()
         try:
@@ -182,6 +188,7 @@ class TxJournal:
                     await offload.run_sync(os.fsync, self._fd)
         finally:
             service.on_local_transaction = None
+            service.on_local_transactions = None
             if self._fd is not None:
                 fd, self._fd = self._fd, None
                 try:
