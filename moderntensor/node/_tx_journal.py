@@ -149,9 +149,9 @@ class TxJournal:
         self.local = {tx.hash: None for tx in kept}
         self.size = self.compacted_size = sum(_LENGTH + len(tx.raw) for tx in kept)
         self._dirty = False
-        for tx in parked:
-            if tx.hash in pool:
-                self.append(tx)
+        still = [tx for tx in parked if tx.hash in pool]
+        if still:
+            self.append_many(still)
 
     async def run(
         self,
