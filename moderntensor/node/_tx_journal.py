@@ -2,7 +2,8 @@
 
 geth's ``transactions.rlp`` idea (``--txpool.journal``): every transaction admitted through
 ``eth_sendRawTransaction`` here is appended to ``<data_dir>/transactions.journal`` at once
-(one ``write``: in the kernel's page cache, so a ``kill -9`` loses nothing), the file is
+(one ``write``: in the kernel's page cache, so a ``kill -9`` loses nothing; a JSON-RPC batch's
+together, in one ``write`` when the batch is answered, before its response), the file is
 fsynced about once a second (a power cut may lose the last second), and at startup every
 record is offered to the pool again, then the file is rewritten with just the ones the pool
 took back. Transactions gossiped in are not journaled: their sender's node keeps them.
