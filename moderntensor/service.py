@@ -137,6 +137,14 @@ class ChainService:
         self.on_local_transaction: Callable[[Transaction], None] | None = None
         """Told of each transaction admitted through :meth:`submit_raw_transaction` (this
         node's RPC; the node journals them), not of gossiped ones."""
+        self.on_local_transactions: Callable[[list[Transaction]], None] | None = None
+        """Told at once of the transactions of a :meth:`predecode` batch admitted through
+        :meth:`submit_raw_transaction`, when the batch is released (answered, its response
+        not yet written; without this hook they go to :attr:`on_local_transaction` one by
+        one then). One journal write per batch, not one per transaction: each ``write``
+        gives up the GIL, which a thread building a block then holds for up to the switch
+        interval."""
+        self._local_held: list[Transaction] = []
         self._sets: dict[int, ValidatorSet] = {}
         self._notarized = NotarizedChain()
         """Notarized, executed blocks above the committed head (``latest``): the driver
@@ -332,12 +340,15 @@ class ChainService:
             TransactionRejected: the pool refuses it (message in Ethereum's wording).
         """
         tx = self._predecoded.pop(raw, None)
+        batched = tx is not None  # an entry of a batch not yet released
         if tx is None:
             tx = decode_transaction(raw)
         else:
             self._predecoded_bytes -= len(raw)
         self.submit_transaction(tx)
-        if self.on_local_transaction is not None:
+        if batched and self.on_local_transactions is not None:
+            self._local_held.append(tx)  # told when its batch is released
+        elif self.on_local_transaction is not None:
             self.on_local_transaction(tx)
         return tx.hash
 
@@ -395,6 +406,13 @@ class ChainService:
             for raw in mine:
                 if cache.pop(raw, None) is not None:
                     self._predecoded_bytes -= len(raw)
+            held, self._local_held = self._local_held, []
+            if held:  # every open batch's so far, this one's among them
+                if self.on_local_transactions is not None:
+                    self.on_local_transactions(held)
+                elif self.on_local_transaction is not None:
+                    for tx in held:
+                        self.on_local_transaction(tx)
 
         return release
 

@@ -1,26 +1,43 @@
-"""JSON-RPC throughput: eth_sendRawTransaction one by one and in batches of 500, end-to-end
-finalized transfers per second with 1-second slots, and eth_blockNumber requests per second.
+"""JSON-RPC throughput against the dev node, optionally beside Anvil (``--anvil``).
 
-The node runs in a child process (so client and server do not share a GIL): the real dev
-node (tests/rpc/devnode.py: the node's supervisor with consensus driver, mempool and RPC).
-With ``--anvil`` the same client measures Anvil (npm ``@foundry-rs/anvil``, installed into
-``--anvil-dir`` if missing) side by side and prints the ratios. The client is plain
-http.client with keep-alive (web3.py would measure itself, DESIGN §9).
+``--workload mixed`` (default): eth_sendRawTransaction one by one and in batches of 500,
+end-to-end finalized transfers per second with 1-second slots, eth_blockNumber requests per
+second; the node in a child process (tests/rpc/devnode.py: supervisor, consensus driver,
+mempool, RPC), ``--senders`` funded accounts.
+
+``--workload nonces``: issue 15's workload. ``python -m moderntensor.node --dev`` and
+``anvil``, both with ``--gas-limit`` (300M) and ``--block-time`` (1 s) and ``--accounts
+--senders`` (the same "test test ... junk" accounts, chain id 1337 on both); ``--senders``
+(10) x ``--per-sender`` (2,000) consecutive-nonce EIP-1559 transfers signed once and sent to
+both as batches of ``--batch`` (500) eth_sendRawTransaction, round robin over the senders
+(each sender's nonces in order). End to end = transfers / time from the first send until
+every sender's nonce at the tag covers its last transfer: ``finalized`` on ours, ``latest``
+on Anvil (its ``finalized`` trails by 64 blocks; counting inclusion favours Anvil). After
+both bursts and ``--settle`` seconds, eth_blockNumber req/s on each (``--bn-seconds`` each,
+the two taking turns every 0.25 s; ``--floor`` adds a bare Trio responder, what any Trio
+server pays per request). Who goes first alternates per round.
+
+Anvil is npm ``@foundry-rs/anvil``, installed into ``--anvil-dir`` if missing. The client is
+plain http.client with keep-alive, one connection, one request at a time, for both (web3.py
+would measure itself, DESIGN §9).
 
     python scripts/bench_rpc.py [--senders 100] [--per-sender 120] [--anvil] [--repeat 3]
+    python scripts/bench_rpc.py --workload nonces --anvil --repeat 5
 
 ``--repeat`` runs the rounds on the same two nodes, ours and Anvil's alternating, so that a
-shared, noisy machine skews both alike; ratios are per round.
+shared, noisy machine skews both alike; ratios are per round, the summary gives medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -70,28 +87,7 @@ def sign_all(
     keys: list[PrivateKey], per_sender: int, start_nonce: dict[bytes, int]
 ) -> list[list[str]]:
     """Round-robin over senders so every batch spreads across accounts, nonces in order."""
-    sink = PrivateKey(b"\x77" * 32).address
-    per_key = []
-    for key in keys:
-        n0 = start_nonce[key.address]
-        per_key.append(
-            [
-                "0x"
-                + sign_transaction(
-                    DynamicFeeTransaction(
-                        chain_id=CHAIN_ID,
-                        nonce=n0 + i,
-                        max_priority_fee_per_gas=GWEI,
-                        max_fee_per_gas=50 * GWEI,
-                        gas=21_000,
-                        to=sink,
-                        value=1,
-                    ),
-                    key,
-                ).raw.hex()
-                for i in range(per_sender)
-            ]
-        )
+    per_key = sign_nonces(keys, [start_nonce[k.address] for k in keys], per_sender)
     return [[per_key[k][i] for k in range(len(keys))] for i in range(per_sender)]
 
 
@@ -208,7 +204,42 @@ def serve_dev_node(senders: int) -> None:
     node.stop()
 
 
-def start_anvil(anvil_dir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_rpc(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+    """Until the server on ``port`` answers eth_chainId (bounded; False if it died or timed out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            Client(port).call("eth_chainId", [])
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started in its own session, and its children (the npm wrapper's binary)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def start_anvil(
+    anvil_dir: Path,
+    gas_limit: int = 1_000_000_000,
+    block_time: str = "1",
+    extra: tuple[str, ...] = (),
+) -> tuple[subprocess.Popen[bytes], int] | None:
     binary = anvil_dir / "node_modules" / ".bin" / "anvil"
     if not binary.exists():
         npm = shutil.which("npm")
@@ -223,7 +254,7 @@ def start_anvil(anvil_dir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
         if done.returncode != 0 or not binary.exists():
             print("anvil did not install:", done.stderr.decode()[-300:])
             return None
-    port = 18545
+    port = free_port()
     proc = subprocess.Popen(
         [
             str(binary),
@@ -232,30 +263,71 @@ def start_anvil(anvil_dir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
             "--chain-id",
             str(CHAIN_ID),
             "--block-time",
-            "1",
+            block_time,
             "--gas-limit",
-            "1000000000",
+            str(gas_limit),
             "--silent",
+            *extra,
         ],
         start_new_session=True,  # the npm wrapper starts the binary: stop the whole group
     )
-    for _ in range(100):
-        try:
-            Client(port).call("eth_chainId", [])
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    if wait_rpc(port, proc, 10):
+        return proc, port
+    stop(proc)
     return None
+
+
+def sign_nonces(keys: list[PrivateKey], starts: list[int], count: int) -> list[list[str]]:
+    """Per sender, ``count`` EIP-1559 transfers with consecutive nonces from its start."""
+    sink = PrivateKey(b"\x77" * 32).address
+    return [
+        [
+            "0x"
+            + sign_transaction(
+                DynamicFeeTransaction(
+                    chain_id=CHAIN_ID,
+                    nonce=start + i,
+                    max_priority_fee_per_gas=GWEI,
+                    max_fee_per_gas=50 * GWEI,
+                    gas=21_000,
+                    to=sink,
+                    value=1,
+                ),
+                key,
+            ).raw.hex()
+            for i in range(count)
+        ]
+        for key, start in zip(keys, starts, strict=True)
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--senders", type=int, default=100)
-    parser.add_argument("--per-sender", type=int, default=120)
+    parser.add_argument(
+        "--workload",
+        choices=("mixed", "nonces"),
+        default="mixed",
+        help="mixed: one by one, batches, end to end from --senders accounts (default); "
+        "nonces: --senders dev accounts x --per-sender consecutive nonces in --batch batches "
+        "against `python -m moderntensor.node --dev` with --gas-limit and --block-time",
+    )
+    parser.add_argument("--senders", type=int, help="default 100 (mixed), 10 (nonces)")
+    parser.add_argument("--per-sender", type=int, help="default 120 (mixed), 2000 (nonces)")
+    parser.add_argument("--batch", type=int, default=500, help="nonces: calls per batch")
+    parser.add_argument("--gas-limit", type=int, default=300_000_000, help="nonces: both chains")
+    parser.add_argument("--block-time", default="1", help="nonces: seconds, both chains")
+    parser.add_argument("--bn-seconds", type=float, default=3.0, help="eth_blockNumber seconds")
+    parser.add_argument("--timeout", type=float, default=180.0, help="nonces: per round, s")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="nonces: also a bare Trio responder's eth_blockNumber (the event loop's floor)",
+    )
+    parser.add_argument(
+        "--settle", type=float, default=2.0, help="nonces: idle seconds before eth_blockNumber"
+    )
     parser.add_argument("--anvil", action="store_true", help="also measure Anvil and print ratios")
     parser.add_argument(
         "--repeat",
@@ -270,6 +342,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve is not None:
         serve_dev_node(args.serve)
+        return
+    nonces = args.workload == "nonces"
+    if args.senders is None:
+        args.senders = 10 if nonces else 100
+    if args.per_sender is None:
+        args.per_sender = 2000 if nonces else 120
+    if nonces:
+        from bench_rpc_nonces import run_nonces  # scripts/ is on sys.path (this file's dir)
+
+        run_nonces(args)
         return
     keys = [PrivateKey((i + 1000).to_bytes(32, "big")) for i in range(args.senders)]
     child = subprocess.Popen(

@@ -2,7 +2,8 @@
 
 geth's ``transactions.rlp`` idea (``--txpool.journal``): every transaction admitted through
 ``eth_sendRawTransaction`` here is appended to ``<data_dir>/transactions.journal`` at once
-(one ``write``: in the kernel's page cache, so a ``kill -9`` loses nothing), the file is
+(one ``write``: in the kernel's page cache, so a ``kill -9`` loses nothing; a JSON-RPC batch's
+together, in one ``write`` when the batch is answered, before its response), the file is
 fsynced about once a second (a power cut may lose the last second), and at startup every
 record is offered to the pool again, then the file is rewritten with just the ones the pool
 took back. Transactions gossiped in are not journaled: their sender's node keeps them.
@@ -104,12 +105,16 @@ class TxJournal:
 
     def append(self, tx: Transaction) -> None:
         """Journal one admitted transaction (on the event loop: one ``write`` call)."""
+        self.append_many([tx])
+
+    def append_many(self, txs: Sequence[Transaction]) -> None:
+        """Journal admitted transactions, in order (a JSON-RPC batch's: one ``write``)."""
         if self._parked is not None:
-            self._parked.append(tx)
+            self._parked.extend(txs)
             return
         if self._fd is None:
             return
-        record = encode_records([tx.raw])
+        record = encode_records([tx.raw for tx in txs])
         try:
             os.write(self._fd, record)
         except OSError as exc:
@@ -118,9 +123,10 @@ class TxJournal:
                       path=str(self.path), error=str(exc))  # fmt: skip
             self._failed = True
             return
-        self.local[tx.hash] = None
+        for tx in txs:
+            self.local[tx.hash] = None
         self.size += len(record)
-        self.appended += 1
+        self.appended += len(txs)
         self._dirty = True
 
     def _should_compact(self, pool: Mempool, since: float) -> bool:
@@ -144,9 +150,9 @@ class TxJournal:
         self.local = {tx.hash: None for tx in kept}
         self.size = self.compacted_size = sum(_LENGTH + len(tx.raw) for tx in kept)
         self._dirty = False
-        for tx in parked:
-            if tx.hash in pool:
-                self.append(tx)
+        still = [tx for tx in parked if tx.hash in pool]
+        if still:
+            self.append_many(still)
 
     async def run(
         self,
@@ -169,6 +175,7 @@ class TxJournal:
         event(log, logging.INFO, "transaction journal loaded", path=str(self.path),
               records=len(raws), readmitted=self.readmitted, torn_bytes=torn)  # fmt: skip
         service.on_local_transaction = self.append
+        service.on_local_transactions = self.append_many
         task_status.started()
         last_compaction = trio.current_time()
         try:
@@ -182,6 +189,7 @@ class TxJournal:
                     await offload.run_sync(os.fsync, self._fd)
         finally:
             service.on_local_transaction = None
+            service.on_local_transactions = None
             if self._fd is not None:
                 fd, self._fd = self._fd, None
                 try:
