@@ -12,7 +12,14 @@ from rich.table import Table
 from moderntensor.sim._run import SimResult
 from moderntensor.sim._spec import SimConfig
 
-__all__ = ["RECOVERY_SLOTS", "judge", "last_fault_slot", "print_summary", "progress_line"]
+__all__ = [
+    "RECOVERY_SLOTS",
+    "judge",
+    "last_fault_slot",
+    "must_be_slashed",
+    "print_summary",
+    "progress_line",
+]
 
 RECOVERY_SLOTS = 20
 """After the last fault (a partition's end, a restart), finality must move within this many
@@ -42,11 +49,11 @@ def judge(config: SimConfig, result: SimResult) -> list[str]:
     if result.violation is not None:
         problems.append(f"violation: {result.violation}")
         return problems
-    equivocators = _equivocators(config)
-    for index in equivocators:
+    for index in must_be_slashed(config):
         count = result.slashed_by_node.get(index, 0)
         if count != 1:
-            problems.append(f"equivocator {index} was slashed {count} times, not once")
+            what = config.behaviour_of(index)
+            problems.append(f"{what} {index} was slashed {count} times, not once")
     start = last_fault_slot(config)
     if start + RECOVERY_SLOTS < config.slots:
         by_slot = result.finality_by_slot
@@ -56,10 +63,13 @@ def judge(config: SimConfig, result: SimResult) -> list[str]:
     return problems
 
 
-def _equivocators(config: SimConfig) -> list[int]:
-    byzantine = list(range(config.validators - config.byzantine, config.validators))
-    behaviours = config.behaviours or ("equivocator",)
-    return [n for k, n in enumerate(byzantine) if behaviours[k % len(behaviours)] == "equivocator"]
+def must_be_slashed(config: SimConfig) -> list[int]:
+    """The validators that equivocate for sure: equivocators and doppelgangers."""
+    return [
+        n
+        for n in range(config.validators)
+        if config.behaviour_of(n) in ("equivocator", "doppelganger")
+    ]
 
 
 def print_summary(config: SimConfig, result: SimResult, problems: list[str]) -> None:

@@ -17,6 +17,7 @@ import trio
 import trio.testing
 
 from moderntensor import offload
+from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import build_genesis
 from moderntensor.chain.staking import get_validators
 from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
@@ -26,7 +27,7 @@ from moderntensor.network import MessageType, peek_type
 from moderntensor.network.faultrelay import LinkModel
 from moderntensor.sim._byzantine import make_actor
 from moderntensor.sim._checks import Checker, Violation
-from moderntensor.sim._cluster import STAKE, USER_BALANCE, Cluster
+from moderntensor.sim._cluster import STAKE, USER_BALANCE, Cluster, SimNode
 from moderntensor.sim._network import SimNetwork, link_config
 from moderntensor.sim._spec import CrashMode, SimConfig
 from moderntensor.sim._trio import deterministic_scheduling
@@ -140,11 +141,14 @@ async def simulate(
                 honest = frozenset(ids[n.index] for n in cluster.honest)
                 checker = Checker(genesis.chain_id, genesis_hash, epoch_length,
                                   dict.fromkeys(ids, STAKE), honest)  # fmt: skip
-                behaviours = config.behaviours or ("equivocator",)
-                for k, node in enumerate(n for n in cluster.nodes if not n.honest):
+                for node in cluster.nodes:
+                    behaviour = config.behaviour_of(node.index)
+                    if behaviour is None or behaviour == "doppelganger":
+                        continue  # honest, a twin, or a doppelganger: no actor between
                     net.tamper[node.index] = make_actor(
-                        behaviours[k % len(behaviours)], cluster.keys.consensus[node.index],
-                        genesis.chain_id, genesis_hash, epoch_length, config.validators,
+                        behaviour, cluster.keys.consensus[node.index], genesis.chain_id,
+                        genesis_hash, epoch_length, config.validators,
+                        chain=partial(_chain_of, node),
                     )  # fmt: skip
                 for node in cluster.nodes:
                     await cluster.start(node)
@@ -173,6 +177,10 @@ async def simulate(
         violation=violation,
         wall_s=round(time.monotonic() - started, 2),
     )
+
+
+def _chain_of(node: SimNode) -> Chain | None:
+    return None if node.handle is None else node.handle.chain
 
 
 def _genesis_hash(cluster: Cluster) -> bytes:
@@ -216,9 +224,13 @@ async def _drive(
                 nonces[u] += 1
                 accepted += 1
         end = (slot + 1) * slot_s
+        feed = [cluster.nodes[v] for v in config.doppelgangers()]
         while trio.current_time() < end:
             await trio.sleep_until(min(end, trio.current_time() + CHECK_EVERY_S))
             _check_chains(cluster, checker, checked)
+            if feed and trio.current_time() >= end - slot_s / 2:
+                accepted += await _feed(cluster, feed, nonces, slot)
+                feed = []
         live = [n for n in cluster.honest if n.handle is not None]
         low = min((n.handle.service.finalized.number for n in live if n.handle), default=0)
         finality.append(low)
@@ -231,6 +243,22 @@ async def _drive(
             accounts += [k.address for k in cluster.keys.owners]
             accounts += [k.address for k in cluster.keys.consensus]
             checker.check_supply(node.index, state, _genesis_amount(cluster), accounts)
+    return accepted
+
+
+async def _feed(cluster: Cluster, nodes: list[SimNode], nonces: list[int], slot: int) -> int:
+    """Mid-slot, a transfer into each doppelganger's pool (its twin's refuses it): when the
+    validator leads the next slot, its two nodes build two different blocks."""
+    accepted = 0
+    for node in nodes:
+        if node.handle is None:
+            continue
+        u = slot % len(nonces)
+        raw = _transfer(cluster, u, nonces[u], (u + 1) % len(nonces))
+        results = await node.handle.service.submit_raw_transactions([raw])
+        if results and not isinstance(results[0], Exception):
+            nonces[u] += 1
+            accepted += 1
     return accepted
 
 
