@@ -9,6 +9,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.table import Table
 
+from moderntensor.sim._cluster import SimKeys
 from moderntensor.sim._run import SimResult
 from moderntensor.sim._spec import SimConfig
 
@@ -49,10 +50,14 @@ def judge(config: SimConfig, result: SimResult) -> list[str]:
     if result.violation is not None:
         problems.append(f"violation: {result.violation}")
         return problems
+    ids = SimKeys.of(config.seed, config.validators).consensus
     for index in must_be_slashed(config):
         count = result.slashed_by_node.get(index, 0)
+        what = config.behaviour_of(index)
+        evidence = result.evidence_against.get("0x" + ids[index].address.hex(), 0)
+        if what == "doppelganger" and count == 0 and not evidence:
+            continue  # it equivocates only when it leads: perhaps not yet
         if count != 1:
-            what = config.behaviour_of(index)
             problems.append(f"{what} {index} was slashed {count} times, not once")
     start = last_fault_slot(config)
     if start + RECOVERY_SLOTS < config.slots:
@@ -64,7 +69,8 @@ def judge(config: SimConfig, result: SimResult) -> list[str]:
 
 
 def must_be_slashed(config: SimConfig) -> list[int]:
-    """The validators that equivocate for sure: equivocators and doppelgangers."""
+    """The validators that must end slashed exactly once: equivocators, and doppelgangers
+    (once evidence against them is final: they equivocate only when they lead)."""
     return [
         n
         for n in range(config.validators)

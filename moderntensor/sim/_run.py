@@ -141,6 +141,7 @@ async def simulate(
                 honest = frozenset(ids[n.index] for n in cluster.honest)
                 checker = Checker(genesis.chain_id, genesis_hash, epoch_length,
                                   dict.fromkeys(ids, STAKE), honest)  # fmt: skip
+                net.on_send = checker.on_send
                 for node in cluster.nodes:
                     behaviour = config.behaviour_of(node.index)
                     if behaviour is None or behaviour == "doppelganger":
@@ -236,6 +237,7 @@ async def _drive(
         finality.append(low)
         if progress is not None:
             progress(slot, low, cluster.net.delivered)
+    checker.raise_failed()
     for node in cluster.honest:
         if node.handle is not None:
             state = node.handle.service.state_at(node.handle.service.finalized)
