@@ -28,8 +28,7 @@ from moderntensor.chain.staking import get_total, get_validators
 from moderntensor.chain.votes import SignedVote, VoteKind, decode_evidence, recover_vote_signer
 from moderntensor.codec import DecodeError
 from moderntensor.consensus import Certificate
-from moderntensor.crypto import keccak256
-from moderntensor.network import MessageType, decode_message, peek_type
+from moderntensor.network import MessageType, decode_message
 from moderntensor.sim._founded import Foundation
 from moderntensor.state.statedb import StateDB
 
@@ -72,15 +71,13 @@ class Checker:
         if self.foundation.failed is not None:
             raise Violation(self.foundation.failed)
 
-    def on_frame(self, at: float, to: int, frm: int, frame: bytes) -> None:
+    def on_frame(
+        self, at: float, to: int, frm: int, frame: bytes, kind: MessageType | None, fid: bytes
+    ) -> None:
+        """A frame delivered (``kind``: its type if it has one, ``fid``: its keccak256)."""
         self.raise_failed()
-        try:
-            kind = peek_type(frame)
-        except DecodeError:
-            return
         if kind not in (MessageType.VOTE, MessageType.CERTIFICATE):
             return
-        fid = keccak256(frame)
         if fid in self.seen:
             return
         self.seen.add(fid)

@@ -30,6 +30,7 @@ from moderntensor.sim._checks import Checker, Violation
 from moderntensor.sim._cluster import STAKE, USER_BALANCE, Cluster, SimNode
 from moderntensor.sim._network import SimNetwork, link_config
 from moderntensor.sim._spec import CrashMode, SimConfig
+from moderntensor.sim._speed import shared_recovery
 from moderntensor.sim._trio import deterministic_scheduling
 
 __all__ = ["SimResult", "run_simulation", "simulate"]
@@ -71,13 +72,11 @@ class _Digest:
     def __init__(self) -> None:
         self.value = keccak256(b"moderntensor sim")
 
-    def add(self, at: float, to: int, frm: int, frame: bytes) -> None:
-        try:
-            if peek_type(frame) in _HANDSHAKE:
-                return
-        except DecodeError:
-            pass
-        item = b"%d:%d:%d:" % (round(at * 1_000_000), frm, to) + keccak256(frame)
+    def add(self, at: float, to: int, frm: int, fid: bytes, kind: MessageType | None) -> None:
+        """Chain in a frame delivered (``fid``: its keccak256; ``kind``: its type, if any)."""
+        if kind in _HANDSHAKE:
+            return
+        item = b"%d:%d:%d:" % (round(at * 1_000_000), frm, to) + fid
         self.value = keccak256(self.value + item)
 
 
@@ -115,9 +114,14 @@ async def simulate(
         return any(p.separates(a, b, slot) for p in config.partitions)
 
     def observe(at: float, to: int, frm: int, frame: bytes) -> None:
-        digest.add(at, to, frm, frame)
+        try:
+            kind: MessageType | None = peek_type(frame)
+        except DecodeError:
+            kind = None
+        fid = keccak256(frame)  # once, for the digest and the checks
+        digest.add(at, to, frm, fid, kind)
         if checker is not None:
-            checker.on_frame(at, to, frm, frame)
+            checker.on_frame(at, to, frm, frame, kind, fid)
 
     link = link_config(config.latency_ms, config.jitter_ms, config.drop, config.duplicate,
                        config.reorder)  # fmt: skip
@@ -130,7 +134,7 @@ async def simulate(
     views = 0
     slashes: dict[int, int] = {}
     try:
-        with offload.inline():
+        with offload.inline(), shared_recovery():
             async with trio.open_nursery() as nursery:
                 await nursery.start(net.run)
                 cluster = Cluster(config, root, net, nursery)
