@@ -3,6 +3,7 @@ the Hypothesis-driven search must find (real nodes on simulated links, virtual t
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from moderntensor.chain.blocks import Block
 from moderntensor.chain.votes import SignedVote, VoteKind
 from moderntensor.consensus import Proposal, SimplexCore
 from moderntensor.sim import SimConfig
+from moderntensor.sim.__main__ import _load
 from moderntensor.sim._byzantine import _Signer
 from moderntensor.sim._checks import Checker
 from moderntensor.sim._cluster import SimKeys
@@ -91,7 +93,7 @@ def any_parent(self: SimplexCore, proposal: Proposal) -> bool:
 
 
 def test_a_parent_rule_mutant_is_found_shrunk_and_replayed(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With ``SimplexCore._extends_notarized`` replaced by :func:`any_parent`, the search
     over schedules whose byzantine validators are invalid-parent proposers (derandomized: the
@@ -106,7 +108,9 @@ def test_a_parent_rule_mutant_is_found_shrunk_and_replayed(
     assert len(found.config.events()) <= 10
     assert "invalid-parent" in "".join(found.config.events())
     assert "well-founded NOTARIZE" in found.problems[0]
-    replayed = SimConfig.from_json(found.config.to_json())
+    saved = tmp_path / "failure.json"  # as --save writes it, read back as --replay does
+    saved.write_text(json.dumps(found.config.to_json(), indent=1) + "\n")
+    replayed = _load(saved)
     assert replayed == found.config
     assert run_once(replayed) == found.problems
     monkeypatch.undo()
