@@ -52,11 +52,15 @@ class Partition:
         sides = " | ".join("{" + ", ".join(str(n) for n in sorted(g)) + "}" for g in self.groups)
         return f"slots {self.start}-{self.end}: partition {sides}"
 
+    def sides(self) -> dict[int, int]:
+        """Node -> the index of its group (nodes in no group are in none)."""
+        return {n: i for i, group in enumerate(self.groups) for n in group}
+
     def separates(self, a: int, b: int, slot: int) -> bool:
         """Whether nodes ``a`` and ``b`` are cut off from each other at ``slot``."""
         if not self.start <= slot < self.end:
             return False
-        side = {n: i for i, group in enumerate(self.groups) for n in group}
+        side = self.sides()
         return a in side and b in side and side[a] != side[b]
 
 
