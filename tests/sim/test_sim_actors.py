@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from moderntensor.chain.blocks import Block
 from moderntensor.chain.votes import SignedVote, VoteKind
 from moderntensor.consensus import Proposal, SimplexCore
+from moderntensor.crypto import PrivateKey
 from moderntensor.sim import SimConfig
 from moderntensor.sim.__main__ import _load
 from moderntensor.sim._byzantine import _Signer
@@ -117,23 +120,43 @@ def test_a_parent_rule_mutant_is_found_shrunk_and_replayed(
     assert run_once(found.config) == []  # the real core passes the same schedule
 
 
-def test_the_vote_kinds_the_foundation_tallies() -> None:
-    """A NULLIFY quorum nullifies its round; a FINALIZE quorum makes a block count at its
-    header's slot too (where the core keeps its finalized block)."""
+def test_the_foundation_tallies_quorums_and_judges_honest_notarize_votes() -> None:
+    """Its own arithmetic: 3 of 4 equal stakes nullify a round, outsiders count for nothing,
+    a FINALIZE quorum makes a block count at its header's slot too. An honest NOTARIZE
+    whose parent skips a slot that no quorum nullified is a violation; one whose skipped
+    slot is nullified is not."""
     from moderntensor.chain.votes import sign_vote
 
     keys = SimKeys.of(0, 4).consensus
-    genesis = b"\x01" * 32
+    genesis, zero = b"\x01" * 32, b"\x00" * 32
     stakes = {k.address: 10 for k in keys}
-    foundation = Foundation(5150, genesis, lambda epoch: stakes, frozenset(stakes))
-    block = b"\x02" * 32
-    foundation.blocks[block] = (3, genesis)
-    for k in keys[:3]:
-        for kind, slot, h in ((VoteKind.NULLIFY, 2, b"\x00" * 32), (VoteKind.FINALIZE, 5, block)):
-            foundation._vote(sign_vote(k, 5150, genesis, kind, 0, slot, h), None)
-    assert (0, 2) in foundation.nullified and foundation.notarized[block] == {3, 5}
-    two = SimKeys.of(1, 2).consensus
-    lone = Foundation(5150, genesis, lambda epoch: stakes, frozenset(stakes))
-    for k in two:  # outsiders: no stake, no quorum
-        lone._vote(sign_vote(k, 5150, genesis, VoteKind.NULLIFY, 0, 2, b"\x00" * 32), None)
-    assert not lone.nullified
+
+    def foundation() -> Foundation:
+        return Foundation(5150, genesis, lambda epoch: stakes, frozenset(stakes))
+
+    def vote(
+        f: Foundation, signers: tuple[PrivateKey, ...], kind: VoteKind, slot: int, h: bytes
+    ) -> None:
+        for k in signers:
+            f._vote(sign_vote(k, 5150, genesis, kind, 0, slot, h), "on the wire")
+
+    f = foundation()
+    b1, x, y = b"\x02" * 32, b"\x03" * 32, b"\x04" * 32
+    f.blocks.update({b1: (1, genesis), x: (3, genesis), y: (3, b1)})
+    vote(f, keys[:3], VoteKind.FINALIZE, 1, b1)  # b1 final at slot 1
+    vote(f, keys[:3], VoteKind.NULLIFY, 2, zero)
+    assert (0, 2) in f.nullified and f.notarized[b1] == {1}
+    vote(f, SimKeys.of(1, 3).consensus, VoteKind.NULLIFY, 1, zero)  # outsiders
+    assert (0, 1) not in f.nullified
+    vote(f, keys[:1], VoteKind.NOTARIZE, 3, y)  # parent b1 at 1, slot 2 nullified: fine
+    assert f.failed is None and f.notarizations == 1
+    vote(f, keys[1:2], VoteKind.NOTARIZE, 3, x)  # parent genesis at 0: slot 1 skipped
+    assert f.failed is not None and "slot 1 between is not nullified" in f.failed
+
+
+def test_the_command_line_searches_a_chosen_pool_within_a_budget() -> None:
+    argv = [sys.executable, "-m", "moderntensor.sim", "--search", "1", "--budget", "1",
+            "--behaviour", "invalid-parent", "--validators", "4", "--slots", "4"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "no failure in 1 simulations" in done.stdout and "run 1:" in done.stderr
