@@ -90,6 +90,7 @@ def print_summary(config: SimConfig, result: SimResult, problems: list[str]) -> 
         ("validators slashed", sum(1 for n in result.slashed_by_node.values() if n)),
         ("transactions accepted", result.transactions),
         ("invariant checks run", result.checks), ("certificates checked", result.certificates),
+        ("honest NOTARIZE checked", result.notarizations),
         ("wall time (s)", result.wall_s),
     ]  # fmt: skip
     for name, value in rows:

@@ -57,6 +57,8 @@ class SimResult:
     0, 1, 2 ... cuts, or -1 if its stake fits no whole number of cuts)."""
     checks: int
     certificates: int
+    notarizations: int
+    """Honest NOTARIZE votes checked for a well-founded parent (``_founded``)."""
     transactions: int
     """Transactions accepted by a node's pool."""
     finality_by_slot: tuple[int, ...]
@@ -184,6 +186,7 @@ async def simulate(
         slashed_by_node=slashes,
         checks=checker.checks,
         certificates=checker.certificates,
+        notarizations=checker.foundation.notarizations,
         transactions=accepted,
         finality_by_slot=tuple(finality),
         violation=violation,

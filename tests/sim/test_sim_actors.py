@@ -67,8 +67,10 @@ def test_an_invalid_parent_proposer_is_never_notarized_and_finality_goes_on(
     monkeypatch.setattr(Checker, "on_final", spy_final)
     config = SimConfig(validators=4, byzantine=1, behaviours=("invalid-parent",), slots=16,
                        seed=1)  # fmt: skip
-    result = run_simulation(config, tmp_path)
+    result = run_simulation(config, tmp_path / "a")
     assert result.violation is None and judge(config, result) == []
+    assert result.notarizations > 0
+    assert run_simulation(config, tmp_path / "b").digest == result.digest  # deterministic
     assert len(skipping) >= 2  # it led and built such a block at least twice
     assert honest_notarized and not skipping & honest_notarized
     assert not skipping & final
@@ -81,9 +83,10 @@ def test_a_doppelganger_is_slashed_exactly_once_and_no_honest_validator(tmp_path
     nodes report it, and it loses exactly one slash fraction; nobody else loses any."""
     config = SimConfig(validators=4, byzantine=1, behaviours=("doppelganger",), slots=30,
                        seed=1, epoch_length=8)  # fmt: skip
-    result = run_simulation(config, tmp_path)
+    result = run_simulation(config, tmp_path / "a")
     assert result.violation is None and judge(config, result) == []
     assert result.slashed_by_node == {3: 1}, result.slashed_by_node
+    assert run_simulation(config, tmp_path / "b").digest == result.digest  # deterministic
     doppelganger = "0x" + SimKeys.of(1, 4).consensus[3].address.hex()
     assert set(result.evidence_against) == {doppelganger} and result.evidence >= 1
     assert result.finalized >= 20  # finality goes on (it is jailed from the next epoch)
