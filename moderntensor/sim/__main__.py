@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         choices=BEHAVIOURS,
-        help="byzantine behaviour, one per byzantine validator in turn (default: equivocator)",
+        help="byzantine behaviour, one per byzantine validator in turn (default: equivocator); "
+        "with --search: the behaviours drawn (default: all)",
     )
     p.add_argument("--slots", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -61,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="let Hypothesis draw up to RUNS fault schedules (--validators, --slots) "
                         "and shrink the first failure")  # fmt: skip
     p.add_argument("--save", metavar="FILE", help="with --search: write the failure to replay")
+    p.add_argument("--budget", type=int, metavar="SIMS",
+                   help="with --search: most simulations, shrinking included")  # fmt: skip
     p.add_argument("--log-level", default="CRITICAL", help="the nodes' log level (default: none)")
     return p
 
@@ -128,7 +131,9 @@ def _search(args: argparse.Namespace) -> int:
         verdict = "FAIL " + problems[0] if problems else "ok"
         print(f"run {n}: {len(config.events())} events: {verdict}", file=sys.stderr)
 
-    found = search(args.search, validators=args.validators, slots=args.slots, on_run=show)
+    behaviours = tuple(args.behaviour) or BEHAVIOURS
+    found = search(args.search, validators=args.validators, slots=args.slots,
+                   budget=args.budget, behaviours=behaviours, on_run=show)  # fmt: skip
     if found is None:
         print(f"no failure in {args.search} simulations")
         return 0

@@ -13,6 +13,8 @@ milliseconds (the chains); the first violation stops the run.
 * **Accountability**: a validator whose evidence is in a finalized block is byzantine.
 * **Supply**: balances plus bonded and unbonding stake equal the genesis amount plus what
   was minted, minus what was burned and slashed (to the wei).
+* **Well-founded NOTARIZE** (``_founded``, on every frame sent): an honest NOTARIZE's parent
+  is notarized or final at an earlier slot, and every slot between is nullified.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from moderntensor.chain.staking import get_total, get_validators
 from moderntensor.chain.votes import SignedVote, VoteKind, decode_evidence, recover_vote_signer
 from moderntensor.codec import DecodeError
 from moderntensor.consensus import Certificate
-from moderntensor.crypto import keccak256
-from moderntensor.network import MessageType, decode_message, peek_type
+from moderntensor.network import MessageType, decode_message
+from moderntensor.sim._founded import Foundation
 from moderntensor.state.statedb import StateDB
 
 __all__ = ["Checker", "Violation"]
@@ -53,17 +55,29 @@ class Checker:
     seen: set[bytes] = attrs.field(factory=set)
     checks: int = 0
     certificates: int = 0
+    foundation: Foundation = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.foundation = Foundation(self.chain_id, self.genesis_hash, self.members, self.honest)
 
     # -- the wire -------------------------------------------------------------------------
 
-    def on_frame(self, at: float, to: int, frm: int, frame: bytes) -> None:
-        try:
-            kind = peek_type(frame)
-        except DecodeError:
-            return
+    def on_send(self, at: float, frm: int, to: int, frame: bytes) -> None:
+        """A frame leaves node ``frm`` for node ``to`` (checked by ``_founded``)."""
+        self.foundation.on_send(at, frm, to, frame)
+
+    def raise_failed(self) -> None:
+        """Raise what a check on a frame sent found (it cannot raise in the sender's task)."""
+        if self.foundation.failed is not None:
+            raise Violation(self.foundation.failed)
+
+    def on_frame(
+        self, at: float, to: int, frm: int, frame: bytes, kind: MessageType | None, fid: bytes
+    ) -> None:
+        """A frame delivered (``kind``: its type if it has one, ``fid``: its keccak256)."""
+        self.raise_failed()
         if kind not in (MessageType.VOTE, MessageType.CERTIFICATE):
             return
-        fid = keccak256(frame)
         if fid in self.seen:
             return
         self.seen.add(fid)
@@ -136,6 +150,7 @@ class Checker:
 
     def on_final(self, node: int, height: int, block: Block) -> None:
         """Node ``node`` holds ``block`` as final at ``height`` (agreement, accountability)."""
+        self.raise_failed()
         self.checks += 1
         new = height not in self.final
         first = self.final.setdefault(height, block.hash)

@@ -2,6 +2,11 @@
 real network service and range sync) on simulated links and virtual time, and what happens
 to them (start, crash, restart on their data, on an empty directory, on an old backup).
 
+A doppelganger validator's key runs on a second node, its *twin* (index ``validators`` and
+up): its own data directory, slashing protection and network identity, and a pool that
+refuses the simulation's transfers (a tip floor above theirs: a second machine configured
+apart). Whenever the validator leads, the two sign different blocks of one slot.
+
 Keys come from the seed, so the genesis, every signature and every block are functions of it.
 """
 
@@ -18,6 +23,7 @@ import trio
 
 from moderntensor.chain.genesis import Genesis, parse_genesis
 from moderntensor.crypto import PrivateKey, checksum_address, keccak256
+from moderntensor.mempool import MempoolConfig
 from moderntensor.network import make_multiaddr
 from moderntensor.node._network import network_config
 from moderntensor.node._supervisor import NodeHandle, NodeSettings, open_node
@@ -34,6 +40,8 @@ P2P_PORT = 30303
 STAKE = 1_000 * 10**18
 USER_BALANCE = 10**24
 USERS = 8
+TWIN_MIN_TIP = 10**18
+"""A doppelganger's twin admits no transfer with a smaller tip (the simulation's pay 1 gwei)."""
 
 
 def _key(seed: int, role: bytes, i: int) -> PrivateKey:
@@ -127,6 +135,18 @@ class Cluster:
             settings = NodeSettings(root / f"node{i}", self.genesis, self.keys.consensus[i],
                                     rpc=None, p2p=p2p, node_key=self.keys.nodes[i])  # fmt: skip
             self.nodes.append(SimNode(i, i not in byzantine, settings))
+        self.twin_of: dict[int, int] = {}
+        """Twin node index -> the doppelganger validator whose key it runs."""
+        for v in config.doppelgangers():
+            i = len(self.nodes)
+            p2p = network_config(self.genesis, listen_addr=host_of(i), port=P2P_PORT,
+                                 bootstrap=addrs)  # fmt: skip
+            p2p = attrs.evolve(p2p, scores_file="", discover=False)
+            settings = NodeSettings(root / f"node{i}", self.genesis, self.keys.consensus[v],
+                                    rpc=None, p2p=p2p, node_key=_key(config.seed, b"twin", v),
+                                    mempool=MempoolConfig(min_tip=TWIN_MIN_TIP))  # fmt: skip
+            self.nodes.append(SimNode(i, False, settings))
+            self.twin_of[i] = v
 
     def clock_ms(self) -> int:
         return GENESIS_TIME * 1000 + int(trio.current_time() * 1000)

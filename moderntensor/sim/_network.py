@@ -26,7 +26,7 @@ from moderntensor.network.faultrelay import Lane, LinkConfig, LinkModel
 __all__ = ["SimNetwork", "host_of", "link_config", "node_of"]
 
 Observer = Callable[[float, int, int, bytes], None]
-"""Called with (time, from node, to node, frame) as each frame arrives."""
+"""Called with (time, to node, from node, frame) as each frame arrives."""
 
 
 def host_of(node: int) -> str:
@@ -116,6 +116,9 @@ class SimNetwork:
         self.sent = self.delivered = self.dropped = self.duplicated = 0
         self.tamper: dict[int, Callable[[int, bytes], list[bytes]]] = {}
         """Byzantine senders' actors: (destination, frame) -> the frames sent instead."""
+        self.on_send: Callable[[float, int, int, bytes], None] | None = None
+        """Called with (time, from node, to node, frame) as each frame leaves its sender
+        (after its actor, before the link's fate)."""
 
     def transport(self, node: int) -> SimTransport:
         return SimTransport(self, node)
@@ -125,6 +128,8 @@ class SimNetwork:
         sender's frames pass through its actor first."""
         actor = self.tamper.get(conn.src)
         for out in [frame] if actor is None else actor(conn.dst, frame):
+            if self.on_send is not None:
+                self.on_send(trio.current_time(), conn.src, conn.dst, out)
             self._route(conn, out)
 
     def _route(self, conn: _SimConnection, frame: bytes) -> None:

@@ -9,10 +9,18 @@ from typing import TextIO
 from rich.console import Console
 from rich.table import Table
 
+from moderntensor.sim._cluster import SimKeys
 from moderntensor.sim._run import SimResult
 from moderntensor.sim._spec import SimConfig
 
-__all__ = ["RECOVERY_SLOTS", "judge", "last_fault_slot", "print_summary", "progress_line"]
+__all__ = [
+    "RECOVERY_SLOTS",
+    "judge",
+    "last_fault_slot",
+    "must_be_slashed",
+    "print_summary",
+    "progress_line",
+]
 
 RECOVERY_SLOTS = 20
 """After the last fault (a partition's end, a restart), finality must move within this many
@@ -42,11 +50,15 @@ def judge(config: SimConfig, result: SimResult) -> list[str]:
     if result.violation is not None:
         problems.append(f"violation: {result.violation}")
         return problems
-    equivocators = _equivocators(config)
-    for index in equivocators:
+    ids = SimKeys.of(config.seed, config.validators).consensus
+    for index in must_be_slashed(config):
         count = result.slashed_by_node.get(index, 0)
+        what = config.behaviour_of(index)
+        evidence = result.evidence_against.get("0x" + ids[index].address.hex(), 0)
+        if what == "doppelganger" and count == 0 and not evidence:
+            continue  # it equivocates only when it leads: perhaps not yet
         if count != 1:
-            problems.append(f"equivocator {index} was slashed {count} times, not once")
+            problems.append(f"{what} {index} was slashed {count} times, not once")
     start = last_fault_slot(config)
     if start + RECOVERY_SLOTS < config.slots:
         by_slot = result.finality_by_slot
@@ -56,10 +68,14 @@ def judge(config: SimConfig, result: SimResult) -> list[str]:
     return problems
 
 
-def _equivocators(config: SimConfig) -> list[int]:
-    byzantine = list(range(config.validators - config.byzantine, config.validators))
-    behaviours = config.behaviours or ("equivocator",)
-    return [n for k, n in enumerate(byzantine) if behaviours[k % len(behaviours)] == "equivocator"]
+def must_be_slashed(config: SimConfig) -> list[int]:
+    """The validators that must end slashed exactly once: equivocators, and doppelgangers
+    (once evidence against them is final: they equivocate only when they lead)."""
+    return [
+        n
+        for n in range(config.validators)
+        if config.behaviour_of(n) in ("equivocator", "doppelganger")
+    ]
 
 
 def print_summary(config: SimConfig, result: SimResult, problems: list[str]) -> None:
@@ -74,6 +90,7 @@ def print_summary(config: SimConfig, result: SimResult, problems: list[str]) -> 
         ("validators slashed", sum(1 for n in result.slashed_by_node.values() if n)),
         ("transactions accepted", result.transactions),
         ("invariant checks run", result.checks), ("certificates checked", result.certificates),
+        ("honest NOTARIZE checked", result.notarizations),
         ("wall time (s)", result.wall_s),
     ]  # fmt: skip
     for name, value in rows:

@@ -17,6 +17,7 @@ import trio
 import trio.testing
 
 from moderntensor import offload
+from moderntensor.chain.chain import Chain
 from moderntensor.chain.genesis import build_genesis
 from moderntensor.chain.staking import get_validators
 from moderntensor.chain.transactions import DynamicFeeTransaction, sign_transaction
@@ -26,9 +27,10 @@ from moderntensor.network import MessageType, peek_type
 from moderntensor.network.faultrelay import LinkModel
 from moderntensor.sim._byzantine import make_actor
 from moderntensor.sim._checks import Checker, Violation
-from moderntensor.sim._cluster import STAKE, USER_BALANCE, Cluster
+from moderntensor.sim._cluster import STAKE, USER_BALANCE, Cluster, SimNode
 from moderntensor.sim._network import SimNetwork, link_config
 from moderntensor.sim._spec import CrashMode, SimConfig
+from moderntensor.sim._speed import shared_recovery
 from moderntensor.sim._trio import deterministic_scheduling
 
 __all__ = ["SimResult", "run_simulation", "simulate"]
@@ -55,6 +57,8 @@ class SimResult:
     0, 1, 2 ... cuts, or -1 if its stake fits no whole number of cuts)."""
     checks: int
     certificates: int
+    notarizations: int
+    """Honest NOTARIZE votes checked for a well-founded parent (``_founded``)."""
     transactions: int
     """Transactions accepted by a node's pool."""
     finality_by_slot: tuple[int, ...]
@@ -70,13 +74,11 @@ class _Digest:
     def __init__(self) -> None:
         self.value = keccak256(b"moderntensor sim")
 
-    def add(self, at: float, to: int, frm: int, frame: bytes) -> None:
-        try:
-            if peek_type(frame) in _HANDSHAKE:
-                return
-        except DecodeError:
-            pass
-        item = b"%d:%d:%d:" % (round(at * 1_000_000), frm, to) + keccak256(frame)
+    def add(self, at: float, to: int, frm: int, fid: bytes, kind: MessageType | None) -> None:
+        """Chain in a frame delivered (``fid``: its keccak256; ``kind``: its type, if any)."""
+        if kind in _HANDSHAKE:
+            return
+        item = b"%d:%d:%d:" % (round(at * 1_000_000), frm, to) + fid
         self.value = keccak256(self.value + item)
 
 
@@ -109,14 +111,26 @@ async def simulate(
     def slot_now() -> int:
         return int(trio.current_time() // slot_s)
 
-    def cut(a: int, b: int) -> bool:
+    sides = [(p.start, p.end, p.sides()) for p in config.partitions]
+
+    def cut(a: int, b: int) -> bool:  # on every frame sent: no work that grows with N
+        if not sides:
+            return False
         slot = slot_now()
-        return any(p.separates(a, b, slot) for p in config.partitions)
+        for start, end, side in sides:
+            if start <= slot < end and a in side and b in side and side[a] != side[b]:
+                return True
+        return False
 
     def observe(at: float, to: int, frm: int, frame: bytes) -> None:
-        digest.add(at, to, frm, frame)
+        try:
+            kind: MessageType | None = peek_type(frame)
+        except DecodeError:
+            kind = None
+        fid = keccak256(frame)  # once, for the digest and the checks
+        digest.add(at, to, frm, fid, kind)
         if checker is not None:
-            checker.on_frame(at, to, frm, frame)
+            checker.on_frame(at, to, frm, frame, kind, fid)
 
     link = link_config(config.latency_ms, config.jitter_ms, config.drop, config.duplicate,
                        config.reorder)  # fmt: skip
@@ -129,7 +143,7 @@ async def simulate(
     views = 0
     slashes: dict[int, int] = {}
     try:
-        with offload.inline():
+        with offload.inline(), shared_recovery():
             async with trio.open_nursery() as nursery:
                 await nursery.start(net.run)
                 cluster = Cluster(config, root, net, nursery)
@@ -140,11 +154,15 @@ async def simulate(
                 honest = frozenset(ids[n.index] for n in cluster.honest)
                 checker = Checker(genesis.chain_id, genesis_hash, epoch_length,
                                   dict.fromkeys(ids, STAKE), honest)  # fmt: skip
-                behaviours = config.behaviours or ("equivocator",)
-                for k, node in enumerate(n for n in cluster.nodes if not n.honest):
+                net.on_send = checker.on_send
+                for node in cluster.nodes:
+                    behaviour = config.behaviour_of(node.index)
+                    if behaviour is None or behaviour == "doppelganger":
+                        continue  # honest, a twin, or a doppelganger: no actor between
                     net.tamper[node.index] = make_actor(
-                        behaviours[k % len(behaviours)], cluster.keys.consensus[node.index],
-                        genesis.chain_id, genesis_hash, epoch_length, config.validators,
+                        behaviour, cluster.keys.consensus[node.index], genesis.chain_id,
+                        genesis_hash, epoch_length, config.validators,
+                        chain=partial(_chain_of, node),
                     )  # fmt: skip
                 for node in cluster.nodes:
                     await cluster.start(node)
@@ -168,11 +186,16 @@ async def simulate(
         slashed_by_node=slashes,
         checks=checker.checks,
         certificates=checker.certificates,
+        notarizations=checker.foundation.notarizations,
         transactions=accepted,
         finality_by_slot=tuple(finality),
         violation=violation,
         wall_s=round(time.monotonic() - started, 2),
     )
+
+
+def _chain_of(node: SimNode) -> Chain | None:
+    return None if node.handle is None else node.handle.chain
 
 
 def _genesis_hash(cluster: Cluster) -> bytes:
@@ -216,14 +239,19 @@ async def _drive(
                 nonces[u] += 1
                 accepted += 1
         end = (slot + 1) * slot_s
+        feed = [cluster.nodes[v] for v in config.doppelgangers()]
         while trio.current_time() < end:
             await trio.sleep_until(min(end, trio.current_time() + CHECK_EVERY_S))
             _check_chains(cluster, checker, checked)
+            if feed and trio.current_time() >= end - slot_s / 2:
+                accepted += await _feed(cluster, feed, nonces, slot)
+                feed = []
         live = [n for n in cluster.honest if n.handle is not None]
         low = min((n.handle.service.finalized.number for n in live if n.handle), default=0)
         finality.append(low)
         if progress is not None:
             progress(slot, low, cluster.net.delivered)
+    checker.raise_failed()
     for node in cluster.honest:
         if node.handle is not None:
             state = node.handle.service.state_at(node.handle.service.finalized)
@@ -231,6 +259,22 @@ async def _drive(
             accounts += [k.address for k in cluster.keys.owners]
             accounts += [k.address for k in cluster.keys.consensus]
             checker.check_supply(node.index, state, _genesis_amount(cluster), accounts)
+    return accepted
+
+
+async def _feed(cluster: Cluster, nodes: list[SimNode], nonces: list[int], slot: int) -> int:
+    """Mid-slot, a transfer into each doppelganger's pool (its twin's refuses it): when the
+    validator leads the next slot, its two nodes build two different blocks."""
+    accepted = 0
+    for node in nodes:
+        if node.handle is None:
+            continue
+        u = slot % len(nonces)
+        raw = _transfer(cluster, u, nonces[u], (u + 1) % len(nonces))
+        results = await node.handle.service.submit_raw_transactions([raw])
+        if results and not isinstance(results[0], Exception):
+            nonces[u] += 1
+            accepted += 1
     return accepted
 
 

@@ -3,7 +3,8 @@ resume/wipe/backup restarts, byzantine validators, loss), runs each, and when on
 shrinks it to a short story of events that ``--replay`` runs again.
 
 The budget is a number of simulations with ``derandomize=True``: the same search, in the same
-order, on every machine and for every seed, so "found within N runs" is a fixed fact.
+order, on every machine and for every seed, so "found within N runs" is a fixed fact. (The
+order follows the source of ``search``: editing it draws other schedules.)
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ def run_once(config: SimConfig) -> list[str]:
 
 
 @st.composite
-def schedules(draw: st.DrawFn, validators: int = 5, slots: int = 30) -> SimConfig:
+def schedules(
+    draw: st.DrawFn, validators: int = 5, slots: int = 30,
+    behaviours: tuple[str, ...] = BEHAVIOURS,
+) -> SimConfig:  # fmt: skip
     """A fault schedule for ``validators`` over ``slots`` (every fault ends by 2/3 of the run,
-    so the liveness check after the last fault applies)."""
+    so the liveness check after the last fault applies); byzantine validators take
+    ``behaviours`` (shrinking prefers the earlier ones)."""
     last = slots * 2 // 3
     byzantine = draw(st.integers(0, (validators - 1) // 3))
     honest = list(range(validators - byzantine))
@@ -62,29 +67,41 @@ def schedules(draw: st.DrawFn, validators: int = 5, slots: int = 30) -> SimConfi
         validators=validators, byzantine=byzantine, slots=slots,
         seed=draw(st.integers(0, 1000)), drop=draw(st.sampled_from([0.0, 0.02])),
         partitions=tuple(partitions), crashes=tuple(crashes), epoch_length=8,
-        behaviours=tuple(draw(st.lists(st.sampled_from(BEHAVIOURS), min_size=byzantine,
+        behaviours=tuple(draw(st.lists(st.sampled_from(behaviours), min_size=byzantine,
                                        max_size=byzantine))),
     )  # fmt: skip
 
 
 def search(
-    runs: int, *, validators: int = 5, slots: int = 30,
+    runs: int, *, validators: int = 5, slots: int = 30, budget: int | None = None,
+    behaviours: tuple[str, ...] = BEHAVIOURS,
     on_run: Callable[[int, SimConfig, list[str]], None] | None = None,
 ) -> Found | None:  # fmt: skip
-    """Up to ``runs`` simulations, then shrinking if one failed; the smallest failure."""
+    """Up to ``runs`` drawn schedules, then shrinking if one failed; the smallest failure.
+
+    Each schedule is simulated once (Hypothesis asks again for the same one while it
+    shrinks: the answer is remembered). ``budget`` bounds the simulations in all, shrinking
+    included: once it is spent, a schedule not simulated yet counts as passing, so the
+    shrinker stops at the smallest failure found so far (None: no bound).
+    """
     count = 0
+    results: dict[SimConfig, list[str]] = {}
     failures: list[tuple[SimConfig, list[str]]] = []
 
     @settings(max_examples=runs, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck),
               phases=[Phase.generate, Phase.shrink])  # fmt: skip
-    @given(schedules(validators, slots))
+    @given(schedules(validators, slots, behaviours))
     def check(config: SimConfig) -> None:
         nonlocal count
-        count += 1
-        problems = run_once(config)
-        if on_run is not None:
-            on_run(count, config, problems)
+        problems = results.get(config)
+        if problems is None:
+            if budget is not None and count >= budget:
+                return
+            count += 1
+            problems = results[config] = run_once(config)
+            if on_run is not None:
+                on_run(count, config, problems)
         if problems:
             failures.append((config, problems))
             raise AssertionError(problems[0])

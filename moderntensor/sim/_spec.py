@@ -52,11 +52,15 @@ class Partition:
         sides = " | ".join("{" + ", ".join(str(n) for n in sorted(g)) + "}" for g in self.groups)
         return f"slots {self.start}-{self.end}: partition {sides}"
 
+    def sides(self) -> dict[int, int]:
+        """Node -> the index of its group (nodes in no group are in none)."""
+        return {n: i for i, group in enumerate(self.groups) for n in group}
+
     def separates(self, a: int, b: int, slot: int) -> bool:
         """Whether nodes ``a`` and ``b`` are cut off from each other at ``slot``."""
         if not self.start <= slot < self.end:
             return False
-        side = {n: i for i, group in enumerate(self.groups) for n in group}
+        side = self.sides()
         return a in side and b in side and side[a] != side[b]
 
 
@@ -128,14 +132,25 @@ class SimConfig:
         except TypeError as exc:
             raise SpecError(f"replay file: {exc}") from None
 
+    def behaviour_of(self, node: int) -> str | None:
+        """The behaviour of validator ``node`` if it is byzantine (the last ``byzantine``
+        validators take ``behaviours`` in turn; default: equivocators), else None."""
+        k = node - (self.validators - self.byzantine)
+        if not 0 <= k < self.byzantine:
+            return None
+        behaviours = self.behaviours or ("equivocator",)
+        return behaviours[k % len(behaviours)]
+
+    def doppelgangers(self) -> list[int]:
+        """The validators whose key runs on a second node too."""
+        return [n for n in range(self.validators) if self.behaviour_of(n) == "doppelganger"]
+
     def events(self) -> list[str]:
         """The run as a short numbered story (what a shrunk failure prints)."""
         lines = [f"{self.validators} validators, {self.slots} slots of {self.slot_ms} ms, "
                  f"epochs of {self.epoch_length} blocks, seed {self.seed}"]  # fmt: skip
-        behaviours = self.behaviours or ("equivocator",)
-        for k in range(self.byzantine):
-            node = self.validators - self.byzantine + k
-            lines.append(f"node {node} is byzantine: {behaviours[k % len(behaviours)]}")
+        for node in range(self.validators - self.byzantine, self.validators):
+            lines.append(f"node {node} is byzantine: {self.behaviour_of(node)}")
         if self.drop or self.duplicate or self.reorder:
             lines.append(f"links lose {self.drop:.0%}, duplicate {self.duplicate:.0%}"
                          + (", reorder" if self.reorder else ""))  # fmt: skip
