@@ -120,7 +120,7 @@ def test_metrics_section_turns_the_listener_on(tmp_path: Path) -> None:
     base = '[node]\ndata_dir = "data"\ngenesis = "genesis.json"\n'
     node_toml.write_text(base)
     args = argparse.Namespace(config=node_toml, data_dir=None, rpc_addr=None, rpc_port=None,
-                              p2p_port=None, log_level=None)  # fmt: skip
+                              p2p_port=None, explorer_port=None, log_level=None)  # fmt: skip
     assert config_settings(args)[0].metrics is None  # off unless asked for
     node_toml.write_text(base + '[metrics]\nenabled = true\naddr = "::1"\nport = 9100\n')
     assert config_settings(args)[0].metrics == MetricsConfig("::1", 9100)

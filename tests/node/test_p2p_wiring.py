@@ -24,7 +24,8 @@ PEER = key(77).public_key_bytes.hex()
 
 def args_for(node_toml: Path, **flags: object) -> argparse.Namespace:
     base: dict[str, object] = dict(config=node_toml, data_dir=None, rpc_addr=None,
-                                   rpc_port=None, p2p_port=None, log_level=None)  # fmt: skip
+                                   rpc_port=None, p2p_port=None, explorer_port=None,
+                                   log_level=None)  # fmt: skip
     return argparse.Namespace(**(base | flags))
 
 
