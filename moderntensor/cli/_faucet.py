@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from moderntensor.cli import CLIError
+from moderntensor.cli._signals import stop_on_signal
 from moderntensor.crypto import PrivateKey
 from moderntensor.keys import KeyFileError
 
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            nursery.start_soon(stop_on_signal, nursery.cancel_scope)
             await serve_faucet(config, key, args.rpc, chain_id=args.chain_id)
 
     try:
@@ -91,11 +91,3 @@ def _run(args: argparse.Namespace) -> int:
     except* (ConfigError, NodeUnavailable, ValueError) as group:
         raise CLIError(str(group.exceptions[0])) from None
     return 0
-
-
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
-    """SIGINT or SIGTERM: stop serving; every claim is already on disk (exit code 0)."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return

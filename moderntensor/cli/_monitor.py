@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import trio
 
 from moderntensor.cli import CLIError
+from moderntensor.cli._signals import stop_on_signal
 
 __all__ = ["register"]
 
@@ -199,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
 
     async def main(output: Any) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            nursery.start_soon(stop_on_signal, nursery.cancel_scope)
             await run_monitor(settings, output, rounds=args.rounds)
             nursery.cancel_scope.cancel()
 
@@ -221,11 +221,3 @@ def _run(args: argparse.Namespace) -> int:
     except* ValueError as group:
         raise CLIError(str(group.exceptions[0])) from None
     return 0
-
-
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
-    """SIGINT or SIGTERM: stop watching (exit code 0)."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return

@@ -8,15 +8,13 @@ installs both. Screenshots go to ``$TEST_ARTIFACTS`` (default ``test-artifacts/`
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account import Account
 
+from tests.browser import ARTIFACTS, chromium
 from tests.explorer.harness import (
     ExplorerNode,
     node_rpc,
@@ -26,28 +24,13 @@ from tests.explorer.harness import (
 )
 from tests.rpc.devnode import DEV_KEYS
 
-CHROMIUM = os.environ.get("CHROMIUM", "") or shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts"))
 WAIT_MS = 20_000
-
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-)
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)",
-        allow_module_level=True,
-    )
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

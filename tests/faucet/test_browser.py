@@ -8,39 +8,21 @@ installs both. Screenshots go to ``$TEST_ARTIFACTS`` (default ``test-artifacts/`
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser import ARTIFACTS, chromium
 from tests.faucet.harness import balance, new_address
 from tests.rpc.devnode import DevNode
-
-CHROMIUM = os.environ.get("CHROMIUM", "") or shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts"))
-
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-)
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)",
-        allow_module_level=True,
-    )
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 def test_page_claims_and_shows_the_finalized_tx(node: DevNode, start_faucet, browser) -> None:
