@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fuzz.targets import fuzz_decoders, fuzz_handshake, fuzz_verify_proof, fuzz_wire
 
 
@@ -36,4 +38,6 @@ def test_simulation_target_and_the_bounded_runner() -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("wire: ") and "examples ok" in lines[0]
-    assert lines[1].startswith("simulation: 1 examples ok")
+    # at least one whole simulation, however fast the machine (a bound in time, not in count)
+    sims = re.fullmatch(r"simulation: (\d+) examples ok in [\d.]+ s", lines[1])
+    assert sims is not None and int(sims.group(1)) >= 1, lines
