@@ -83,6 +83,7 @@ from moderntensor.node._finality import FinalityCommitter
 from moderntensor.node._journal import ConsensusJournal
 from moderntensor.node._logging import event
 from moderntensor.node._producer import BlockBuilt, BuildRequest
+from moderntensor.node._restore import restore_blocks
 from moderntensor.node._status import (
     WHY_NOT_SIGNING_EVERY_MS,
     ConsensusStatus,
@@ -174,7 +175,7 @@ class ConsensusDriver:
         """Execute the stored pending blocks again, gossip the stored evidence again, start
         the core, replay the journaled certificates of the rounds above the committed head
         (review M2, M4)."""
-        restored = await self._restore_blocks()
+        restored = await restore_blocks(self.chain, self.journal, self.chain_lock)
         for raw in self.evidence.pending(len(self.evidence)):  # lost in flight, maybe
             self._send(decode_evidence(raw))
         await self.process(self.core.start(self.clock()))
@@ -472,29 +473,6 @@ class ConsensusDriver:
                   kind=type(message).__name__)  # fmt: skip
 
     # -- start ----------------------------------------------------------------------------
-
-    async def _restore_blocks(self) -> list[Block]:
-        """Execute the journal's pending blocks above the head again, lowest first, so the
-        chain has every block this node voted for before the crash; returns them."""
-        head = self.chain.head
-        blocks = self.journal.stored_blocks()
-        self.journal.forget_blocks(b.hash for b in blocks if b.number <= head.number)
-        restored: list[Block] = []
-        for block in blocks:
-            if block.number <= head.number or self.chain.get_header(block.hash) is not None:
-                continue
-            try:
-                await offload.run_sync(self.chain.execute_block, block, limiter=self.chain_lock)
-            except InvalidBlock as exc:  # its parent lost, or rules changed under it
-                event(log, logging.WARNING, "stored block dropped", number=block.number,
-                      block="0x" + block.hash.hex(), reason=exc.reason)  # fmt: skip
-                self.journal.forget_blocks([block.hash])
-                continue
-            restored.append(block)
-        if restored:
-            event(log, logging.INFO, "pending blocks restored", count=len(restored),
-                  head=head.number)  # fmt: skip
-        return restored
 
     def status(self) -> ConsensusStatus:
         """Facts for the ``mt_*`` RPC methods and the metrics."""
