@@ -18,7 +18,6 @@ Everything else is a JSON 404 (405 for a known path with the wrong method).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 
@@ -29,7 +28,7 @@ from moderntensor.crypto import checksum_address
 from moderntensor.node._logging import event
 from moderntensor.rpc import RpcApp
 from moderntensor.rpc._chainview import ChainView
-from moderntensor.rpc._limits import ConnectionLimits, ConnectionRefused
+from moderntensor.rpc._limits import ConnectionLimits, ConnectionRefused, send_refusal
 from moderntensor.rpc._ws import WebSocketSession
 
 from ._config import ExplorerConfig
@@ -43,7 +42,6 @@ __all__ = ["ExplorerApp", "serve_explorer"]
 log = logging.getLogger("moderntensor.explorer")
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-_REFUSAL_TIMEOUT = 1.0
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -151,15 +149,7 @@ class ExplorerApp:
 
 
 async def _refuse(stream: trio.SocketStream, reason: str) -> None:
-    body = orjson.dumps({"error": reason})
-    head = (
-        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-        b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
-    )
-    with trio.move_on_after(_REFUSAL_TIMEOUT):
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await stream.send_all(head + body)
-    await trio.aclose_forcefully(stream)
+    await send_refusal(stream, orjson.dumps({"error": reason}))
 
 
 async def serve_explorer(

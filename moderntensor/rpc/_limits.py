@@ -13,12 +13,14 @@ victim's ``Slot.cancel`` is the server's cancel scope, opaque here).
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 
 import attrs
+import trio
 
-__all__ = ["ConnectionLimits", "ConnectionRefused", "Slot"]
+__all__ = ["ConnectionLimits", "ConnectionRefused", "Slot", "send_refusal"]
 
 
 class ConnectionRefused(Exception):
@@ -136,3 +138,20 @@ def _decrement(counts: dict[str, int], ip: str) -> None:
         counts[ip] = left
     else:
         counts.pop(ip, None)
+
+
+REFUSAL_TIMEOUT_S = 1.0
+"""How long a refused client gets to read why before its connection is closed."""
+
+
+async def send_refusal(stream: trio.SocketStream, body: bytes) -> None:
+    """Answer a refused connection with a 503 carrying ``body`` (JSON), then close it; a
+    client that does not read within :data:`REFUSAL_TIMEOUT_S` is cut."""
+    head = (
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
+    )
+    with trio.move_on_after(REFUSAL_TIMEOUT_S):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(head + body)
+    await trio.aclose_forcefully(stream)

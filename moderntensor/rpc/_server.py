@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,7 @@ from ._dispatch import Dispatcher, error_response
 from ._errors import INVALID_REQUEST, RpcError
 from ._eth import EthApi
 from ._http import HttpHandler
-from ._limits import ConnectionLimits, ConnectionRefused
+from ._limits import ConnectionLimits, ConnectionRefused, send_refusal
 from ._metrics import CONTENT_TYPE, RpcMetrics
 from ._mt import MtApi
 from ._work import ReadWorker
@@ -27,8 +26,6 @@ from ._ws import WebSocketSession
 __all__ = ["RpcApp", "serve_rpc"]
 
 log = logging.getLogger("moderntensor.rpc")
-
-_REFUSAL_TIMEOUT = 1.0
 
 
 class RpcApp:
@@ -139,15 +136,7 @@ class RpcApp:
     @staticmethod
     async def _refuse(stream: trio.SocketStream, reason: str) -> None:
         """Tell a refused client why (a JSON-RPC error in a 503), then close."""
-        body = orjson.dumps(error_response(RpcError(INVALID_REQUEST, reason)))
-        head = (
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-            b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
-        )
-        with trio.move_on_after(_REFUSAL_TIMEOUT):
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await stream.send_all(head + body)
-        await trio.aclose_forcefully(stream)
+        await send_refusal(stream, orjson.dumps(error_response(RpcError(INVALID_REQUEST, reason))))
 
 
 async def serve_rpc(
