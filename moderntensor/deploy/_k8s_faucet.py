@@ -18,9 +18,9 @@ from moderntensor.deploy._k8s_manifests import (
     APP,
     CONFIG_MAP,
     RPC_PORT,
-    UID,
     Resources,
     Spec,
+    pod_security_context,
 )
 
 __all__ = ["FAUCET_PORT", "FAUCET_SIZE", "faucet_service", "faucet_statefulset", "faucet_toml"]
@@ -116,13 +116,7 @@ def faucet_statefulset(spec: Spec, chain_id: int) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": UID,
-                        "runAsGroup": UID,
-                        "fsGroup": UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(),
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],

@@ -194,6 +194,17 @@ def key_secret(name: str, files: dict[str, bytes], spec: Spec) -> dict[str, Any]
     }
 
 
+def pod_security_context() -> dict[str, Any]:
+    """Every pod runs as the image's non-root user, with the runtime's default seccomp."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "fsGroup": UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def _probe(path: str, port: str, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": port},
@@ -264,13 +275,7 @@ def node_statefulset(name: str, role: str, spec: Spec, *, replicas: int = 1) -> 
         "prometheus.io/path": "/metrics",
     }
     pod_spec: dict[str, Any] = {
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": UID,
-            "runAsGroup": UID,
-            "fsGroup": UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(),
         "enableServiceLinks": False,
         # SIGTERM stops the node cleanly (exit 0); give it time to close the database.
         "terminationGracePeriodSeconds": 60,
