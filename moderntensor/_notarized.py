@@ -32,9 +32,7 @@ class NotarizedChain:
     def __init__(self, blocks: Sequence[ExecutedBlock] = ()) -> None:
         self.blocks: tuple[ExecutedBlock, ...] = tuple(blocks)
         self._by_hash = {e.block.hash: e for e in self.blocks}
-        self._txs = {
-            tx.hash: (e, i) for e in self.blocks for i, tx in enumerate(e.block.transactions)
-        }
+        self._txs: dict[bytes, tuple[ExecutedBlock, int]] | None = None  # built on first use
         self._nodes: tuple[Mapping[bytes, bytes], ...] = tuple(
             e.state.nodes for e in reversed(self.blocks)
         )
@@ -74,6 +72,12 @@ class NotarizedChain:
         return list(executed.receipts) if executed is not None else None
 
     def transaction(self, tx_hash: bytes) -> tuple[Block, int] | None:
+        """Indexed on the first lookup, not when the driver replaces the snapshot (which it
+        does once per notarization, for a chain that may be long while finality stalls)."""
+        if self._txs is None:
+            self._txs = {
+                tx.hash: (e, i) for e in self.blocks for i, tx in enumerate(e.block.transactions)
+            }
         found = self._txs.get(tx_hash)
         return (found[0].block, found[1]) if found is not None else None
 
