@@ -13,6 +13,7 @@ clock, no randomness. Two kinds of failure, as in Ethereum:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import attrs
 
@@ -247,26 +248,78 @@ def execute_transactions(
     With ``skip_rejected`` (block building) a transaction that cannot be included is left out;
     without it (block validation) the first one raises.
 
+    A plain transfer (anything not sent to the staking address; the rules refuse the rest)
+    takes a fused path with the effect of :func:`apply_transaction`: the sender's account
+    is read once, for the check and the debit, and written once. Its burned base fee and
+    its tip are summed and added to the ``burned`` total and the coinbase once, before the
+    first transaction that could read them (one from the coinbase, or a staking operation)
+    and at the end. Additions commute and nothing else reads those two values, so the
+    state, the receipts and every rejection are what one transaction at a time gives. If a
+    transaction is rejected without ``skip_rejected``, the sums are not added: the caller
+    discards that state.
+
     Raises:
         TransactionRejected: only when ``skip_rejected`` is false.
     """
     included: list[Transaction] = []
     receipts: list[Receipt] = []
     cumulative = 0
+    base_fee = env.base_fee
+    gas_limit = env.gas_limit
+    coinbase = env.coinbase
+    burned = 0  # base fees of plain transfers not yet added to the total
+    tips = 0  # tips of plain transfers not yet paid to the coinbase
     for tx in transactions:
+        sender = tx.sender
+        to = tx.to
+        plain = to != STAKING_ADDRESS
+        if (sender == coinbase or not plain) and (burned or tips):
+            _settle(state, coinbase, burned, tips)
+            burned = tips = 0
         try:
-            if cumulative + tx.gas > env.gas_limit:
+            if cumulative + tx.gas > gas_limit:
                 raise TransactionRejected("gas limit reached", tx.hash)
-            check_transaction(state, tx, env.base_fee, params)
+            check_transaction_rules(tx, base_fee, params)
+            account = state.get_account(sender)
+            check_account(account, tx)
         except TransactionRejected:
             if skip_rejected:
                 continue
             raise
-        receipt = apply_transaction(state, tx, env, params, cumulative)
-        cumulative = receipt.cumulative_gas_used
+        if plain:
+            price = min(tx.max_fee_per_gas, base_fee + tx.max_priority_fee_per_gas)
+            gas_used = required_gas(tx)
+            value = tx.value if to is not None else 0
+            # check_account left balance >= gas * max_fee + value >= gas_used * price + value
+            state.set_account(
+                sender,
+                Account(
+                    account.nonce + 1,
+                    account.balance - gas_used * price - value,
+                    account.storage_root,
+                    account.code_hash,
+                ),
+            )
+            if value:
+                state.add_balance(cast(bytes, to), value)
+            burned += gas_used * base_fee
+            tips += gas_used * (price - base_fee)
+            cumulative += gas_used
+            receipt = Receipt(tx.type, 1, cumulative, gas_used, price)
+        else:
+            receipt = apply_transaction(state, tx, env, params, cumulative)
+            cumulative = receipt.cumulative_gas_used
         included.append(tx)
         receipts.append(receipt)
+    _settle(state, coinbase, burned, tips)
     return included, receipts
+
+
+def _settle(state: StateDB, coinbase: bytes, burned: int, tips: int) -> None:
+    """Add summed base fees to the ``burned`` total and pay summed tips to ``coinbase``."""
+    add_total(state, "burned", burned)
+    if tips:
+        state.add_balance(coinbase, tips)
 
 
 def pay_block_reward(state: StateDB, coinbase: bytes, params: ChainParams) -> None:
