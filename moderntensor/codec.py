@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 import rlp
+import rusty_rlp
 
 __all__ = [
     "MAX_RLP_DEPTH",
@@ -50,9 +51,23 @@ def encode_uint(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
+_encode_raw = rusty_rlp.encode_raw
+_decode_raw = rusty_rlp.decode_raw
+
+
 def encode_rlp(item: RLPItem) -> bytes:
-    """RLP of nested bytes and lists (integers must go through :func:`encode_uint` first)."""
-    return bytes(rlp.encode(item, infer_serializer=False))
+    """RLP of nested bytes and lists (integers must go through :func:`encode_uint` first).
+
+    The Rust encoder directly: ``rlp.encode`` calls the same one after checks for its
+    ``Serializable`` objects (an ABC ``isinstance``, twice the encoding's own cost). What the
+    Rust encoder refuses (a bytearray, a value that is not bytes or a list) goes through
+    ``rlp.encode``, which converts or raises as before.
+    """
+    try:
+        encoded: bytes = _encode_raw(item)
+    except rusty_rlp.EncodingError:
+        return bytes(rlp.encode(item, infer_serializer=False))
+    return encoded
 
 
 def decode_rlp(raw: bytes, what: str = "rlp", max_size: int | None = None) -> RLPItem:
@@ -72,9 +87,12 @@ def decode_rlp(raw: bytes, what: str = "rlp", max_size: int | None = None) -> RL
     if len(raw.translate(None, _BELOW_LIST_HEADERS)) > MAX_RLP_DEPTH and _too_deep(raw):
         raise DecodeError(what, f"lists nested deeper than {MAX_RLP_DEPTH} levels")
     try:
-        item: RLPItem = rlp.decode(raw, strict=True)
-    except Exception as exc:  # RLPException, or a backend error of another type: bad input
-        raise DecodeError(what, f"invalid RLP: {_describe_rlp_error(exc)}") from None
+        item: RLPItem = _decode_raw(raw, True, False)[0]  # what rlp.decode calls, no sedes
+    except Exception:  # a backend error: let rlp.decode raise (and word) it as always
+        try:
+            item = rlp.decode(raw, strict=True)
+        except Exception as exc:  # RLPException, or a backend error of another type
+            raise DecodeError(what, f"invalid RLP: {_describe_rlp_error(exc)}") from None
     return item
 
 

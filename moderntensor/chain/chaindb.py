@@ -40,6 +40,19 @@ def _number_key(number: int) -> bytes:
     return number.to_bytes(8, "big")
 
 
+def _tx_index_value(block_hash: bytes, index: int) -> bytes:
+    """``encode_rlp([block_hash, encode_uint(index)])`` for a 32-byte hash, built directly:
+    a short list (payload under 56 bytes) of the hash and the index's RLP."""
+    if index < 0x80:
+        item = bytes((index,)) if index else b"\x80"
+    elif index < 1 << 64:
+        raw = encode_uint(index)
+        item = bytes((0x80 + len(raw),)) + raw
+    else:
+        return encode_rlp([block_hash, encode_uint(index)])
+    return bytes((0xC0 + 33 + len(item),)) + b"\xa0" + block_hash + item
+
+
 class ChainDB:
     """Typed reads and atomic block commits over a :class:`Database`."""
 
@@ -79,8 +92,10 @@ class ChainDB:
         )
         if canonical:
             batch.put(Column.CANONICAL, _number_key(block.number), h)
-            for i, tx in enumerate(block.transactions):
-                batch.put(Column.TX_INDEX, tx.hash, encode_rlp([h, encode_uint(i)]))
+            batch.put_many(
+                Column.TX_INDEX,
+                ((tx.hash, _tx_index_value(h, i)) for i, tx in enumerate(block.transactions)),
+            )
             batch.put(Column.META, HEAD_KEY, h)
         if finalized:
             batch.put(Column.META, FINALIZED_KEY, h)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -113,6 +113,13 @@ class WriteBatch:
 
     def delete(self, column: Column, key: bytes) -> None:
         self._batch.delete(key, self._db._handle(column))
+
+    def put_many(self, column: Column, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Add ``(key, value)`` pairs to one column (a block's receipts and indexes)."""
+        put = self._batch.put
+        handle = self._db._handle(column)
+        for key, value in items:
+            put(key, value, handle)
 
     def put_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
         """Add trie nodes (hash -> RLP, as ``HexaryTrie.commit`` returns them)."""
