@@ -93,6 +93,10 @@ def decode_rlp(raw: bytes, what: str = "rlp", max_size: int | None = None) -> RL
             item = rlp.decode(raw, strict=True)
         except Exception as exc:  # RLPException, or a backend error of another type
             raise DecodeError(what, f"invalid RLP: {_describe_rlp_error(exc)}") from None
+    # rusty-rlp ends a list at a string whose length prefix overruns it (c3 01 b9 01 gives
+    # [01]); every canonical encoding, and only it, is the encoding of what it decodes to.
+    if _encode_raw(item) != raw:
+        raise DecodeError(what, "invalid RLP: a list's payload is not a sequence of items")
     return item
 
 

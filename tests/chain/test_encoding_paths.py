@@ -7,6 +7,7 @@ import pytest
 import rlp
 
 from moderntensor.chain.chaindb import _tx_index_value
+from moderntensor.chain.transactions import decode_transaction
 from moderntensor.codec import DecodeError, decode_rlp, encode_rlp, encode_uint
 
 HASH = bytes(range(32))
@@ -38,3 +39,22 @@ def test_encode_rlp_converts_a_bytearray_and_refuses_other_values() -> None:
 def test_decode_rlp_still_words_backend_errors(raw: bytes, words: str) -> None:
     with pytest.raises(DecodeError, match=words):
         decode_rlp(raw)
+
+
+@pytest.mark.parametrize("raw", ["c301be00", "c201b9", "c301b901", "c4c301b901"])
+def test_decode_rlp_refuses_a_list_ending_in_an_overrunning_string(raw: str) -> None:
+    """rusty-rlp alone drops such a string and returns the items before it."""
+    with pytest.raises(DecodeError, match="not a sequence of items"):
+        decode_rlp(bytes.fromhex(raw))
+
+
+def test_a_transaction_with_bytes_hidden_after_its_fields_is_refused() -> None:
+    """A mutated legacy transaction hypothesis found: 124 payload bytes, of which the nine
+    fields span 121 and a string header (0xbe) that overruns the list hides the rest."""
+    raw = bytes.fromhex(
+        "f87c808a018fc4cd1aac5f9ffffe8252099400000000000000000000000000000000000100008a018fc4"
+        "cd1aac5f9fffff8400003000849927d16a96a09c94e1887eca8539e89d1c6a5fc08ce02e69d4212749be"
+        "79823400de441a92dfa0166da62535d8a72708885d561688efd44892e4b1da936ee0f886356870b622da"
+    )
+    with pytest.raises(DecodeError, match="not a sequence of items"):
+        decode_transaction(raw)
