@@ -45,7 +45,7 @@ from moderntensor.codec import (
 )
 from moderntensor.crypto import InvalidSignature, Signature, keccak256, recover_address
 
-__all__ = ["decode_transaction"]
+__all__ = ["decode_stored_transaction", "decode_transaction"]
 
 _LEGACY = "legacy tx"
 _TYPE1 = "EIP-2930 tx"
@@ -88,7 +88,25 @@ def decode_transaction(raw: bytes) -> Transaction:
     return tx
 
 
-def _decode_uncached(raw: bytes) -> Transaction:
+def decode_stored_transaction(raw: bytes) -> Transaction:
+    """Decode a transaction this node stored in a block it committed, without recovering the
+    sender then: ``sender`` is recovered on first use (an RPC answer needs it; serving the
+    block to a peer, which re-encodes ``raw``, never does).
+
+    Every check of :func:`decode_transaction` but the signature's is made, and a transaction
+    decoded lately is taken from its cache. The signature was checked when the block was
+    imported, so a later recovery gives the sender that execution used.
+
+    Raises:
+        DecodeError: as :func:`decode_transaction` (for a corrupt database).
+    """
+    tx = _recent.get(raw)
+    if tx is not None:
+        return tx
+    return _decode_uncached(raw, recover=False)
+
+
+def _decode_uncached(raw: bytes, recover: bool = True) -> Transaction:
     size = len(raw)
     if size == 0:
         raise DecodeError("transaction", "empty input")
@@ -96,11 +114,11 @@ def _decode_uncached(raw: bytes) -> Transaction:
         raise DecodeError("transaction", f"oversize: {size} bytes > limit {MAX_TX_SIZE}")
     first = raw[0]
     if first >= 0xC0:
-        return _decode_legacy(raw)
+        return _decode_legacy(raw, recover)
     if first == 2:
-        return _decode_dynamic_fee(raw)
+        return _decode_dynamic_fee(raw, recover)
     if first == 1:
-        return _decode_access_list_tx(raw)
+        return _decode_access_list_tx(raw, recover)
     if first >= 0x80:
         raise DecodeError(
             "transaction", "an RLP byte string is not a transaction (legacy txs are RLP lists)"
@@ -163,8 +181,9 @@ def _y_parity(item: RLPItem, label: str) -> int:
 _T = TypeVar("_T", LegacyTransaction, AccessListTransaction, DynamicFeeTransaction)
 
 
-def _build(cls: type[_T], what: str, raw: bytes, sender: bytes, **fields: Any) -> _T:
-    """Construct a decoded transaction with its raw bytes, hash and sender already cached.
+def _build(cls: type[_T], what: str, raw: bytes, sender: bytes | None, **fields: Any) -> _T:
+    """Construct a decoded transaction with its raw bytes, hash and sender (None: recovered
+    on first use) already cached.
 
     Raises:
         DecodeError: a field the constructor refuses (unreachable after the decoder's own
@@ -178,7 +197,7 @@ def _build(cls: type[_T], what: str, raw: bytes, sender: bytes, **fields: Any) -
     return tx
 
 
-def _decode_legacy(raw: bytes) -> LegacyTransaction:
+def _decode_legacy(raw: bytes, recover: bool) -> LegacyTransaction:
     items = expect_list(decode_rlp(raw, _LEGACY), _LEGACY, 9)
     nonce = _uint(items[0], "legacy tx nonce", 64)
     gas_price = _uint(items[1], "legacy tx gas_price")
@@ -192,15 +211,15 @@ def _decode_legacy(raw: bytes) -> LegacyTransaction:
     chain_id: int | None
     if v == 27 or v == 28:
         chain_id, y_parity = None, v - 27
-        payload = encode_rlp(items[:6])
+        unsigned = items[:6]
     elif v >= 37:
         chain_id, y_parity = (v - 35) >> 1, (v - 35) & 1
-        payload = encode_rlp([*items[:6], encode_uint(chain_id), b"", b""])
+        unsigned = [*items[:6], encode_uint(chain_id), b"", b""]
     else:
         raise DecodeError(
             "legacy tx v", f"{v} is not 27, 28 or 35 + 2 * chain_id + y_parity (chain_id >= 1)"
         )
-    sender = _recover(_LEGACY, payload, y_parity, r, s)
+    sender = _recover(_LEGACY, encode_rlp(unsigned), y_parity, r, s) if recover else None
     return _build(
         LegacyTransaction,
         _LEGACY,
@@ -219,7 +238,7 @@ def _decode_legacy(raw: bytes) -> LegacyTransaction:
     )
 
 
-def _decode_access_list_tx(raw: bytes) -> AccessListTransaction:
+def _decode_access_list_tx(raw: bytes, recover: bool) -> AccessListTransaction:
     items = expect_list(decode_rlp(raw[1:], f"{_TYPE1} payload"), f"{_TYPE1} payload", 11)
     chain_id = _uint(items[0], "EIP-2930 tx chain_id")
     nonce = _uint(items[1], "EIP-2930 tx nonce", 64)
@@ -232,7 +251,7 @@ def _decode_access_list_tx(raw: bytes) -> AccessListTransaction:
     y_parity = _y_parity(items[8], _TYPE1)
     r = _uint(items[9], "EIP-2930 tx r")
     s = _uint(items[10], "EIP-2930 tx s")
-    sender = _recover(_TYPE1, b"\x01" + encode_rlp(items[:8]), y_parity, r, s)
+    sender = _recover(_TYPE1, b"\x01" + encode_rlp(items[:8]), y_parity, r, s) if recover else None
     return _build(
         AccessListTransaction,
         _TYPE1,
@@ -252,7 +271,7 @@ def _decode_access_list_tx(raw: bytes) -> AccessListTransaction:
     )
 
 
-def _decode_dynamic_fee(raw: bytes) -> DynamicFeeTransaction:
+def _decode_dynamic_fee(raw: bytes, recover: bool) -> DynamicFeeTransaction:
     items = expect_list(decode_rlp(raw[1:], f"{_TYPE2} payload"), f"{_TYPE2} payload", 12)
     chain_id = _uint(items[0], "EIP-1559 tx chain_id")
     nonce = _uint(items[1], "EIP-1559 tx nonce", 64)
@@ -266,7 +285,7 @@ def _decode_dynamic_fee(raw: bytes) -> DynamicFeeTransaction:
     y_parity = _y_parity(items[9], _TYPE2)
     r = _uint(items[10], "EIP-1559 tx r")
     s = _uint(items[11], "EIP-1559 tx s")
-    sender = _recover(_TYPE2, b"\x02" + encode_rlp(items[:9]), y_parity, r, s)
+    sender = _recover(_TYPE2, b"\x02" + encode_rlp(items[:9]), y_parity, r, s) if recover else None
     return _build(
         DynamicFeeTransaction,
         _TYPE2,

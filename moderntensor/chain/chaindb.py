@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from moderntensor.chain._tx_decode import decode_stored_transaction
 from moderntensor.chain.blocks import Block, Header, decode_header, encode_header
 from moderntensor.chain.receipts import Receipt, decode_receipt, encode_receipt
-from moderntensor.chain.transactions import Transaction, decode_transaction
+from moderntensor.chain.transactions import Transaction
 from moderntensor.codec import (
     RLPItem,
     decode_rlp,
@@ -139,8 +140,9 @@ class ChainDB:
         if header is None or raw is None:
             return None
         body = expect_list(decode_rlp(raw, "body"), "body", 2)
-        txs: tuple[Transaction, ...] = tuple(
-            decode_transaction(expect_bytes(t, "body.tx")) for t in expect_list(body[0], "body.txs")
+        txs: tuple[Transaction, ...] = tuple(  # senders recovered when first asked for
+            decode_stored_transaction(expect_bytes(t, "body.tx"))
+            for t in expect_list(body[0], "body.txs")
         )
         evidence = tuple(expect_bytes(e, "body.evidence") for e in expect_list(body[1], "ev"))
         return Block(header, txs, evidence)
