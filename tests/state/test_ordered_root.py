@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moderntensor.codec import encode_rlp, encode_uint
+from moderntensor.state import trie
 from moderntensor.state.trie import EMPTY_ROOT, HexaryTrie, MemoryNodeStore, ordered_trie_root
 
 
@@ -26,3 +27,12 @@ def test_sizes_around_rlp_length_boundaries() -> None:
     for n in (1, 2, 127, 128, 129, 255, 256, 257, 1100):
         items = [bytes([i % 251 + 1]) * (1 + i % 40) for i in range(n)]
         assert ordered_trie_root(items) == reference_root(items), n
+
+
+def test_sizes_past_the_kept_index_keys() -> None:
+    """Roots of more items than the kept keys, then fewer again (the kept list unchanged)."""
+    n = trie._INDEX_KEYS_KEPT + 3
+    items = [i.to_bytes(3, "big") for i in range(n)]
+    assert ordered_trie_root(items) == reference_root(items)
+    assert len(trie._index_keys_kept) <= trie._INDEX_KEYS_KEPT
+    assert ordered_trie_root(items[:300]) == reference_root(items[:300])
