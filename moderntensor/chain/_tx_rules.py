@@ -63,6 +63,8 @@ def intrinsic_gas(tx: Transaction) -> int:
     + access list (2,400 per address, 1,900 per storage key) + creation (32,000 and 2 per
     initcode word, EIP-3860)."""
     data = tx.data
+    if not data and tx.to is not None and not tx.access_list:
+        return TX_BASE_GAS  # a plain transfer
     zeros = data.count(0)
     gas = TX_BASE_GAS + zeros * TX_DATA_ZERO_GAS + (len(data) - zeros) * TX_DATA_NONZERO_GAS
     if tx.to is None:

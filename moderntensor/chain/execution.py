@@ -37,6 +37,7 @@ __all__ = [
     "TransactionRejected",
     "apply_transaction",
     "check_account",
+    "check_sender",
     "check_transaction",
     "check_transaction_rules",
     "compute_next_base_fee",
@@ -169,19 +170,28 @@ def check_account(account: Account, tx: Transaction) -> None:
     Raises:
         TransactionRejected: nonce too low or too high, or insufficient funds.
     """
-    if tx.nonce < account.nonce:
+    check_sender(account.nonce, account.balance, tx)
+
+
+def check_sender(nonce: int, balance: int, tx: Transaction) -> None:
+    """:func:`check_account` given the account's nonce and balance (the pool has no
+    :class:`Account` at hand).
+
+    Raises:
+        TransactionRejected: nonce too low or too high, or insufficient funds.
+    """
+    if tx.nonce < nonce:
         raise TransactionRejected(
-            f"nonce too low: next nonce {account.nonce}, tx nonce {tx.nonce}", tx.hash
+            f"nonce too low: next nonce {nonce}, tx nonce {tx.nonce}", tx.hash
         )
-    if tx.nonce > account.nonce:
+    if tx.nonce > nonce:
         raise TransactionRejected(
-            f"nonce too high: next nonce {account.nonce}, tx nonce {tx.nonce}", tx.hash
+            f"nonce too high: next nonce {nonce}, tx nonce {tx.nonce}", tx.hash
         )
     cost = tx.gas * tx.max_fee_per_gas + tx.value
-    if account.balance < cost:
+    if balance < cost:
         raise TransactionRejected(
-            f"insufficient funds for gas * price + value: balance {account.balance}, "
-            f"tx cost {cost}",
+            f"insufficient funds for gas * price + value: balance {balance}, tx cost {cost}",
             tx.hash,
         )
 

@@ -58,7 +58,7 @@ from collections.abc import Iterable, Iterator
 
 from moderntensor.chain.execution import (
     TransactionRejected,
-    check_account,
+    check_sender,
     check_transaction_rules,
 )
 from moderntensor.chain.transactions import Transaction
@@ -67,7 +67,6 @@ from moderntensor.mempool._config import MempoolRejected, MempoolStatistics
 from moderntensor.mempool._core import PoolCore
 from moderntensor.mempool._select import Selection
 from moderntensor.mempool._sender import Sender, compute_cost
-from moderntensor.state.account import Account
 
 __all__ = ["Mempool"]
 
@@ -174,7 +173,7 @@ class Mempool(PoolCore, Selection):
                     tx_hash,
                 )
             balance = sender.balance - spent
-            check_account(Account(max(sender.nonce, nonce), balance if balance > 0 else 0), tx)
+            check_sender(max(sender.nonce, nonce), balance if balance > 0 else 0, tx)
         except TransactionRejected as exc:
             raise MempoolRejected(exc.message, tx_hash) from None
         if old is not None:
