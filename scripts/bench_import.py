@@ -10,6 +10,8 @@ senders and real signatures. For ``--blocks`` blocks of ``--block-txs`` transfer
 * ``select``: taking the block's worth from the pool (``iter_best_transactions``);
 * ``build``: the leader drafting, sealing and committing the block
   (``Chain.draft_block`` + ``seal_block`` + ``commit``);
+* ``pool_head``: the pool re-validated on the new head (``Mempool.on_new_head``: what the
+  node's pool service does after each block), which drops the included transactions;
 * ``wire``: the block encoded, then decoded at a follower that never saw its transactions
   (a syncing node: every sender recovered again) -- ``wire_warm`` for one that got them by
   gossip first;
@@ -156,6 +158,13 @@ def bench(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
         with CLOCK.stage("build"):
             executed = leader.build_block(head, head.slot + 1, proposer, candidates)
             leader.commit(executed)
+        with CLOCK.stage("pool_head"):
+            head = leader.head
+            dropped = pool.on_new_head(
+                leader.state_at(head), leader.next_env(head, head.slot + 1, b"").base_fee
+            )
+        if len(dropped) != len(block_raws) or len(pool):
+            raise SystemExit(f"the new head dropped {len(dropped)}, left {len(pool)}")
         if len(executed.block.transactions) != len(block_raws):
             raise SystemExit(f"block {b} holds {len(executed.block.transactions)} transfers")
         _tx_decode._recent.clear()
