@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from typing import Any, TypeVar
 
+from moderntensor.chain._tx_fast import parse_dynamic_fee
 from moderntensor.chain._tx_types import (
     MAX_TX_SIZE,
     AccessList,
@@ -272,6 +273,31 @@ def _decode_access_list_tx(raw: bytes, recover: bool) -> AccessListTransaction:
 
 
 def _decode_dynamic_fee(raw: bytes, recover: bool) -> DynamicFeeTransaction:
+    fast = parse_dynamic_fee(raw)
+    if fast is not None:
+        chain_id, nonce, tip, max_fee, gas, to, value, data, y_parity, r, s, payload = fast
+        return _build(
+            DynamicFeeTransaction,
+            _TYPE2,
+            raw,
+            _recover(_TYPE2, payload, y_parity, r, s) if recover else None,
+            chain_id=chain_id,
+            nonce=nonce,
+            max_priority_fee_per_gas=tip,
+            max_fee_per_gas=max_fee,
+            gas=gas,
+            to=to,
+            value=value,
+            data=data,
+            access_list=(),
+            y_parity=y_parity,
+            r=r,
+            s=s,
+        )
+    return _decode_generic_dynamic_fee(raw, recover)
+
+
+def _decode_generic_dynamic_fee(raw: bytes, recover: bool) -> DynamicFeeTransaction:
     items = expect_list(decode_rlp(raw[1:], f"{_TYPE2} payload"), f"{_TYPE2} payload", 12)
     chain_id = _uint(items[0], "EIP-1559 tx chain_id")
     nonce = _uint(items[1], "EIP-1559 tx nonce", 64)
