@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moderntensor.codec import encode_rlp, encode_uint
-from moderntensor.state import trie
+from moderntensor.state import _ordered as trie
 from moderntensor.state.trie import EMPTY_ROOT, HexaryTrie, MemoryNodeStore, ordered_trie_root
 
 
