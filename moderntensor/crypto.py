@@ -10,9 +10,7 @@ import secrets
 
 import attrs
 import coincurve
-import coincurve._libsecp256k1 as coincurve_binding
 import sha3
-from coincurve.context import GLOBAL_CONTEXT
 
 __all__ = [
     "SECP256K1_HALF_N",
@@ -32,12 +30,6 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2
 
 _keccak = sha3.keccak_256
-
-# coincurve's cffi binding of libsecp256k1, for recover_address's direct calls.
-_ffi = coincurve_binding.ffi
-_lib = coincurve_binding.lib
-_CTX = GLOBAL_CONTEXT.ctx
-_EC_UNCOMPRESSED = _lib.SECP256K1_EC_UNCOMPRESSED
 
 
 def keccak256(data: bytes) -> bytes:
@@ -113,36 +105,10 @@ def recover_public_key(digest: bytes, sig: Signature) -> coincurve.PublicKey:
 def recover_address(digest: bytes, sig: Signature) -> bytes:
     """Recover the signer's 20-byte address of a 32-byte digest.
 
-    The libsecp256k1 calls of :func:`recover_public_key` and ``PublicKey.format`` made
-    directly (coincurve's own binding): the same parse, recovery and serialization without
-    the wrapper objects, about a tenth of the cost of every transaction's sender recovery.
-    Buffers are per call, so worker threads recover concurrently (cffi releases the GIL).
-
     Raises:
         InvalidSignature: as :func:`recover_public_key`.
     """
-    check_signature_values(sig.y_parity, sig.r, sig.s)
-    if len(digest) != 32:
-        raise InvalidSignature(
-            "no public key recovers from this signature: Message hash must be 32 bytes long."
-        )
-    recoverable = _ffi.new("secp256k1_ecdsa_recoverable_signature *")
-    compact = sig.r.to_bytes(32, "big") + sig.s.to_bytes(32, "big")
-    if not _lib.secp256k1_ecdsa_recoverable_signature_parse_compact(
-        _CTX, recoverable, compact, sig.y_parity
-    ):  # unreachable after check_signature_values (r, s < n)
-        raise InvalidSignature(
-            "no public key recovers from this signature: Failed to parse recoverable signature."
-        )
-    public_key = _ffi.new("secp256k1_pubkey *")
-    if not _lib.secp256k1_ecdsa_recover(_CTX, public_key, recoverable, digest):
-        raise InvalidSignature(
-            "no public key recovers from this signature: failed to recover ECDSA public key"
-        )
-    out = _ffi.new("unsigned char [65]")
-    size = _ffi.new("size_t *", 65)
-    _lib.secp256k1_ec_pubkey_serialize(_CTX, out, size, public_key, _EC_UNCOMPRESSED)
-    return keccak256(_ffi.buffer(out, 65)[1:])[12:]
+    return address_from_public_key(recover_public_key(digest, sig))
 
 
 class PrivateKey:
