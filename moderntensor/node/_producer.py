@@ -11,6 +11,8 @@ the block itself (``Proposal(block)``), back to the driver as :class:`BlockBuilt
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 import trio
@@ -32,6 +34,18 @@ log = logging.getLogger("moderntensor.node")
 
 SLICE = 1024
 """Candidate transactions taken per event-loop step (about 3 ms of work)."""
+BUDGET_CHECK_EVERY = 128
+"""Candidates executed between two looks at the clock while drafting."""
+
+
+def until_deadline(candidates: Sequence[Transaction], deadline: float) -> Iterator[Transaction]:
+    """``candidates`` in order, stopping at the first check (every ``BUDGET_CHECK_EVERY``) past
+    ``deadline`` (``time.monotonic``); the first check comes after ``BUDGET_CHECK_EVERY``, so
+    a block never stays empty for want of time."""
+    for i, tx in enumerate(candidates):
+        if i and i % BUDGET_CHECK_EVERY == 0 and time.monotonic() > deadline:
+            return
+        yield tx
 
 
 @attrs.frozen(slots=True)
@@ -76,6 +90,7 @@ class BlockProducer:
         pool_service: MempoolService,
         *,
         catch_up_s: float = 0.25,
+        draft_budget_s: float | None = None,
     ) -> None:
         self.chain = chain
         self.pool = pool
@@ -83,6 +98,7 @@ class BlockProducer:
         self.chain_lock = chain_lock  # one worker thread at a time touches the chain
         self.pool_service = pool_service
         self.catch_up_s = catch_up_s  # longest wait for the pool to follow the chain
+        self.draft_budget_s = draft_budget_s  # None: up to the gas limit, however long
         self.built = 0
 
     async def run(
@@ -179,7 +195,9 @@ class BlockProducer:
         candidates: list[Transaction],
         offered: tuple[bytes, ...],
     ) -> tuple[BlockDraft, tuple[bytes, ...]]:
-        """:meth:`_select_and_draft` in a worker thread (one at a time on the chain)."""
+        """:meth:`_select_and_draft` in a worker thread (one at a time on the chain), within
+        the draft budget (counted from when the thread holds the chain)."""
+        budget = None if offload.is_inline() else self.draft_budget_s
         return await offload.run_sync(
             self._select_and_draft,
             parent,
@@ -187,6 +205,7 @@ class BlockProducer:
             proposer,
             candidates,
             offered,
+            budget,
             limiter=self.chain_lock,
         )
 
@@ -197,6 +216,7 @@ class BlockProducer:
         proposer: bytes,
         candidates: list[Transaction],
         offered: tuple[bytes, ...],
+        budget_s: float | None = None,
     ) -> tuple[BlockDraft, tuple[bytes, ...]]:
         """Draft a block with the usable part of ``offered``; returns it and the dropped part.
 
@@ -210,8 +230,11 @@ class BlockProducer:
             InvalidBlock: no block can be built on ``parent`` (not for its evidence).
         """
         usable, dropped = self.chain.select_evidence(parent, offered, MAX_BLOCK_EVIDENCE)
+        txs: Iterable[Transaction] = candidates
+        if budget_s is not None:
+            txs = until_deadline(candidates, time.monotonic() + budget_s)
         try:
-            return self.chain.draft_block(parent, slot, proposer, candidates, usable), dropped
+            return self.chain.draft_block(parent, slot, proposer, txs, usable), dropped
         except InvalidBlock as exc:
             if not usable:
                 raise
