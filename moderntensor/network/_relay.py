@@ -35,6 +35,7 @@ from moderntensor.crypto import keccak256
 from moderntensor.network._config import NetworkConfig
 from moderntensor.network._errors import NetworkRemoteError
 from moderntensor.network._gossip import (
+    BoundedSet,
     MessageCache,
     SeenCache,
     build_tx_frames,
@@ -60,6 +61,8 @@ __all__ = ["GossipRelay"]
 
 MAX_PENDING_HAVES = 4 * MAX_HAVE_IDS
 """Ids waiting for the next ``Have`` to one peer (the oldest are dropped beyond it)."""
+RECENT_TXS = 65_536
+"""Hashes of transactions admitted from gossip, remembered to skip later copies (2 MB)."""
 
 
 class GossipRelay:
@@ -86,6 +89,8 @@ class GossipRelay:
         self._haves: defaultdict[str, list[bytes]] = defaultdict(list)
         self._ranks: dict[str, bytes] = {}
         self.rejected = self.haves_sent = self.wants_sent = self.wants_served = 0
+        self.recent_txs = BoundedSet(RECENT_TXS)  # hashes of transactions admitted from gossip
+        self.known_txs_skipped = 0  # gossiped transactions this node had: not decoded
 
     # -- the mesh ---------------------------------------------------------------------------
 
@@ -183,9 +188,7 @@ class GossipRelay:
             if not self.seen.add(message_id, now):  # another peer's copy came first
                 self.duplicates += 1
                 return
-            for raw in message.txs:
-                peer.known_txs.add(keccak256(raw))
-            await self.service.submit_raw_transactions(list(message.txs))
+            await self._on_transactions(peer, message.txs)
             return
         assert isinstance(message, SignedVote | Certificate | Proposal | Evidence)
         if not self.seen.is_fresh(message_id, now):  # another peer's copy came first
@@ -203,6 +206,30 @@ class GossipRelay:
             self.relayed += self._relay(frame, message_id, peer, now)
         self.delivered += 1
         await self.link.deliver(message)
+
+    async def _on_transactions(self, peer: Peer, raws: tuple[bytes, ...]) -> None:
+        """Submit the transactions of a gossip batch that this node lacks.
+
+        In a mesh every node gets most transactions from several peers (each node that admits
+        one passes it on). A copy is recognised by its hash, before it is decoded: one in the
+        pool, or admitted here lately (:attr:`recent_txs`, which also covers those that left
+        the pool in a block since), costs a hash and a lookup, not a decode, a sender
+        recovery and a rejection by the pool. A transaction this node refused before (a
+        nonce gap, a full pool) is not remembered, so it is judged again."""
+        pool = self.service.pool
+        recent = self.recent_txs
+        fresh: list[bytes] = []
+        for raw in raws:
+            tx_hash = keccak256(raw)
+            peer.known_txs.add(tx_hash)
+            if tx_hash not in recent and pool.get(tx_hash) is None:
+                fresh.append(raw)
+        self.known_txs_skipped += len(raws) - len(fresh)
+        if not fresh:
+            return
+        for result in await self.service.submit_raw_transactions(fresh):
+            if isinstance(result, bytes):
+                recent.add(result)
 
     def _too_far_ahead(self, vote: SignedVote) -> bool:
         return vote.slot > self.link.local_status().view + self.config.max_future_slots

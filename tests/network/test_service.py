@@ -106,6 +106,32 @@ async def test_transactions_are_gossiped_to_peers_that_lack_them(autojump_clock:
             assert sorted(got) == sorted(tx.raw for tx in txs)  # each once, no echo storm
 
 
+async def test_gossiped_transactions_the_node_holds_are_not_submitted_again(
+    autojump_clock: MockClock,
+) -> None:
+    net = MemoryNetwork()
+    txs = [transfer(USERS[0], n, USERS[1].address, 1) for n in range(4)]
+    async with running_mesh(1, lambda i: [], net=net) as nodes, raw_peer(net, 0) as conn:
+        node = nodes[0]
+        await handshake(conn)
+        await wait_until(lambda: len(node.service.peers) == 1)
+        node.chain.admit(txs[0])  # in the pool already (from JSON-RPC, say)
+        await conn.send(encode_message(Transactions((txs[0].raw, txs[1].raw))))
+        await wait_until(lambda: len(node.chain.submitted) == 1)
+        assert node.chain.submitted == [[txs[1].raw]]  # the held one was never decoded
+        del node.chain.txs[txs[1].hash]  # it left the pool (in a block)
+        await conn.send(encode_message(Transactions((txs[1].raw, txs[2].raw))))
+        await wait_until(lambda: len(node.chain.submitted) == 2)
+        assert node.chain.submitted[1] == [txs[2].raw]  # admitted lately: remembered
+        await conn.send(encode_message(Transactions((txs[0].raw, txs[2].raw))))
+        await conn.send(encode_message(Transactions((txs[3].raw,))))
+        await wait_until(lambda: len(node.chain.submitted) == 3)
+        assert node.chain.submitted[2] == [txs[3].raw]  # a batch of known ones: nothing
+        assert node.service.stats().counts["txs_already_known"] == 4
+        peer = next(iter(node.service.peers.peers.values()))
+        assert all(tx.hash in peer.known_txs for tx in txs)  # none is sent back to it
+
+
 async def test_blocks_and_certificates_are_fetched_from_whoever_has_them(
     autojump_clock: MockClock,
 ) -> None:
