@@ -19,8 +19,8 @@ from moderntensor.chain.transactions import Transaction
 from moderntensor.chain.votes import VoteKind, vote_digest
 from moderntensor.consensus import BlockRef
 from moderntensor.mempool import Mempool
-from moderntensor.node._pool_service import MempoolService
 from moderntensor.node import _producer as producer_module
+from moderntensor.node._pool_service import MempoolService
 from moderntensor.node._producer import (
     BUDGET_CHECK_EVERY,
     BlockProducer,
