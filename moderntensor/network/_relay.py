@@ -273,9 +273,13 @@ class GossipRelay:
                 if tx is not None:
                     txs.append((tx_hash, tx.raw))
             eager, _lazy = self._split()
+            encoded: dict[tuple[int, ...], list[bytes]] = {}  # the same batch: the same frames
             for peer in eager:
-                batch = [(h, raw) for h, raw in txs if h not in peer.known_txs]
-                for tx_hash, _ in batch:
-                    peer.known_txs.add(tx_hash)
-                for frame in build_tx_frames([raw for _, raw in batch]):
+                lacking = tuple(i for i, (h, _) in enumerate(txs) if h not in peer.known_txs)
+                frames = encoded.get(lacking)
+                if frames is None:
+                    frames = encoded[lacking] = build_tx_frames([txs[i][1] for i in lacking])
+                for i in lacking:
+                    peer.known_txs.add(txs[i][0])
+                for frame in frames:
                     peer.send_nowait(frame, bulk=True)

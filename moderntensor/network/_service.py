@@ -76,6 +76,7 @@ from moderntensor.network._messages import (
     Have,
     Hello,
     HelloAck,
+    MessageType,
     Request,
     Response,
     Want,
@@ -101,8 +102,11 @@ __all__ = ["NetworkService"]
 log = logging.getLogger("moderntensor.network")
 
 THREAD_DECODE_BYTES = 64 * 1024
-"""Frames larger than this (blocks full of transactions, whose senders are recovered while
-decoding) are decoded in a worker thread, off the event loop."""
+"""Frames with blocks larger than this (full of transactions, whose senders are recovered
+while decoding) are decoded in a worker thread, off the event loop. Other frames are parsed
+on the loop: splitting RLP holds the GIL, so a thread would only add its hand-over (a
+transaction batch is not decoded further here: the chain service does, in a thread)."""
+_BLOCK_TYPES = frozenset({MessageType.PROPOSAL, MessageType.BLOCK, MessageType.BLOCK_RANGE})
 TX_SUBSCRIPTION = 4096
 """Admitted transactions waiting to be gossiped (beyond it, the chain service drops some)."""
 GOODBYE_TIMEOUT_S = 1.0
@@ -403,7 +407,7 @@ class NetworkService(GossipRelay, PeerUpkeep):
                 if not self.seen.is_fresh(message_id, now):
                     self.duplicates += 1
                     continue
-            message = await self._decode(frame)
+            message = await self._decode(frame, kind)
             if isinstance(message, Disconnect):
                 return f"peer said {message.reason.name}"
             if isinstance(message, Hello | HelloAck):
@@ -420,9 +424,9 @@ class NetworkService(GossipRelay, PeerUpkeep):
                 assert isinstance(message, Response)
                 peer.resolve(message)
 
-    async def _decode(self, frame: bytes) -> WireMessage:
+    async def _decode(self, frame: bytes, kind: MessageType) -> WireMessage:
         try:
-            if len(frame) > THREAD_DECODE_BYTES:
+            if kind in _BLOCK_TYPES and len(frame) > THREAD_DECODE_BYTES:
                 return await offload.run_sync(decode_message, frame)
             return decode_message(frame)
         except DecodeError as exc:
