@@ -61,6 +61,10 @@ __all__ = ["GossipRelay"]
 
 MAX_PENDING_HAVES = 4 * MAX_HAVE_IDS
 """Ids waiting for the next ``Have`` to one peer (the oldest are dropped beyond it)."""
+TX_INGEST_FRAMES = 64
+"""Gossip transaction batches waiting to be submitted (beyond it, arriving ones are shed)."""
+TX_INGEST_BYTES = 16 * 1024 * 1024
+"""Raw transaction bytes waiting to be submitted, all batches together."""
 RECENT_TXS = 65_536
 """Hashes of transactions admitted from gossip, remembered to skip later copies (2 MB)."""
 
@@ -91,6 +95,11 @@ class GossipRelay:
         self.rejected = self.haves_sent = self.wants_sent = self.wants_served = 0
         self.recent_txs = BoundedSet(RECENT_TXS)  # hashes of transactions admitted from gossip
         self.known_txs_skipped = 0  # gossiped transactions this node had: not decoded
+        self._tx_ingest, self._tx_ingested = trio.open_memory_channel[
+            tuple[Peer, tuple[bytes, ...], int]
+        ](TX_INGEST_FRAMES)
+        self._tx_queued_bytes = 0
+        self.txs_shed = 0  # gossiped transactions dropped unread: the node was too far behind
 
     # -- the mesh ---------------------------------------------------------------------------
 
@@ -188,7 +197,7 @@ class GossipRelay:
             if not self.seen.add(message_id, now):  # another peer's copy came first
                 self.duplicates += 1
                 return
-            await self._on_transactions(peer, message.txs)
+            self._queue_transactions(peer, message.txs)
             return
         assert isinstance(message, SignedVote | Certificate | Proposal | Evidence)
         if not self.seen.is_fresh(message_id, now):  # another peer's copy came first
@@ -206,6 +215,31 @@ class GossipRelay:
             self.relayed += self._relay(frame, message_id, peer, now)
         self.delivered += 1
         await self.link.deliver(message)
+
+    def _queue_transactions(self, peer: Peer, raws: tuple[bytes, ...]) -> None:
+        """Hand a gossip batch to :meth:`_ingest_transactions`, so the peer's reader goes on at
+        once to its next frame (a vote or a proposal behind megabytes of transactions must not
+        wait for their decoding). Beyond ``TX_INGEST_FRAMES`` batches or ``TX_INGEST_BYTES``
+        waiting, the batch is shed and counted (``txs_shed``): transactions are not consensus
+        messages, the node that sent them still holds them, and a node this far behind
+        must not fall further behind on votes."""
+        size = sum(map(len, raws))
+        if self._tx_queued_bytes + size > TX_INGEST_BYTES:
+            self.txs_shed += len(raws)
+            return
+        try:
+            self._tx_ingest.send_nowait((peer, raws, size))
+        except trio.WouldBlock:
+            self.txs_shed += len(raws)
+            return
+        self._tx_queued_bytes += size
+
+    async def _ingest_transactions(self) -> None:
+        """Submit the queued gossip batches, one at a time and in arrival order: a copy that
+        arrives while the first is being decoded is recognised once that one is admitted."""
+        async for peer, raws, size in self._tx_ingested:
+            self._tx_queued_bytes -= size
+            await self._on_transactions(peer, raws)
 
     async def _on_transactions(self, peer: Peer, raws: tuple[bytes, ...]) -> None:
         """Submit the transactions of a gossip batch that this node lacks.

@@ -14,9 +14,11 @@ What a reader does with a frame:
   the seen-cache (no re-delivery, no re-relay); votes also by (signer, kind, epoch, slot,
   hash) after their signature was checked (a bad one is the sender's fault: disconnect).
   Otherwise *relayed* at once (see below) and handed to the node: consensus messages
-  to the driver's inbox (awaited: back-pressure, never dropped), transaction batches to
-  ``ChainService.submit_raw_transactions`` (the admitted ones are then gossiped on by
-  :meth:`NetworkService._gossip_transactions`, to peers not known to have them).
+  to the driver's inbox (awaited: back-pressure, never dropped), transaction batches to a
+  bounded queue that one task submits to ``ChainService.submit_raw_transactions``, the
+  copies the node holds left out (a batch that finds the queue full is shed and counted:
+  the reader never waits on transactions); the admitted ones are then gossiped on by
+  :meth:`NetworkService._gossip_transactions`, to peers not known to have them.
   Consensus messages are screened by the node first (ACCEPT / IGNORE / REJECT) and relayed
   through a bounded mesh with ``Have``/``Want`` for the other peers (``_relay``).
 * requests (status, block by hash, certificates of a round, votes of a validator, peers):
@@ -190,6 +192,7 @@ class NetworkService(GossipRelay, PeerUpkeep):
                       port=self.port, peer_id=self.identity.peer_id)  # fmt: skip
             nursery.start_soon(self._broadcast_outbound, outbound)
             nursery.start_soon(self._gossip_transactions, pending)
+            nursery.start_soon(self._ingest_transactions)
             nursery.start_soon(self._announce)
             for addr in self.config.bootstrap:
                 if addr.peer_id != self.identity.peer_id:

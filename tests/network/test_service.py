@@ -328,3 +328,35 @@ async def test_a_peer_busy_at_first_still_gives_its_status(autojump_clock: MockC
                 await conn.send(encode_message(Peers(message.request_id, ())))
         assert asked == 2
         assert link.statuses == [((1, 12), (held,))]
+
+
+async def test_transactions_beyond_the_ingest_bound_are_shed_and_votes_still_delivered(
+    autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer's reader never waits on transactions: while the node's one ingest task is busy,
+    batches past the queue's bound are shed (counted), and a vote behind them is delivered."""
+    import moderntensor.network._relay as relay
+
+    monkeypatch.setattr(relay, "TX_INGEST_FRAMES", 2)
+    net = MemoryNetwork()
+    txs = [transfer(USERS[0], n, USERS[1].address, 1) for n in range(5)]
+    async with running_mesh(1, lambda i: [], net=net) as nodes, raw_peer(net, 0) as conn:
+        node = nodes[0]
+        release = trio.Event()
+        submit = node.chain.submit_raw_transactions
+
+        async def slow_submit(raws: list[bytes]) -> list[object]:
+            await release.wait()  # the ingest task is busy with the first batch
+            return await submit(raws)
+
+        node.chain.submit_raw_transactions = slow_submit  # type: ignore[method-assign]
+        await handshake(conn)
+        await wait_until(lambda: len(node.service.peers) == 1)
+        for tx in txs:  # one is taken, two wait, two are shed
+            await conn.send(encode_message(Transactions((tx.raw,))))
+        await conn.send(encode_message(vote()))
+        await wait_until(lambda: len(node.link.delivered) == 1)
+        assert node.service.stats().counts["txs_shed"] == 2
+        release.set()
+        await wait_until(lambda: len(node.chain.submitted) == 3)
+        assert [batch[0] for batch in node.chain.submitted] == [tx.raw for tx in txs[:3]]
