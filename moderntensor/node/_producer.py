@@ -20,7 +20,7 @@ import trio
 from moderntensor import offload
 from moderntensor.chain.blocks import Header
 from moderntensor.chain.chain import BlockDraft, Chain, InvalidBlock
-from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
+from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE, TX_GAS
 from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.chain.transactions import Transaction
 from moderntensor.consensus import BlockRef, ConsensusError, Proposal, SimplexCore
@@ -36,6 +36,8 @@ SLICE = 1024
 """Candidate transactions taken per event-loop step (about 3 ms of work)."""
 BUDGET_CHECK_EVERY = 128
 """Candidates executed between two looks at the clock while drafting."""
+MIN_CANDIDATES = 1024
+"""The fewest candidates taken from the pool once a draft ran out of time (see ``build``)."""
 
 
 def until_deadline(candidates: Sequence[Transaction], deadline: float) -> Iterator[Transaction]:
@@ -99,6 +101,7 @@ class BlockProducer:
         self.pool_service = pool_service
         self.catch_up_s = catch_up_s  # longest wait for the pool to follow the chain
         self.draft_budget_s = draft_budget_s  # None: up to the gas limit, however long
+        self.take: int | None = None  # candidates the next block takes (None: all that fit)
         self.built = 0
 
     async def run(
@@ -129,7 +132,7 @@ class BlockProducer:
         if proposer is None:
             return BlockBuilt(request.slot, None)
         base_fee = self.chain.next_env(parent, request.slot, b"").base_fee
-        candidates = await self._candidates(parent, base_fee)
+        candidates = await self._candidates(parent, base_fee, self.take)
         selected = trio.current_time()
         try:
             draft, dropped = await self._draft(
@@ -140,6 +143,7 @@ class BlockProducer:
                   reason=exc.reason)  # fmt: skip
             return BlockBuilt(request.slot, None)
         drafted = trio.current_time()
+        self._adjust_take(draft, len(candidates))
         if dropped:
             event(log, logging.INFO, "evidence dropped", slot=request.slot,
                   dropped=len(dropped), offered=len(request.evidence))  # fmt: skip
@@ -156,8 +160,23 @@ class BlockProducer:
         return BlockBuilt(request.slot, Proposal(executed.block), dropped, build_ms,
                           (selected - started) * 1000, (drafted - selected) * 1000)  # fmt: skip
 
-    async def _candidates(self, parent: Header, base_fee: int) -> list[Transaction]:
-        """The pool's best transactions for a block on ``parent``, a slice per event-loop step.
+    def _adjust_take(self, draft: BlockDraft, taken: int) -> None:
+        """How many candidates the next block takes from the pool: taking them is event-loop
+        work (tens of microseconds each), so once a draft ran out of time with room left in
+        the block, about twice what it used (at least ``MIN_CANDIDATES``); while the drafts
+        use all they are given, twice as many each time, up to no limit again."""
+        used = len(draft.transactions)
+        room = draft.header.gas_used + TX_GAS <= draft.header.gas_limit
+        if self.draft_budget_s is not None and used < taken and room:
+            self.take = max(MIN_CANDIDATES, 2 * used)
+        elif self.take is not None and taken >= self.take:
+            self.take = 2 * self.take if 2 * self.take < 16 * MIN_CANDIDATES else None
+
+    async def _candidates(
+        self, parent: Header, base_fee: int, limit: int | None = None
+    ) -> list[Transaction]:
+        """The pool's best transactions for a block on ``parent`` (at most ``limit``), a slice
+        per event-loop step.
 
         Transactions that ``parent`` or its ancestors already include are left out: the
         pool has dropped those of committed blocks once the mempool service caught up with
@@ -171,6 +190,8 @@ class BlockProducer:
         best = self.pool.iter_best_transactions(base_fee, self.chain.params.gas_limit, after)
         for tx in best:
             candidates.append(tx)
+            if len(candidates) == limit:
+                break
             if len(candidates) % SLICE == 0:
                 await trio.sleep(0)
         return candidates

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from moderntensor.node import _producer as producer_module
 from moderntensor.node._pool_service import MempoolService
 from moderntensor.node._producer import (
     BUDGET_CHECK_EVERY,
+    MIN_CANDIDATES,
     BlockProducer,
     BuildRequest,
     until_deadline,
@@ -156,3 +158,29 @@ async def test_a_spent_draft_budget_leaves_the_rest_for_the_next_block(
             )
             draft, _ = await producer._draft(chain.head, 1, VALIDATOR.address, candidates, ())
             assert draft.transactions == tuple(candidates[:included])
+
+
+def test_after_a_draft_runs_out_of_time_fewer_candidates_are_taken_then_more() -> None:
+    unused: Any = None
+    producer = BlockProducer(unused, unused, unused, trio.CapacityLimiter(1), unused,
+                             draft_budget_s=0.3)  # fmt: skip
+
+    def draft(used: int, full: bool = False) -> Any:
+        gas_limit = 21_000 * (used if full else 7_142)
+        header = SimpleNamespace(gas_used=21_000 * used, gas_limit=gas_limit)
+        return SimpleNamespace(header=header, transactions=[None] * used)
+
+    assert producer.take is None  # all that fit the gas limit
+    producer._adjust_take(draft(300), taken=7_142)  # out of time with room left
+    assert producer.take == MIN_CANDIDATES
+    producer._adjust_take(draft(900), taken=1_024)  # out of time again
+    assert producer.take == 1_800
+    producer._adjust_take(draft(1_000), taken=1_000)  # the pool had no more: as it was
+    assert producer.take == 1_800
+    producer._adjust_take(draft(1_200, full=True), taken=1_800)  # full: time was not short
+    assert producer.take == 3_600
+    takes = []
+    while producer.take is not None:  # the drafts use all they get: twice as many each time
+        producer._adjust_take(draft(producer.take), taken=producer.take)
+        takes.append(producer.take)
+    assert takes == [7_200, 14_400, None]
