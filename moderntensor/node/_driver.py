@@ -145,6 +145,7 @@ class ConsensusDriver:
         self.finality = FinalityCommitter(chain, journal, chain_lock)
         self._final_gap: bytes | None = None  # the block the newest final one waits for
         self._commit_ms = 0  # how long the last commit took (logged with its blocks)
+        self._arrived = (b"", 0.0)  # the last proposal from the network and when it came
         self.add_known_validator_sets()
 
     # -- validator sets -------------------------------------------------------------------
@@ -233,6 +234,7 @@ class ConsensusDriver:
             elif isinstance(item, PeerStatus):
                 actions = self.core.on_status(item.certified, item.own_votes, now)
             elif isinstance(item, Proposal):
+                self._arrived = (item.block_hash, trio.current_time())
                 actions = self.core.on_proposal(item, now)
             elif isinstance(item, Certificate):
                 actions = self.core.on_certificate(item, now)
@@ -319,6 +321,8 @@ class ConsensusDriver:
         then executed again)."""
         block_hash = proposal.block_hash
         started = trio.current_time()
+        arrived = self._arrived[1] if self._arrived[0] == block_hash else started
+        lock_busy = self.chain_lock.borrowed_tokens > 0
         if self.chain.get_pending(block_hash) is None:
             try:
                 await offload.run_sync(
@@ -338,6 +342,7 @@ class ConsensusDriver:
         await offload.run_sync(self.journal.store_block, proposal.block)
         event(log, logging.INFO, "block executed", slot=proposal.slot,
               height=proposal.block.number, txs=len(proposal.block.transactions),
+              waited_ms=round((started - arrived) * 1000), lock_busy=lock_busy,
               execute_ms=round((executed_at - started) * 1000),
               store_ms=round((trio.current_time() - executed_at) * 1000))  # fmt: skip
         return self.core.on_verdict(block_hash, Verdict.VALID, self.clock())
