@@ -166,6 +166,7 @@ class NetworkService(GossipRelay, PeerUpkeep):
         self.ignored = self.received = 0
         self.disconnects: collections.Counter[tuple[str, str]] = collections.Counter()
         self.identity_key = bytes.fromhex(identity.peer_id)
+        self._handling: set[bytes] = set()  # gossip ids a reader is decoding or handing on
         self._init_mesh()
         self.peers.on_timeout = self._charge_timeout
 
@@ -400,24 +401,29 @@ class NetworkService(GossipRelay, PeerUpkeep):
                 kind = peek_type(frame)
             except DecodeError as exc:
                 raise NetworkRemoteError(DisconnectReason.BAD_MESSAGE, str(exc)) from None
-            message_id = None
             if kind in GOSSIP_TYPES:
                 self.received += 1
                 message_id = compute_message_id(frame)
                 now = trio.current_time()
                 if not repeated.add(message_id, now) and not twice.add(message_id, now):
                     self._charge_repeat(peer, now)
-                if not self.seen.is_fresh(message_id, now):
+                # Another reader holding the same bytes (decoding a block takes a while): this
+                # copy is that one, and gets whatever that one gets.
+                if not self.seen.is_fresh(message_id, now) or message_id in self._handling:
                     self.duplicates += 1
                     continue
+                self._handling.add(message_id)
+                try:
+                    await self._handle_gossip(peer, frame, kind, message_id)
+                finally:
+                    self._handling.discard(message_id)
+                continue
             message = await self._decode(frame, kind)
             if isinstance(message, Disconnect):
                 return f"peer said {message.reason.name}"
             if isinstance(message, Hello | HelloAck):
                 raise NetworkRemoteError(DisconnectReason.PROTOCOL_ERROR, "handshake repeated")
-            if message_id is not None:
-                await self._on_gossip(peer, message, frame, message_id)
-            elif isinstance(message, Have):
+            if isinstance(message, Have):
                 self._on_have(peer, message)
             elif isinstance(message, Want):
                 self._on_want(peer, message)
@@ -426,6 +432,17 @@ class NetworkService(GossipRelay, PeerUpkeep):
             else:
                 assert isinstance(message, Response)
                 peer.resolve(message)
+
+    async def _handle_gossip(
+        self, peer: Peer, frame: bytes, kind: MessageType, message_id: bytes
+    ) -> None:
+        started = trio.current_time()
+        message = await self._decode(frame, kind)
+        if kind is MessageType.PROPOSAL:
+            decode_ms = round((trio.current_time() - started) * 1000)
+            event(log, logging.DEBUG, "proposal received", peer=peer.label, bytes=len(frame),
+                  decode_ms=decode_ms)  # fmt: skip
+        await self._on_gossip(peer, message, frame, message_id)
 
     async def _decode(self, frame: bytes, kind: MessageType) -> WireMessage:
         try:

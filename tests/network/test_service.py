@@ -360,3 +360,43 @@ async def test_transactions_beyond_the_ingest_bound_are_shed_and_votes_still_del
         release.set()
         await wait_until(lambda: len(node.chain.submitted) == 3)
         assert [batch[0] for batch in node.chain.submitted] == [tx.raw for tx in txs[:3]]
+
+
+async def test_a_block_arriving_from_two_peers_at_once_is_decoded_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second copy of a proposal that arrives while the first is still being decoded (a
+    worker thread, for a big block) is that copy: not decoded, screened or delivered again.
+    Real time: a virtual clock would jump while the worker thread sleeps."""
+    import time
+
+    import moderntensor.network._service as service_module
+
+    decoded: list[bytes] = []
+
+    def slow_decode(frame: bytes) -> object:
+        decoded.append(frame)
+        time.sleep(0.2)  # a big block's senders being recovered
+        return decode_message(frame)
+
+    monkeypatch.setattr(service_module, "THREAD_DECODE_BYTES", 0)
+    monkeypatch.setattr(service_module, "decode_message", slow_decode)
+    net = MemoryNetwork()
+    frame = encode_message(Proposal(signed_block()))
+    async with (
+        running_mesh(1, lambda i: [], net=net) as nodes,
+        raw_peer(net, 0, key=6, host="10.0.0.8") as first,
+        raw_peer(net, 0, key=7) as second,
+    ):
+        node = nodes[0]
+        await handshake(first, key=6)
+        await handshake(second, key=7)
+        await wait_until(lambda: len(node.service.peers) == 2)
+        decoded.clear()  # the handshakes' frames
+        await first.send(frame)
+        await second.send(frame)
+        await wait_until(lambda: len(node.link.delivered) == 1)
+        await trio.sleep(0.3)  # the second copy, had it been decoded, would be delivered now
+        assert len(node.link.delivered) == 1
+        assert decoded == [frame]
+        assert node.service.duplicates == 1
