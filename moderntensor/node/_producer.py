@@ -143,7 +143,7 @@ class BlockProducer:
                   reason=exc.reason)  # fmt: skip
             return BlockBuilt(request.slot, None)
         drafted = trio.current_time()
-        self._adjust_take(draft, len(candidates))
+        self._adjust_take(draft, len(candidates), budgeted=self._budget() is not None)
         if dropped:
             event(log, logging.INFO, "evidence dropped", slot=request.slot,
                   dropped=len(dropped), offered=len(request.evidence))  # fmt: skip
@@ -160,14 +160,18 @@ class BlockProducer:
         return BlockBuilt(request.slot, Proposal(executed.block), dropped, build_ms,
                           (selected - started) * 1000, (drafted - selected) * 1000)  # fmt: skip
 
-    def _adjust_take(self, draft: BlockDraft, taken: int) -> None:
+    def _budget(self) -> float | None:
+        """The draft's time budget: none in the simulator (offload inline, virtual time)."""
+        return None if offload.is_inline() else self.draft_budget_s
+
+    def _adjust_take(self, draft: BlockDraft, taken: int, *, budgeted: bool) -> None:
         """How many candidates the next block takes from the pool: taking them is event-loop
         work (tens of microseconds each), so once a draft ran out of time with room left in
         the block, about twice what it used (at least ``MIN_CANDIDATES``); while the drafts
         use all they are given, twice as many each time, up to no limit again."""
         used = len(draft.transactions)
         room = draft.header.gas_used + TX_GAS <= draft.header.gas_limit
-        if self.draft_budget_s is not None and used < taken and room:
+        if budgeted and used < taken and room:
             self.take = max(MIN_CANDIDATES, 2 * used)
         elif self.take is not None and taken >= self.take:
             self.take = 2 * self.take if 2 * self.take < 16 * MIN_CANDIDATES else None
@@ -218,7 +222,7 @@ class BlockProducer:
     ) -> tuple[BlockDraft, tuple[bytes, ...]]:
         """:meth:`_select_and_draft` in a worker thread (one at a time on the chain), within
         the draft budget (counted from when the thread holds the chain)."""
-        budget = None if offload.is_inline() else self.draft_budget_s
+        budget = self._budget()
         return await offload.run_sync(
             self._select_and_draft,
             parent,

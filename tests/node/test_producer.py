@@ -171,16 +171,22 @@ def test_after_a_draft_runs_out_of_time_fewer_candidates_are_taken_then_more() -
         return SimpleNamespace(header=header, transactions=[None] * used)
 
     assert producer.take is None  # all that fit the gas limit
-    producer._adjust_take(draft(300), taken=7_142)  # out of time with room left
+    producer._adjust_take(draft(300), taken=7_142, budgeted=False)  # the simulator: no budget
+    assert producer.take is None
+    producer._adjust_take(draft(300), taken=7_142, budgeted=True)  # out of time, room left
     assert producer.take == MIN_CANDIDATES
-    producer._adjust_take(draft(900), taken=1_024)  # out of time again
+    producer._adjust_take(draft(900), taken=1_024, budgeted=True)  # out of time again
     assert producer.take == 1_800
-    producer._adjust_take(draft(1_000), taken=1_000)  # the pool had no more: as it was
+    producer._adjust_take(
+        draft(1_000), taken=1_000, budgeted=True
+    )  # the pool had no more: as it was
     assert producer.take == 1_800
-    producer._adjust_take(draft(1_200, full=True), taken=1_800)  # full: time was not short
+    producer._adjust_take(
+        draft(1_200, full=True), taken=1_800, budgeted=True
+    )  # full: time was not short
     assert producer.take == 3_600
     takes = []
     while producer.take is not None:  # the drafts use all they get: twice as many each time
-        producer._adjust_take(draft(producer.take), taken=producer.take)
+        producer._adjust_take(draft(producer.take), taken=producer.take, budgeted=True)
         takes.append(producer.take)
     assert takes == [7_200, 14_400, None]
