@@ -11,6 +11,10 @@ delivers.
   recovers every sender (worker thread) and admits them to a real mempool
   (``ChainService.submit_raw_transactions``), so a batch counts once admitted.
 
+* copies: the same transfers once more in differently cut batches, as a node gets them
+  again from the other peers that relay them, all already in the receiver's pool: the CPU
+  time (this process, both sides) per transfer.
+
 The sender keeps at most a window of messages in flight (sent, not yet delivered): a peer's
 queue drops frames beyond ``peer_queue``, so an open-loop sender would measure drops. The
 per-peer frame rate limit (2,000 frames/s by default, ``max_frames_per_s``) is raised here:
@@ -36,6 +40,7 @@ from moderntensor.mempool import Mempool, MempoolConfig
 from moderntensor.network import (
     ChainIdentity,
     ConsensusMessage,
+    GossipVerdict,
     LocalStatus,
     NetworkConfig,
     NetworkService,
@@ -62,6 +67,12 @@ class CountingLink:
 
     def local_status(self) -> LocalStatus:
         return self.status
+
+    def clock_slot(self) -> int:
+        return self.status.view
+
+    def screen(self, message: ConsensusMessage) -> tuple[GossipVerdict, str]:
+        return GossipVerdict.ACCEPT, ""  # the consensus core's checks are not measured here
 
     def votes_of(self, validator_id: bytes) -> list[SignedVote]:
         return []
@@ -183,6 +194,23 @@ async def run(args: Any) -> dict[str, Any]:
                 out["tx_frames_per_s"] = len(frames) / tx_s
                 out["txs_admitted"] = b.admitted_txs
                 out["txs_per_s"] = b.admitted_txs / tx_s
+                # copies: the same transfers again, batched differently (as other peers' relays
+                # come), every one already in the receiver's pool; CPU time of this process
+                half = min(512, len(raws) // 2)
+                copies = build_tx_frames(raws[half:] + raws[:half])
+                base = net_b.received
+                cpu0 = time.process_time()
+                start = trio.current_time()
+                for i, frame in enumerate(copies):
+                    while net_b.received - base < i - TX_FRAME_WINDOW:
+                        await trio.sleep(0.001)
+                    peer.send_nowait(frame)
+                while net_b.received - base < len(copies) or getattr(net_b, "_tx_queued_bytes", 0):
+                    assert trio.current_time() < deadline, "gossip bench: copies timed out"
+                    await trio.sleep(0.001)
+                await trio.sleep(0.05)  # the last frame's handling
+                out["copy_cpu_us"] = (time.process_time() - cpu0) / len(raws) * 1e6
+                out["copy_s"] = trio.current_time() - start
                 out["dropped"] = peer.dropped
                 nursery.cancel_scope.cancel()
         finally:
@@ -200,5 +228,6 @@ def report(result: dict[str, Any]) -> None:
         ("tx batch frames delivered/s", result["tx_frames_per_s"]),
         ("transfers admitted", result["txs_admitted"]),
         ("transfers admitted/s (decode, recover, mempool)", result["txs_per_s"]),
+        ("copies: CPU per transfer already held (us, both sides)", result["copy_cpu_us"]),
         ("frames dropped at the sender's queue", result["dropped"]),
     ])  # fmt: skip

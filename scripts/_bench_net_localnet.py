@@ -17,7 +17,8 @@ at every node.
    validator owning a disjoint quarter of the senders (so each sender's nonces reach one
    node in order; gossip spreads them). At most ``--window`` transfers are in flight
    (submitted, not yet final at the first node): a closed loop at full speed, which keeps
-   the pools below their caps instead of measuring rejections.
+   the pools below their caps instead of measuring rejections. ``--rate`` caps the offered
+   load instead (a fixed load, for comparing the nodes' CPU per transfer between versions).
 6. Then the feeders stop, the remaining transfers are waited for, and the hashes of every
    block are read back once (``eth_getBlockByNumber``), to map each transfer to its block.
 
@@ -66,6 +67,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--gas-limit", type=int, default=150_000_000)
     p.add_argument("--batch", type=int, default=500, help="transfers per JSON-RPC batch")
     p.add_argument("--window", type=int, default=8_000, help="transfers in flight at most")
+    p.add_argument("--rate", type=float, default=None,
+                   help="offer this many transfers/s at most, all feeders together (a fixed "
+                        "load: compare the nodes' CPU per transfer between versions)")  # fmt: skip
     p.add_argument("--pool", type=int, default=30_000, help="each node's mempool cap")
     p.add_argument("--rpc-port", type=int, default=28545, help="the bootnode's RPC port")
     p.add_argument("--localnet-p2p-port", dest="p2p_port_ln", type=int, default=38303)
@@ -143,13 +147,18 @@ class Feed:
         return len(self.submitted_at) - self.finalized()
 
 
-async def feeder(url: str, batches: list[list[bytes]], feed: Feed) -> None:
+async def feeder(url: str, batches: list[list[bytes]], feed: Feed, rate: float | None) -> None:
+    """Send ``batches`` while the window allows, at most ``rate`` transfers/s if given."""
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    due = trio.current_time()
     try:
         for batch in batches:
             while feed.in_flight() + len(batch) > feed.window and not feed.stop:
                 await trio.sleep(0.01)
+            if rate is not None:
+                await trio.sleep_until(due)
+                due = max(due, trio.current_time() - 1.0) + len(batch) / rate
             if feed.stop:
                 return
             payload = [{"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction",
@@ -255,7 +264,8 @@ async def run(args: Any) -> dict[str, Any]:
             start = trio.current_time()
             async with trio.open_nursery() as feeders:
                 for v, node in enumerate(validators):
-                    feeders.start_soon(feeder, node["rpc"], batches[v], feed)
+                    rate = None if args.rate is None else args.rate / nv
+                    feeders.start_soon(feeder, node["rpc"], batches[v], feed, rate)
                 await trio.sleep(args.seconds)
                 feed.stop = True
             end = trio.current_time()

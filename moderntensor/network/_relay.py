@@ -35,6 +35,7 @@ from moderntensor.crypto import keccak256
 from moderntensor.network._config import NetworkConfig
 from moderntensor.network._errors import NetworkRemoteError
 from moderntensor.network._gossip import (
+    BoundedSet,
     MessageCache,
     SeenCache,
     build_tx_frames,
@@ -60,6 +61,12 @@ __all__ = ["GossipRelay"]
 
 MAX_PENDING_HAVES = 4 * MAX_HAVE_IDS
 """Ids waiting for the next ``Have`` to one peer (the oldest are dropped beyond it)."""
+TX_INGEST_FRAMES = 64
+"""Gossip transaction batches waiting to be submitted (beyond it, arriving ones are shed)."""
+TX_INGEST_BYTES = 16 * 1024 * 1024
+"""Raw transaction bytes waiting to be submitted, all batches together."""
+RECENT_TXS = 65_536
+"""Hashes of transactions admitted from gossip, remembered to skip later copies (2 MB)."""
 
 
 class GossipRelay:
@@ -86,6 +93,13 @@ class GossipRelay:
         self._haves: defaultdict[str, list[bytes]] = defaultdict(list)
         self._ranks: dict[str, bytes] = {}
         self.rejected = self.haves_sent = self.wants_sent = self.wants_served = 0
+        self.recent_txs = BoundedSet(RECENT_TXS)  # hashes of transactions admitted from gossip
+        self.known_txs_skipped = 0  # gossiped transactions this node had: not decoded
+        self._tx_ingest, self._tx_ingested = trio.open_memory_channel[
+            tuple[Peer, tuple[bytes, ...], int]
+        ](TX_INGEST_FRAMES)
+        self._tx_queued_bytes = 0
+        self.txs_shed = 0  # gossiped transactions dropped unread: the node was too far behind
 
     # -- the mesh ---------------------------------------------------------------------------
 
@@ -183,9 +197,7 @@ class GossipRelay:
             if not self.seen.add(message_id, now):  # another peer's copy came first
                 self.duplicates += 1
                 return
-            for raw in message.txs:
-                peer.known_txs.add(keccak256(raw))
-            await self.service.submit_raw_transactions(list(message.txs))
+            self._queue_transactions(peer, message.txs)
             return
         assert isinstance(message, SignedVote | Certificate | Proposal | Evidence)
         if not self.seen.is_fresh(message_id, now):  # another peer's copy came first
@@ -203,6 +215,55 @@ class GossipRelay:
             self.relayed += self._relay(frame, message_id, peer, now)
         self.delivered += 1
         await self.link.deliver(message)
+
+    def _queue_transactions(self, peer: Peer, raws: tuple[bytes, ...]) -> None:
+        """Hand a gossip batch to :meth:`_ingest_transactions`, so the peer's reader goes on at
+        once to its next frame (a vote or a proposal behind megabytes of transactions must not
+        wait for their decoding). Beyond ``TX_INGEST_FRAMES`` batches or ``TX_INGEST_BYTES``
+        waiting, the batch is shed and counted (``txs_shed``): transactions are not consensus
+        messages, the node that sent them still holds them, and a node this far behind
+        must not fall further behind on votes."""
+        size = sum(map(len, raws))
+        if self._tx_queued_bytes + size > TX_INGEST_BYTES:
+            self.txs_shed += len(raws)
+            return
+        try:
+            self._tx_ingest.send_nowait((peer, raws, size))
+        except trio.WouldBlock:
+            self.txs_shed += len(raws)
+            return
+        self._tx_queued_bytes += size
+
+    async def _ingest_transactions(self) -> None:
+        """Submit the queued gossip batches, one at a time and in arrival order: a copy that
+        arrives while the first is being decoded is recognised once that one is admitted."""
+        async for peer, raws, size in self._tx_ingested:
+            self._tx_queued_bytes -= size
+            await self._on_transactions(peer, raws)
+
+    async def _on_transactions(self, peer: Peer, raws: tuple[bytes, ...]) -> None:
+        """Submit the transactions of a gossip batch that this node lacks.
+
+        In a mesh every node gets most transactions from several peers (each node that admits
+        one passes it on). A copy is recognised by its hash, before it is decoded: one in the
+        pool, or admitted here lately (:attr:`recent_txs`, which also covers those that left
+        the pool in a block since), costs a hash and a lookup, not a decode, a sender
+        recovery and a rejection by the pool. A transaction this node refused before (a
+        nonce gap, a full pool) is not remembered, so it is judged again."""
+        pool = self.service.pool
+        recent = self.recent_txs
+        fresh: list[bytes] = []
+        for raw in raws:
+            tx_hash = keccak256(raw)
+            peer.known_txs.add(tx_hash)
+            if tx_hash not in recent and pool.get(tx_hash) is None:
+                fresh.append(raw)
+        self.known_txs_skipped += len(raws) - len(fresh)
+        if not fresh:
+            return
+        for result in await self.service.submit_raw_transactions(fresh):
+            if isinstance(result, bytes):
+                recent.add(result)
 
     def _too_far_ahead(self, vote: SignedVote) -> bool:
         return vote.slot > self.link.local_status().view + self.config.max_future_slots
@@ -246,9 +307,13 @@ class GossipRelay:
                 if tx is not None:
                     txs.append((tx_hash, tx.raw))
             eager, _lazy = self._split()
+            encoded: dict[tuple[int, ...], list[bytes]] = {}  # the same batch: the same frames
             for peer in eager:
-                batch = [(h, raw) for h, raw in txs if h not in peer.known_txs]
-                for tx_hash, _ in batch:
-                    peer.known_txs.add(tx_hash)
-                for frame in build_tx_frames([raw for _, raw in batch]):
+                lacking = tuple(i for i, (h, _) in enumerate(txs) if h not in peer.known_txs)
+                frames = encoded.get(lacking)
+                if frames is None:
+                    frames = encoded[lacking] = build_tx_frames([txs[i][1] for i in lacking])
+                for i in lacking:
+                    peer.known_txs.add(txs[i][0])
+                for frame in frames:
                     peer.send_nowait(frame, bulk=True)

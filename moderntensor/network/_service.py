@@ -14,9 +14,11 @@ What a reader does with a frame:
   the seen-cache (no re-delivery, no re-relay); votes also by (signer, kind, epoch, slot,
   hash) after their signature was checked (a bad one is the sender's fault: disconnect).
   Otherwise *relayed* at once (see below) and handed to the node: consensus messages
-  to the driver's inbox (awaited: back-pressure, never dropped), transaction batches to
-  ``ChainService.submit_raw_transactions`` (the admitted ones are then gossiped on by
-  :meth:`NetworkService._gossip_transactions`, to peers not known to have them).
+  to the driver's inbox (awaited: back-pressure, never dropped), transaction batches to a
+  bounded queue that one task submits to ``ChainService.submit_raw_transactions``, the
+  copies the node holds left out (a batch that finds the queue full is shed and counted:
+  the reader never waits on transactions); the admitted ones are then gossiped on by
+  :meth:`NetworkService._gossip_transactions`, to peers not known to have them.
   Consensus messages are screened by the node first (ACCEPT / IGNORE / REJECT) and relayed
   through a bounded mesh with ``Have``/``Want`` for the other peers (``_relay``).
 * requests (status, block by hash, certificates of a round, votes of a validator, peers):
@@ -76,6 +78,7 @@ from moderntensor.network._messages import (
     Have,
     Hello,
     HelloAck,
+    MessageType,
     Request,
     Response,
     Want,
@@ -101,8 +104,11 @@ __all__ = ["NetworkService"]
 log = logging.getLogger("moderntensor.network")
 
 THREAD_DECODE_BYTES = 64 * 1024
-"""Frames larger than this (blocks full of transactions, whose senders are recovered while
-decoding) are decoded in a worker thread, off the event loop."""
+"""Frames with blocks larger than this (full of transactions, whose senders are recovered
+while decoding) are decoded in a worker thread, off the event loop. Other frames are parsed
+on the loop: splitting RLP holds the GIL, so a thread would only add its hand-over (a
+transaction batch is not decoded further here: the chain service does, in a thread)."""
+_BLOCK_TYPES = frozenset({MessageType.PROPOSAL, MessageType.BLOCK, MessageType.BLOCK_RANGE})
 TX_SUBSCRIPTION = 4096
 """Admitted transactions waiting to be gossiped (beyond it, the chain service drops some)."""
 GOODBYE_TIMEOUT_S = 1.0
@@ -160,6 +166,7 @@ class NetworkService(GossipRelay, PeerUpkeep):
         self.ignored = self.received = 0
         self.disconnects: collections.Counter[tuple[str, str]] = collections.Counter()
         self.identity_key = bytes.fromhex(identity.peer_id)
+        self._handling: set[bytes] = set()  # gossip ids a reader is decoding or handing on
         self._init_mesh()
         self.peers.on_timeout = self._charge_timeout
 
@@ -186,6 +193,7 @@ class NetworkService(GossipRelay, PeerUpkeep):
                       port=self.port, peer_id=self.identity.peer_id)  # fmt: skip
             nursery.start_soon(self._broadcast_outbound, outbound)
             nursery.start_soon(self._gossip_transactions, pending)
+            nursery.start_soon(self._ingest_transactions)
             nursery.start_soon(self._announce)
             for addr in self.config.bootstrap:
                 if addr.peer_id != self.identity.peer_id:
@@ -393,24 +401,29 @@ class NetworkService(GossipRelay, PeerUpkeep):
                 kind = peek_type(frame)
             except DecodeError as exc:
                 raise NetworkRemoteError(DisconnectReason.BAD_MESSAGE, str(exc)) from None
-            message_id = None
             if kind in GOSSIP_TYPES:
                 self.received += 1
                 message_id = compute_message_id(frame)
                 now = trio.current_time()
                 if not repeated.add(message_id, now) and not twice.add(message_id, now):
                     self._charge_repeat(peer, now)
-                if not self.seen.is_fresh(message_id, now):
+                # Another reader holding the same bytes (decoding a block takes a while): this
+                # copy is that one, and gets whatever that one gets.
+                if not self.seen.is_fresh(message_id, now) or message_id in self._handling:
                     self.duplicates += 1
                     continue
-            message = await self._decode(frame)
+                self._handling.add(message_id)
+                try:
+                    await self._handle_gossip(peer, frame, kind, message_id)
+                finally:
+                    self._handling.discard(message_id)
+                continue
+            message = await self._decode(frame, kind)
             if isinstance(message, Disconnect):
                 return f"peer said {message.reason.name}"
             if isinstance(message, Hello | HelloAck):
                 raise NetworkRemoteError(DisconnectReason.PROTOCOL_ERROR, "handshake repeated")
-            if message_id is not None:
-                await self._on_gossip(peer, message, frame, message_id)
-            elif isinstance(message, Have):
+            if isinstance(message, Have):
                 self._on_have(peer, message)
             elif isinstance(message, Want):
                 self._on_want(peer, message)
@@ -420,9 +433,20 @@ class NetworkService(GossipRelay, PeerUpkeep):
                 assert isinstance(message, Response)
                 peer.resolve(message)
 
-    async def _decode(self, frame: bytes) -> WireMessage:
+    async def _handle_gossip(
+        self, peer: Peer, frame: bytes, kind: MessageType, message_id: bytes
+    ) -> None:
+        started = trio.current_time()
+        message = await self._decode(frame, kind)
+        if kind is MessageType.PROPOSAL:
+            decode_ms = round((trio.current_time() - started) * 1000)
+            event(log, logging.DEBUG, "proposal received", peer=peer.label, bytes=len(frame),
+                  decode_ms=decode_ms)  # fmt: skip
+        await self._on_gossip(peer, message, frame, message_id)
+
+    async def _decode(self, frame: bytes, kind: MessageType) -> WireMessage:
         try:
-            if len(frame) > THREAD_DECODE_BYTES:
+            if kind in _BLOCK_TYPES and len(frame) > THREAD_DECODE_BYTES:
                 return await offload.run_sync(decode_message, frame)
             return decode_message(frame)
         except DecodeError as exc:

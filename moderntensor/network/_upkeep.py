@@ -128,6 +128,8 @@ class PeerUpkeep:
     ignored: int
     rejected: int
     wants_served: int
+    known_txs_skipped: int
+    txs_shed: int
     served: int
     received: int
     disconnects: collections.Counter[tuple[str, str]]
@@ -226,6 +228,8 @@ class PeerUpkeep:
             "ignored": self.ignored,
             "rejected": self.rejected,
             "wants_served": self.wants_served,
+            "txs_already_known": self.known_txs_skipped,
+            "txs_shed": self.txs_shed,
             "served": self.served,
             "bans": self.scores.bans,
             "banned": self.scores.banned_count(now),

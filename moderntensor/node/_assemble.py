@@ -58,6 +58,9 @@ from moderntensor.state.store import Database
 __all__ = ["NodeParts", "assemble_node", "consensus_config_for"]
 
 INBOX_SIZE = 256
+DRAFT_BUDGET = 0.3
+"""The share of a slot a proposer spends executing its block's transactions (see
+``_producer``); hashing the state and the lists comes on top."""
 FETCH_QUEUE_SIZE = 16
 
 
@@ -150,6 +153,7 @@ def assemble_node(
     producer = BlockProducer(
         chain, pool, core, chain_lock, pool_service,
         catch_up_s=config.preset.slot_duration_ms / 4000,  # a quarter of a slot at most
+        draft_budget_s=config.preset.slot_duration_ms * DRAFT_BUDGET / 1000,
     )  # fmt: skip
     driver = ConsensusDriver(
         chain, service, core, ticker, chain_lock, journal,

@@ -144,6 +144,8 @@ class ConsensusDriver:
         self._waiting: dict[bytes, dict[bytes, Proposal]] = {}
         self.finality = FinalityCommitter(chain, journal, chain_lock)
         self._final_gap: bytes | None = None  # the block the newest final one waits for
+        self._commit_ms = 0  # how long the last commit took (logged with its blocks)
+        self._arrived = (b"", 0.0)  # the last proposal from the network and when it came
         self.add_known_validator_sets()
 
     # -- validator sets -------------------------------------------------------------------
@@ -232,6 +234,7 @@ class ConsensusDriver:
             elif isinstance(item, PeerStatus):
                 actions = self.core.on_status(item.certified, item.own_votes, now)
             elif isinstance(item, Proposal):
+                self._arrived = (item.block_hash, trio.current_time())
                 actions = self.core.on_proposal(item, now)
             elif isinstance(item, Certificate):
                 actions = self.core.on_certificate(item, now)
@@ -302,8 +305,14 @@ class ConsensusDriver:
         if built.proposal is None:
             return []
         # Durable before the core sees it, so before anything is signed for it (M2).
+        started = trio.current_time()
         await offload.run_sync(self.journal.store_block, built.proposal.block)
         self._send(built.proposal)
+        block = built.proposal.block
+        event(log, logging.INFO, "block built", slot=built.slot, height=block.number,
+              txs=len(block.transactions), build_ms=round(built.build_ms),
+              select_ms=round(built.select_ms), draft_ms=round(built.draft_ms),
+              store_ms=round((trio.current_time() - started) * 1000))  # fmt: skip
         return self.core.on_proposal(built.proposal, self.clock())
 
     async def _execute(self, proposal: Proposal) -> list[Action]:
@@ -311,6 +320,9 @@ class ConsensusDriver:
         before NOTARIZE is signed), INVALID, or MISSING (its parent is not here: fetched,
         then executed again)."""
         block_hash = proposal.block_hash
+        started = trio.current_time()
+        arrived = self._arrived[1] if self._arrived[0] == block_hash else started
+        lock_busy = self.chain_lock.borrowed_tokens > 0
         if self.chain.get_pending(block_hash) is None:
             try:
                 await offload.run_sync(
@@ -326,7 +338,13 @@ class ConsensusDriver:
                 event(log, logging.WARNING, "invalid block proposed", slot=proposal.slot,
                       proposer="0x" + proposal.proposer.hex(), reason=exc.reason)  # fmt: skip
                 return self.core.on_verdict(block_hash, Verdict.INVALID, self.clock())
+        executed_at = trio.current_time()
         await offload.run_sync(self.journal.store_block, proposal.block)
+        event(log, logging.INFO, "block executed", slot=proposal.slot,
+              height=proposal.block.number, txs=len(proposal.block.transactions),
+              waited_ms=round((started - arrived) * 1000), lock_busy=lock_busy,
+              execute_ms=round((executed_at - started) * 1000),
+              store_ms=round((trio.current_time() - executed_at) * 1000))  # fmt: skip
         return self.core.on_verdict(block_hash, Verdict.VALID, self.clock())
 
     async def _want(self, block_hash: bytes, reason: str) -> list[Action]:
@@ -387,7 +405,9 @@ class ConsensusDriver:
         target = self.finality.target
         if target is None:
             return []
+        started = trio.current_time()
         committed, gap = await self.finality.commit()
+        self._commit_ms = round((trio.current_time() - started) * 1000)
         self._final_gap = gap
         if gap is not None:
             self.fetches.want(gap, f"ancestor of finalized slot {target.slot}")
@@ -421,7 +441,8 @@ class ConsensusDriver:
             event(log, logging.INFO, "block finalized", slot=header.slot,
                   height=header.number, txs=len(executed.block.transactions),
                   gas=header.gas_used, root="0x" + header.state_root.hex()[:12],
-                  finality_ms=finality_ms, pool=len(self.service.pool))  # fmt: skip
+                  finality_ms=finality_ms, commit_ms=self._commit_ms,
+                  pool=len(self.service.pool))  # fmt: skip
 
     def _maybe_enter_epoch(self) -> list[Action]:
         """The committed head is the boundary block of the core's epoch, and the core did

@@ -11,6 +11,8 @@ the block itself (``Proposal(block)``), back to the driver as :class:`BlockBuilt
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 import trio
@@ -18,7 +20,7 @@ import trio
 from moderntensor import offload
 from moderntensor.chain.blocks import Header
 from moderntensor.chain.chain import BlockDraft, Chain, InvalidBlock
-from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE
+from moderntensor.chain.constants import MAX_BLOCK_EVIDENCE, TX_GAS
 from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.chain.transactions import Transaction
 from moderntensor.consensus import BlockRef, ConsensusError, Proposal, SimplexCore
@@ -32,6 +34,20 @@ log = logging.getLogger("moderntensor.node")
 
 SLICE = 1024
 """Candidate transactions taken per event-loop step (about 3 ms of work)."""
+BUDGET_CHECK_EVERY = 128
+"""Candidates executed between two looks at the clock while drafting."""
+MIN_CANDIDATES = 1024
+"""The fewest candidates taken from the pool once a draft ran out of time (see ``build``)."""
+
+
+def until_deadline(candidates: Sequence[Transaction], deadline: float) -> Iterator[Transaction]:
+    """``candidates`` in order, stopping at the first check (every ``BUDGET_CHECK_EVERY``) past
+    ``deadline`` (``time.monotonic``); the first check comes after ``BUDGET_CHECK_EVERY``, so
+    a block never stays empty for want of time."""
+    for i, tx in enumerate(candidates):
+        if i and i % BUDGET_CHECK_EVERY == 0 and time.monotonic() > deadline:
+            return
+        yield tx
 
 
 @attrs.frozen(slots=True)
@@ -60,6 +76,8 @@ class BlockBuilt:
     proposal: Proposal | None
     dropped_evidence: tuple[bytes, ...] = ()
     build_ms: float = 0.0
+    select_ms: float = 0.0  # taking the candidates from the pool (part of build_ms)
+    draft_ms: float = 0.0  # executing them in the draft (part of build_ms)
 
 
 class BlockProducer:
@@ -74,6 +92,7 @@ class BlockProducer:
         pool_service: MempoolService,
         *,
         catch_up_s: float = 0.25,
+        draft_budget_s: float | None = None,
     ) -> None:
         self.chain = chain
         self.pool = pool
@@ -81,6 +100,8 @@ class BlockProducer:
         self.chain_lock = chain_lock  # one worker thread at a time touches the chain
         self.pool_service = pool_service
         self.catch_up_s = catch_up_s  # longest wait for the pool to follow the chain
+        self.draft_budget_s = draft_budget_s  # None: up to the gas limit, however long
+        self.take: int | None = None  # candidates the next block takes (None: all that fit)
         self.built = 0
 
     async def run(
@@ -111,7 +132,8 @@ class BlockProducer:
         if proposer is None:
             return BlockBuilt(request.slot, None)
         base_fee = self.chain.next_env(parent, request.slot, b"").base_fee
-        candidates = await self._candidates(parent, base_fee)
+        candidates = await self._candidates(parent, base_fee, self.take)
+        selected = trio.current_time()
         try:
             draft, dropped = await self._draft(
                 parent, request.slot, proposer, candidates, request.evidence
@@ -120,6 +142,8 @@ class BlockProducer:
             event(log, logging.ERROR, "block building failed", slot=request.slot,
                   reason=exc.reason)  # fmt: skip
             return BlockBuilt(request.slot, None)
+        drafted = trio.current_time()
+        self._adjust_take(draft, len(candidates), budgeted=self._budget() is not None)
         if dropped:
             event(log, logging.INFO, "evidence dropped", slot=request.slot,
                   dropped=len(dropped), offered=len(request.evidence))  # fmt: skip
@@ -133,10 +157,30 @@ class BlockProducer:
             executed = self.chain.seal_block(draft, vote.signature)
         self.built += 1
         build_ms = (trio.current_time() - started) * 1000
-        return BlockBuilt(request.slot, Proposal(executed.block), dropped, build_ms)
+        return BlockBuilt(request.slot, Proposal(executed.block), dropped, build_ms,
+                          (selected - started) * 1000, (drafted - selected) * 1000)  # fmt: skip
 
-    async def _candidates(self, parent: Header, base_fee: int) -> list[Transaction]:
-        """The pool's best transactions for a block on ``parent``, a slice per event-loop step.
+    def _budget(self) -> float | None:
+        """The draft's time budget: none in the simulator (offload inline, virtual time)."""
+        return None if offload.is_inline() else self.draft_budget_s
+
+    def _adjust_take(self, draft: BlockDraft, taken: int, *, budgeted: bool) -> None:
+        """How many candidates the next block takes from the pool: taking them is event-loop
+        work (tens of microseconds each), so once a draft ran out of time with room left in
+        the block, about twice what it used (at least ``MIN_CANDIDATES``); while the drafts
+        use all they are given, twice as many each time, up to no limit again."""
+        used = len(draft.transactions)
+        room = draft.header.gas_used + TX_GAS <= draft.header.gas_limit
+        if budgeted and used < taken and room:
+            self.take = max(MIN_CANDIDATES, 2 * used)
+        elif self.take is not None and taken >= self.take:
+            self.take = 2 * self.take if 2 * self.take < 16 * MIN_CANDIDATES else None
+
+    async def _candidates(
+        self, parent: Header, base_fee: int, limit: int | None = None
+    ) -> list[Transaction]:
+        """The pool's best transactions for a block on ``parent`` (at most ``limit``), a slice
+        per event-loop step.
 
         Transactions that ``parent`` or its ancestors already include are left out: the
         pool has dropped those of committed blocks once the mempool service caught up with
@@ -150,6 +194,8 @@ class BlockProducer:
         best = self.pool.iter_best_transactions(base_fee, self.chain.params.gas_limit, after)
         for tx in best:
             candidates.append(tx)
+            if len(candidates) == limit:
+                break
             if len(candidates) % SLICE == 0:
                 await trio.sleep(0)
         return candidates
@@ -174,7 +220,9 @@ class BlockProducer:
         candidates: list[Transaction],
         offered: tuple[bytes, ...],
     ) -> tuple[BlockDraft, tuple[bytes, ...]]:
-        """:meth:`_select_and_draft` in a worker thread (one at a time on the chain)."""
+        """:meth:`_select_and_draft` in a worker thread (one at a time on the chain), within
+        the draft budget (counted from when the thread holds the chain)."""
+        budget = self._budget()
         return await offload.run_sync(
             self._select_and_draft,
             parent,
@@ -182,6 +230,7 @@ class BlockProducer:
             proposer,
             candidates,
             offered,
+            budget,
             limiter=self.chain_lock,
         )
 
@@ -192,6 +241,7 @@ class BlockProducer:
         proposer: bytes,
         candidates: list[Transaction],
         offered: tuple[bytes, ...],
+        budget_s: float | None = None,
     ) -> tuple[BlockDraft, tuple[bytes, ...]]:
         """Draft a block with the usable part of ``offered``; returns it and the dropped part.
 
@@ -205,8 +255,11 @@ class BlockProducer:
             InvalidBlock: no block can be built on ``parent`` (not for its evidence).
         """
         usable, dropped = self.chain.select_evidence(parent, offered, MAX_BLOCK_EVIDENCE)
+        txs: Iterable[Transaction] = candidates
+        if budget_s is not None:
+            txs = until_deadline(candidates, time.monotonic() + budget_s)
         try:
-            return self.chain.draft_block(parent, slot, proposer, candidates, usable), dropped
+            return self.chain.draft_block(parent, slot, proposer, txs, usable), dropped
         except InvalidBlock as exc:
             if not usable:
                 raise

@@ -119,8 +119,13 @@ class FakeService:
         return True
 
     async def submit_raw_transactions(self, raws: Sequence[bytes]) -> list[object]:
+        """Like ChainService's: per transaction its hash, or why it was refused."""
         self.submitted.append(list(raws))
-        return [self.admit(decode_transaction(raw)) for raw in raws]
+        out: list[object] = []
+        for raw in raws:
+            tx = decode_transaction(raw)
+            out.append(tx.hash if self.admit(tx) else ValueError("already known"))
+        return out
 
 
 @attrs.define

@@ -106,6 +106,32 @@ async def test_transactions_are_gossiped_to_peers_that_lack_them(autojump_clock:
             assert sorted(got) == sorted(tx.raw for tx in txs)  # each once, no echo storm
 
 
+async def test_gossiped_transactions_the_node_holds_are_not_submitted_again(
+    autojump_clock: MockClock,
+) -> None:
+    net = MemoryNetwork()
+    txs = [transfer(USERS[0], n, USERS[1].address, 1) for n in range(4)]
+    async with running_mesh(1, lambda i: [], net=net) as nodes, raw_peer(net, 0) as conn:
+        node = nodes[0]
+        await handshake(conn)
+        await wait_until(lambda: len(node.service.peers) == 1)
+        node.chain.admit(txs[0])  # in the pool already (from JSON-RPC, say)
+        await conn.send(encode_message(Transactions((txs[0].raw, txs[1].raw))))
+        await wait_until(lambda: len(node.chain.submitted) == 1)
+        assert node.chain.submitted == [[txs[1].raw]]  # the held one was never decoded
+        del node.chain.txs[txs[1].hash]  # it left the pool (in a block)
+        await conn.send(encode_message(Transactions((txs[1].raw, txs[2].raw))))
+        await wait_until(lambda: len(node.chain.submitted) == 2)
+        assert node.chain.submitted[1] == [txs[2].raw]  # admitted lately: remembered
+        await conn.send(encode_message(Transactions((txs[0].raw, txs[2].raw))))
+        await conn.send(encode_message(Transactions((txs[3].raw,))))
+        await wait_until(lambda: len(node.chain.submitted) == 3)
+        assert node.chain.submitted[2] == [txs[3].raw]  # a batch of known ones: nothing
+        assert node.service.stats().counts["txs_already_known"] == 4
+        peer = next(iter(node.service.peers.peers.values()))
+        assert all(tx.hash in peer.known_txs for tx in txs)  # none is sent back to it
+
+
 async def test_blocks_and_certificates_are_fetched_from_whoever_has_them(
     autojump_clock: MockClock,
 ) -> None:
@@ -302,3 +328,75 @@ async def test_a_peer_busy_at_first_still_gives_its_status(autojump_clock: MockC
                 await conn.send(encode_message(Peers(message.request_id, ())))
         assert asked == 2
         assert link.statuses == [((1, 12), (held,))]
+
+
+async def test_transactions_beyond_the_ingest_bound_are_shed_and_votes_still_delivered(
+    autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer's reader never waits on transactions: while the node's one ingest task is busy,
+    batches past the queue's bound are shed (counted), and a vote behind them is delivered."""
+    import moderntensor.network._relay as relay
+
+    monkeypatch.setattr(relay, "TX_INGEST_FRAMES", 2)
+    net = MemoryNetwork()
+    txs = [transfer(USERS[0], n, USERS[1].address, 1) for n in range(5)]
+    async with running_mesh(1, lambda i: [], net=net) as nodes, raw_peer(net, 0) as conn:
+        node = nodes[0]
+        release = trio.Event()
+        submit = node.chain.submit_raw_transactions
+
+        async def slow_submit(raws: list[bytes]) -> list[object]:
+            await release.wait()  # the ingest task is busy with the first batch
+            return await submit(raws)
+
+        node.chain.submit_raw_transactions = slow_submit  # type: ignore[method-assign]
+        await handshake(conn)
+        await wait_until(lambda: len(node.service.peers) == 1)
+        for tx in txs:  # one is taken, two wait, two are shed
+            await conn.send(encode_message(Transactions((tx.raw,))))
+        await conn.send(encode_message(vote()))
+        await wait_until(lambda: len(node.link.delivered) == 1)
+        assert node.service.stats().counts["txs_shed"] == 2
+        release.set()
+        await wait_until(lambda: len(node.chain.submitted) == 3)
+        assert [batch[0] for batch in node.chain.submitted] == [tx.raw for tx in txs[:3]]
+
+
+async def test_a_block_arriving_from_two_peers_at_once_is_decoded_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second copy of a proposal that arrives while the first is still being decoded (a
+    worker thread, for a big block) is that copy: not decoded, screened or delivered again.
+    Real time: a virtual clock would jump while the worker thread sleeps."""
+    import time
+
+    import moderntensor.network._service as service_module
+
+    decoded: list[bytes] = []
+
+    def slow_decode(frame: bytes) -> object:
+        decoded.append(frame)
+        time.sleep(0.2)  # a big block's senders being recovered
+        return decode_message(frame)
+
+    monkeypatch.setattr(service_module, "THREAD_DECODE_BYTES", 0)
+    monkeypatch.setattr(service_module, "decode_message", slow_decode)
+    net = MemoryNetwork()
+    frame = encode_message(Proposal(signed_block()))
+    async with (
+        running_mesh(1, lambda i: [], net=net) as nodes,
+        raw_peer(net, 0, key=6, host="10.0.0.8") as first,
+        raw_peer(net, 0, key=7) as second,
+    ):
+        node = nodes[0]
+        await handshake(first, key=6)
+        await handshake(second, key=7)
+        await wait_until(lambda: len(node.service.peers) == 2)
+        decoded.clear()  # the handshakes' frames
+        await first.send(frame)
+        await second.send(frame)
+        await wait_until(lambda: len(node.link.delivered) == 1)
+        await trio.sleep(0.3)  # the second copy, had it been decoded, would be delivered now
+        assert len(node.link.delivered) == 1
+        assert decoded == [frame]
+        assert node.service.duplicates == 1

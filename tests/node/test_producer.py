@@ -1,9 +1,12 @@
 """The producer: candidates never include what the parent chain already includes, committed or
-not; evidence is judged item by item, and only the unusable items are reported dropped."""
+not; evidence is judged item by item, and only the unusable items are reported dropped; a
+draft stops taking transactions once its time budget is spent."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,8 +20,15 @@ from moderntensor.chain.transactions import Transaction
 from moderntensor.chain.votes import VoteKind, vote_digest
 from moderntensor.consensus import BlockRef
 from moderntensor.mempool import Mempool
+from moderntensor.node import _producer as producer_module
 from moderntensor.node._pool_service import MempoolService
-from moderntensor.node._producer import BlockProducer, BuildRequest
+from moderntensor.node._producer import (
+    BUDGET_CHECK_EVERY,
+    MIN_CANDIDATES,
+    BlockProducer,
+    BuildRequest,
+    until_deadline,
+)
 from moderntensor.service import ChainService
 from moderntensor.state.store import Database
 from tests.chain.test_evidence import CUT, OWNER, STAKE, mixed_evidence
@@ -125,3 +135,58 @@ async def test_no_block_is_built_outside_the_requested_epoch(tmp_path: Path) -> 
         genesis = BlockRef(chain.head.slot, chain.head.hash)
         built = await producer.build(BuildRequest(1, 1, genesis))  # height 1 is in epoch 0
         assert built.proposal is None
+
+
+def test_until_deadline_stops_at_the_first_check_past_the_deadline() -> None:
+    items: Any = list(range(5 * BUDGET_CHECK_EVERY))
+    assert list(until_deadline(items, time.monotonic() + 3600)) == items
+    spent = list(until_deadline(items, time.monotonic() - 1))  # spent before it began
+    assert spent == items[:BUDGET_CHECK_EVERY]  # never empty for want of time
+
+
+async def test_a_spent_draft_budget_leaves_the_rest_for_the_next_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(producer_module, "BUDGET_CHECK_EVERY", 2)
+    with Database.open(tmp_path / "db") as db:
+        chain = Chain(db, parse_genesis(genesis_doc()))
+        candidates = [transfer(0, n, GWEI) for n in range(6)]
+        unused: Any = None  # drafting touches neither the pool nor the core
+        for budget, included in ((None, 6), (3600.0, 6), (0.0, 2)):
+            producer = BlockProducer(
+                chain, unused, unused, trio.CapacityLimiter(1), unused, draft_budget_s=budget
+            )
+            draft, _ = await producer._draft(chain.head, 1, VALIDATOR.address, candidates, ())
+            assert draft.transactions == tuple(candidates[:included])
+
+
+def test_after_a_draft_runs_out_of_time_fewer_candidates_are_taken_then_more() -> None:
+    unused: Any = None
+    producer = BlockProducer(unused, unused, unused, trio.CapacityLimiter(1), unused,
+                             draft_budget_s=0.3)  # fmt: skip
+
+    def draft(used: int, full: bool = False) -> Any:
+        gas_limit = 21_000 * (used if full else 7_142)
+        header = SimpleNamespace(gas_used=21_000 * used, gas_limit=gas_limit)
+        return SimpleNamespace(header=header, transactions=[None] * used)
+
+    assert producer.take is None  # all that fit the gas limit
+    producer._adjust_take(draft(300), taken=7_142, budgeted=False)  # the simulator: no budget
+    assert producer.take is None
+    producer._adjust_take(draft(300), taken=7_142, budgeted=True)  # out of time, room left
+    assert producer.take == MIN_CANDIDATES
+    producer._adjust_take(draft(900), taken=1_024, budgeted=True)  # out of time again
+    assert producer.take == 1_800
+    producer._adjust_take(
+        draft(1_000), taken=1_000, budgeted=True
+    )  # the pool had no more: as it was
+    assert producer.take == 1_800
+    producer._adjust_take(
+        draft(1_200, full=True), taken=1_800, budgeted=True
+    )  # full: time was not short
+    assert producer.take == 3_600
+    takes = []
+    while producer.take is not None:  # the drafts use all they get: twice as many each time
+        producer._adjust_take(draft(producer.take), taken=producer.take, budgeted=True)
+        takes.append(producer.take)
+    assert takes == [7_200, 14_400, None]
