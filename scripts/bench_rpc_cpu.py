@@ -9,6 +9,10 @@ change wall-clock figures several-fold but these much less, so two checkouts can
 by running this alternately against each:
 
     python scripts/bench_rpc_cpu.py [CHECKOUT]   (default: this one)
+
+It ends with the same figure for a bare Trio responder (``bench_rpc_nonces.py --floor``'s: a
+readiness wait, one ``read``, one canned ``write``): what Trio's event loop alone costs per
+request, the floor under any Trio server.
 """
 
 from __future__ import annotations
@@ -92,6 +96,33 @@ def main() -> None:
     finally:
         child.stdin.close()
         child.wait(60)
+    floor_cpu()
+
+
+def floor_cpu() -> None:
+    from bench_rpc import stop
+    from bench_rpc_nonces import start_bare_trio
+
+    proc, port = start_bare_trio()
+    tick = os.sysconf("SC_CLK_TCK")
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    try:
+        for _ in range(3):
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            c0, t0 = (int(fields[11]) + int(fields[12])) / tick, time.monotonic()
+            for _ in range(10_000):
+                conn.request("POST", "/", BLOCK_NUMBER, {"content-type": "application/json"})
+                conn.getresponse().read()
+            took = time.monotonic() - t0
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            used = (int(fields[11]) + int(fields[12])) / tick - c0
+            print(f"bare Trio responder: {used / 10_000 * 1e6:.1f} µs CPU, "
+                  f"{10_000 / took:.0f} req/s")  # fmt: skip
+    finally:
+        conn.close()
+        stop(proc)
 
 
 if __name__ == "__main__":
