@@ -118,3 +118,24 @@ def legacy_transfer(
         ),
         sender,
     )
+
+
+MUTATIONS = ("flip", "insert", "delete", "truncate", "append", "set")
+
+
+def mutate(raw: bytes, mutation: str, at: int, byte: int) -> bytes:
+    """``raw`` with one of :data:`MUTATIONS` applied at index ``at`` (``at < len(raw)``)."""
+    out = bytearray(raw)
+    if mutation == "flip":
+        out[at] ^= 1 << (byte % 8)
+    elif mutation == "insert":
+        out.insert(at, byte)
+    elif mutation == "delete":
+        del out[at]
+    elif mutation == "truncate":
+        del out[at:]
+    elif mutation == "append":
+        out.append(byte)
+    else:
+        out[at] = byte
+    return bytes(out)

@@ -20,6 +20,8 @@ from moderntensor.chain.transactions import (
 )
 from moderntensor.codec import DecodeError
 from moderntensor.crypto import SECP256K1_N, PrivateKey, checksum_address, keccak256
+from tests.factories import MUTATIONS as MUTATION_KINDS
+from tests.factories import mutate
 
 U64 = st.integers(0, 2**64 - 1)
 U256 = st.integers(0, 2**256 - 1)
@@ -91,7 +93,7 @@ def test_decode_is_total_on_typed_looking_bytes(prefix: bytes, body: bytes) -> N
     _decode_or_error(prefix + b"\xf8" + body)
 
 
-MUTATIONS = st.sampled_from(["flip", "insert", "delete", "truncate", "append", "set"])
+MUTATIONS = st.sampled_from(MUTATION_KINDS)
 
 
 @given(unsigned_transactions(), KEYS, MUTATIONS, st.integers(0, 10_000), st.integers(0, 255))
@@ -100,21 +102,9 @@ def test_mutated_encodings_decode_canonically_or_fail(
 ) -> None:
     """Whatever a mutation gives, decoding returns a DecodeError or a transaction whose own
     encoding is exactly the mutated bytes (only canonical encodings are ever accepted)."""
-    raw = bytearray(sign_transaction(unsigned, key).raw)
-    at = where % len(raw)
-    if mutation == "flip":
-        raw[at] ^= 1 << (byte % 8)
-    elif mutation == "insert":
-        raw.insert(at, byte)
-    elif mutation == "delete":
-        del raw[at]
-    elif mutation == "truncate":
-        del raw[at:]
-    elif mutation == "append":
-        raw.append(byte)
-    else:
-        raw[at] = byte
-    result = _decode_or_error(bytes(raw))
+    raw = sign_transaction(unsigned, key).raw
+    raw = mutate(raw, mutation, where % len(raw), byte)
+    result = _decode_or_error(raw)
     if not isinstance(result, DecodeError):
         # a copy without caches re-encodes from its fields to exactly the accepted bytes
         assert attrs.evolve(result).raw == bytes(raw)

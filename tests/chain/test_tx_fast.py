@@ -15,6 +15,8 @@ from moderntensor.chain._tx_fast import parse_dynamic_fee
 from moderntensor.chain.transactions import DynamicFeeTransaction, Transaction, sign_transaction
 from moderntensor.codec import DecodeError, decode_rlp, encode_rlp
 from moderntensor.crypto import SECP256K1_N, PrivateKey
+from tests.factories import MUTATIONS as MUTATION_KINDS
+from tests.factories import mutate
 
 U64 = st.one_of(st.integers(0, 300), st.integers(0, 2**64 - 1))
 QUANTITY = st.one_of(st.integers(0, 300), st.integers(0, 2**256 - 1))
@@ -88,28 +90,16 @@ def test_valid_encodings(unsigned: DynamicFeeTransaction, key: PrivateKey) -> No
         assert parse_dynamic_fee(signed.raw) is not None  # the path is taken when it should
 
 
-MUTATIONS = st.sampled_from(["flip", "insert", "delete", "truncate", "append", "set"])
+MUTATIONS = st.sampled_from(MUTATION_KINDS)
 
 
 @given(type2(), KEYS, MUTATIONS, st.integers(0, 10_000), st.integers(0, 255))
 def test_mutated_encodings(
     unsigned: DynamicFeeTransaction, key: PrivateKey, mutation: str, where: int, byte: int
 ) -> None:
-    raw = bytearray(sign_transaction(unsigned, key).raw)
-    at = 1 + where % (len(raw) - 1)  # keep the type byte
-    if mutation == "flip":
-        raw[at] ^= 1 << (byte % 8)
-    elif mutation == "insert":
-        raw.insert(at, byte)
-    elif mutation == "delete":
-        del raw[at]
-    elif mutation == "truncate":
-        del raw[at:]
-    elif mutation == "append":
-        raw.append(byte)
-    else:
-        raw[at] = byte
-    check(bytes(raw))
+    raw = sign_transaction(unsigned, key).raw
+    raw = mutate(raw, mutation, 1 + where % (len(raw) - 1), byte)  # keep the type byte
+    check(raw)
 
 
 def field(value: bytes) -> bytes:
