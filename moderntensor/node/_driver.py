@@ -144,7 +144,6 @@ class ConsensusDriver:
         self._waiting: dict[bytes, dict[bytes, Proposal]] = {}
         self.finality = FinalityCommitter(chain, journal, chain_lock)
         self._final_gap: bytes | None = None  # the block the newest final one waits for
-        self._commit_ms = 0  # how long the last commit took (logged with its blocks)
         self._arrived = (b"", 0.0)  # the last proposal from the network and when it came
         self.add_known_validator_sets()
 
@@ -407,15 +406,15 @@ class ConsensusDriver:
             return []
         started = trio.current_time()
         committed, gap = await self.finality.commit()
-        self._commit_ms = round((trio.current_time() - started) * 1000)
+        commit_ms = round((trio.current_time() - started) * 1000)
         self._final_gap = gap
         if gap is not None:
             self.fetches.want(gap, f"ancestor of finalized slot {target.slot}")
         if committed:
-            await self._after_commit(committed)
+            await self._after_commit(committed, commit_ms)
         return self._maybe_enter_epoch()
 
-    async def _after_commit(self, committed: list[ExecutedBlock]) -> None:
+    async def _after_commit(self, committed: list[ExecutedBlock], commit_ms: int) -> None:
         """Tell the service, the evidence pool and the mempool service; log each block."""
         now = self.clock()
         head = self.chain.head
@@ -441,7 +440,7 @@ class ConsensusDriver:
             event(log, logging.INFO, "block finalized", slot=header.slot,
                   height=header.number, txs=len(executed.block.transactions),
                   gas=header.gas_used, root="0x" + header.state_root.hex()[:12],
-                  finality_ms=finality_ms, commit_ms=self._commit_ms,
+                  finality_ms=finality_ms, commit_ms=commit_ms,
                   pool=len(self.service.pool))  # fmt: skip
 
     def _maybe_enter_epoch(self) -> list[Action]:
