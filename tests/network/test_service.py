@@ -367,22 +367,24 @@ async def test_a_block_arriving_from_two_peers_at_once_is_decoded_once(
 ) -> None:
     """The second copy of a proposal that arrives while the first is still being decoded (a
     worker thread, for a big block) is that copy: not decoded, screened or delivered again.
-    Real time: a virtual clock would jump while the worker thread sleeps."""
-    import time
+    The first copy's decoding is held until the second has been counted as a duplicate."""
+    import threading
 
     import moderntensor.network._service as service_module
 
+    frame = encode_message(Proposal(signed_block()))
     decoded: list[bytes] = []
+    gate = threading.Event()
 
-    def slow_decode(frame: bytes) -> object:
-        decoded.append(frame)
-        time.sleep(0.2)  # a big block's senders being recovered
-        return decode_message(frame)
+    def held_decode(data: bytes) -> object:
+        if data == frame:
+            decoded.append(data)
+            gate.wait(10)  # a big block's senders being recovered
+        return decode_message(data)
 
     monkeypatch.setattr(service_module, "THREAD_DECODE_BYTES", 0)
-    monkeypatch.setattr(service_module, "decode_message", slow_decode)
+    monkeypatch.setattr(service_module, "decode_message", held_decode)
     net = MemoryNetwork()
-    frame = encode_message(Proposal(signed_block()))
     async with (
         running_mesh(1, lambda i: [], net=net) as nodes,
         raw_peer(net, 0, key=6, host="10.0.0.8") as first,
@@ -392,11 +394,11 @@ async def test_a_block_arriving_from_two_peers_at_once_is_decoded_once(
         await handshake(first, key=6)
         await handshake(second, key=7)
         await wait_until(lambda: len(node.service.peers) == 2)
-        decoded.clear()  # the handshakes' frames
+        duplicates = node.service.duplicates
         await first.send(frame)
+        await wait_until(lambda: decoded == [frame])
         await second.send(frame)
+        await wait_until(lambda: node.service.duplicates == duplicates + 1)
+        gate.set()
         await wait_until(lambda: len(node.link.delivered) == 1)
-        await trio.sleep(0.3)  # the second copy, had it been decoded, would be delivered now
-        assert len(node.link.delivered) == 1
         assert decoded == [frame]
-        assert node.service.duplicates == 1
