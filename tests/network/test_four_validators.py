@@ -131,8 +131,15 @@ async def test_four_validators_over_websockets_finalize_the_same_blocks_and_a_tr
             tx = transfer(sender, 0, recipient, 12345, chain_id=genesis.chain_id)
             handles[2].service.submit_transaction(tx)
 
+            def committed_at(h: NodeHandle) -> bool:
+                # The commit runs in the chain's worker thread: the transaction's index is in
+                # the database a moment before ``chain.head`` moves to its block.
+                location = h.chain.chaindb.get_tx_location(tx.hash)
+                header = h.chain.chaindb.get_header(location[0]) if location else None
+                return header is not None and h.chain.head.number >= header.number
+
             def everywhere() -> bool:
-                return all(h.chain.chaindb.get_tx_location(tx.hash) for h in handles)
+                return all(committed_at(h) for h in handles)
 
             await poll(everywhere, 60, "the transfer finalized at every node")
             locations = {h.chain.chaindb.get_tx_location(tx.hash) for h in handles}

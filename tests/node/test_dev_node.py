@@ -57,8 +57,12 @@ async def test_dev_node_finalizes_blocks_with_submitted_transfers(tmp_path: Path
             assert len(blocks_with_transfers) >= 10
             # Every submitted transfer is final once the pool drains.
             for _ in range(300):  # bounded (30 s): a loaded CI machine builds slower
-                if all(node.chain.chaindb.get_tx_location(h) for h in submitted):
-                    break
+                locations = [node.chain.chaindb.get_tx_location(h) for h in submitted]
+                # the index is written (in the chain's worker thread) just before the head moves
+                if all(locations) and node.service.finalized == node.chain.head:
+                    tops = [node.chain.chaindb.get_header(loc[0]) for loc in locations if loc]
+                    if all(t and t.number <= node.chain.head.number for t in tops):
+                        break
                 await trio.sleep(0.1)
             head = node.chain.head
             assert node.service.finalized == head
