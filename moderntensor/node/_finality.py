@@ -5,7 +5,11 @@ certificate (review L1), in a worker thread under the chain lock.
 A finalized block may not be committable yet: the core can finalize a block this node never
 received (its votes and certificates arrived, the block did not). Then the walk from the
 block down to the head stops at the first block missing here; the driver fetches it, and
-commits once it arrives (review M3).
+commits once it arrives (review M3). Meanwhile the newest *other* finalized block whose path
+is all here is committed: a node range-syncing across an epoch boundary learns of the
+network's newest certificate (now verifiable) hundreds of blocks before it has the blocks up
+to it, and must go on committing the ranges it proves final (they would wait for ever
+otherwise: the fetch walks back at most a few hundred blocks).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import trio
 
 from moderntensor import offload
+from moderntensor.chain.blocks import Header
 from moderntensor.chain.chain import Chain, ExecutedBlock
 from moderntensor.chain.timing import compute_block_epoch
 from moderntensor.consensus import BlockRef, Certificate
@@ -67,8 +72,21 @@ class FinalityCommitter:
     def _commit_path(self, target: bytes) -> tuple[list[ExecutedBlock], bytes | None]:
         """Runs in the worker thread (see :meth:`commit`)."""
         head = self.chain.head
+        path, gap = self._path(target, head)
+        if gap is not None:  # commit the newest finalized block that is all here, if any
+            ready = [e for h in self._certs if h != target and
+                     (e := self.chain.get_pending(h)) is not None]  # fmt: skip
+            if ready:
+                best = max(ready, key=lambda e: (e.block.number, e.block.hash))
+                path, _ = self._path(best.block.hash, head)
+        self._write(path)
+        return path, gap
+
+    def _path(self, top: bytes, head: Header) -> tuple[list[ExecutedBlock], bytes | None]:
+        """The executed blocks from the head (exclusive) up to the finalized ``top``, oldest
+        first, or the first one missing here."""
         path: list[ExecutedBlock] = []
-        cursor = target
+        cursor = top
         while cursor != head.hash:
             executed = self.chain.get_pending(cursor)
             if executed is None:
@@ -76,18 +94,22 @@ class FinalityCommitter:
                 if header is None:
                     return [], cursor
                 canonical = self.chain.chaindb.get_canonical_hash(header.number) == cursor
-                if cursor == target and canonical:
+                if cursor == top and canonical:
                     return [], None  # committed before (e.g. replayed after a restart)
-                raise FinalityConflict(f"finalized 0x{target.hex()} forks at 0x{cursor.hex()}")
+                raise FinalityConflict(f"finalized 0x{top.hex()} forks at 0x{cursor.hex()}")
             if executed.block.number <= head.number:
-                raise FinalityConflict(f"finalized 0x{target.hex()} forks below the head")
+                raise FinalityConflict(f"finalized 0x{top.hex()} forks below the head")
             path.append(executed)
             cursor = executed.block.header.parent_hash
         path.reverse()
+        return path, None
+
+    def _write(self, path: list[ExecutedBlock]) -> None:
+        """Commit ``path`` (oldest first), each block in one batch with its certificate."""
         for executed in path:
             block = executed.block
             extra = [self.journal.block_delete(block.hash)]
-            cert = self._certs.get(block.hash)
+            cert = self._certs.pop(block.hash, None)
             if cert is not None:
                 extra.append(self.journal.finalization_write(block.number, cert))
             self.chain.commit(executed, finalized=True, extra=extra)
@@ -98,4 +120,3 @@ class FinalityCommitter:
             self.journal.forget_blocks_through(head.number)
             epoch = compute_block_epoch(head.number, self.chain.params.epoch_length)
             self.journal.prune_certificates((epoch, head.slot))
-        return path, None
