@@ -38,6 +38,12 @@ MAX_RANGE = 128
 FAST_REPLY_S = 0.5
 """A range answered this fast: the next request may ask for twice as many blocks."""
 
+PER_PEER = 2
+"""Chunks downloading at once per peer. The rest of the window waits its turn: chunks
+downloaded side by side share the peer's (and our decoder's) time, so with the whole window
+at once the first chunk arrived only when nearly all had, and execution stalled for the
+length of a window at every epoch."""
+
 Entry = tuple[Block, Certificate | None]
 
 
@@ -130,6 +136,7 @@ class Downloads:
         self.bad = bad  # ids of peers refused by the consumer: not asked again
         self.fetched = {c.start: Fetched(c) for c in self.chunks}
         self._slots = trio.Semaphore(window)
+        self._active = trio.Semaphore(PER_PEER * max(1, len(self.peers)))
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -151,8 +158,9 @@ class Downloads:
             self._slots.release()
 
     async def _download(self, index: int, fetched: Fetched) -> None:
-        peer, entries = await fetch_chunk(self.source, self.peers, fetched.chunk, index, self.bad,
-                                          self.size)  # fmt: skip
+        async with self._active:  # first come (lowest chunk) first served
+            peer, entries = await fetch_chunk(self.source, self.peers, fetched.chunk, index,
+                                              self.bad, self.size)  # fmt: skip
         fetched.peer, fetched.entries = peer, entries
         fetched.done.set()
 
