@@ -173,6 +173,11 @@ class Chain:
     def get_pending(self, block_hash: bytes) -> ExecutedBlock | None:
         return self._pending.get(block_hash)
 
+    def top_number(self) -> int:
+        """The highest block executed here, committed or pending."""
+        pending = list(self._pending.values())  # one C call: safe beside the worker thread
+        return max((e.block.number for e in pending), default=self.head.number)
+
     def get_node(self, node_hash: bytes) -> bytes | None:
         """NodeReader over pending blocks' nodes, then the database."""
         node = self._pending_nodes.get(node_hash)
