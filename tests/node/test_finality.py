@@ -5,8 +5,10 @@ newest certificate hundreds of blocks before it has the blocks up to it)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -40,49 +42,59 @@ def build(chain: Chain, count: int) -> list[ExecutedBlock]:
     return blocks
 
 
-async def test_finalized_blocks_that_are_here_commit_while_a_newer_one_is_missing(
-    tmp_path: Path,
-) -> None:
+@attrs.frozen
+class Setup:
+    network: list[ExecutedBlock]  # six blocks of the network's chain
+    chain: Chain  # this node's, at genesis
+    journal: ConsensusJournal
+    committer: FinalityCommitter
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
     with Database.open(tmp_path / "net") as net_db, Database.open(tmp_path / "node") as db:
-        network = build(Chain(net_db, GENESIS), 6)
         chain, journal = Chain(db, GENESIS), ConsensusJournal(db)
         committer = FinalityCommitter(chain, journal, trio.CapacityLimiter(1))
-        for executed in network[:4]:  # blocks 1-4 synced and executed here, 5 and 6 not yet
-            chain.execute_block(executed.block)
-        committer.add(*finalization(chain, network[5]))  # the newest: block 6
-        committer.add(*finalization(chain, network[2]))  # block 3, proven by range sync
-        committed, gap = await committer.commit()
-        assert [e.block.number for e in committed] == [1, 2, 3]
-        assert gap == network[5].block.hash  # the first block missing: block 6 itself
-        assert chain.head.hash == network[2].block.hash
-        assert chain.chaindb.finalized_hash() == network[2].block.hash
-        assert journal.finalization(3) is not None  # its certificate went with it
-        assert committer.target == BlockRef(6, network[5].block.hash)  # still wanted
+        yield Setup(build(Chain(net_db, GENESIS), 6), chain, journal, committer)
 
-        # nothing new: nothing committed, the same gap
-        assert await committer.commit() == ([], network[5].block.hash)
-        for executed in network[4:]:  # the missing blocks arrive
-            chain.execute_block(executed.block)
-        committed, gap = await committer.commit()
-        assert [e.block.number for e in committed] == [4, 5, 6]
-        assert gap is None and committer.target is None
-        assert chain.head.hash == network[5].block.hash
-        assert journal.finalization(6) is not None
+
+async def test_finalized_blocks_that_are_here_commit_while_a_newer_one_is_missing(
+    setup: Setup,
+) -> None:
+    network, chain, journal, committer = setup.network, setup.chain, setup.journal, setup.committer
+    for executed in network[:4]:  # blocks 1-4 synced and executed here, 5 and 6 not yet
+        chain.execute_block(executed.block)
+    committer.add(*finalization(chain, network[5]))  # the newest: block 6
+    committer.add(*finalization(chain, network[2]))  # block 3, proven by range sync
+    committed, gap = await committer.commit()
+    assert [e.block.number for e in committed] == [1, 2, 3]
+    assert gap == network[5].block.hash  # the first block missing: block 6 itself
+    assert chain.head.hash == network[2].block.hash
+    assert chain.chaindb.finalized_hash() == network[2].block.hash
+    assert journal.finalization(3) is not None  # its certificate went with it
+    assert committer.target == BlockRef(6, network[5].block.hash)  # still wanted
+
+    # nothing new: nothing committed, the same gap
+    assert await committer.commit() == ([], network[5].block.hash)
+    for executed in network[4:]:  # the missing blocks arrive
+        chain.execute_block(executed.block)
+    committed, gap = await committer.commit()
+    assert [e.block.number for e in committed] == [4, 5, 6]
+    assert gap is None and committer.target is None
+    assert chain.head.hash == network[5].block.hash
+    assert journal.finalization(6) is not None
 
 
 async def test_a_finalized_block_that_is_here_but_forks_from_the_head_is_a_conflict(
-    tmp_path: Path,
+    setup: Setup,
 ) -> None:
-    with Database.open(tmp_path / "net") as net_db, Database.open(tmp_path / "node") as db:
-        network = build(Chain(net_db, GENESIS), 3)
-        chain, journal = Chain(db, GENESIS), ConsensusJournal(db)
-        committer = FinalityCommitter(chain, journal, trio.CapacityLimiter(1))
-        ours = chain.build_block(chain.head, 9, VALIDATOR_CONSENSUS, [])  # height 1, slot 9
-        chain.commit(ours, finalized=True)
-        chain.execute_block(network[0].block)  # the network's height 1: a fork of ours
-        fork = chain.execute_block(network[1].block)
-        committer.add(*finalization(chain, network[2]))  # not here
-        committer.add(*finalization(chain, fork))
-        with pytest.raises(FinalityConflict, match="forks below the head"):
-            await committer.commit()
-        assert chain.head.hash == ours.block.hash  # nothing of the fork committed
+    network, chain, committer = setup.network, setup.chain, setup.committer
+    ours = chain.build_block(chain.head, 9, VALIDATOR_CONSENSUS, [])  # height 1, slot 9
+    chain.commit(ours, finalized=True)
+    chain.execute_block(network[0].block)  # the network's height 1: a fork of ours
+    fork = chain.execute_block(network[1].block)
+    committer.add(*finalization(chain, network[2]))  # not here
+    committer.add(*finalization(chain, fork))
+    with pytest.raises(FinalityConflict, match="forks below the head"):
+        await committer.commit()
+    assert chain.head.hash == ours.block.hash  # nothing of the fork committed
