@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from ..codec import encode_rlp, encode_uint
 from ..crypto import keccak256
 from ._nodes import _encode_string, _wrap_list, encode_compact, key_to_nibbles
+from .account import EMPTY_ROOT
 
 __all__ = ["ordered_trie_root"]
-
-EMPTY_ROOT = keccak256(b"\x80")
 
 
 def ordered_trie_root(items: Sequence[bytes]) -> bytes:
@@ -99,8 +98,7 @@ def _build_ordered(pairs: list[tuple[bytes, bytes]], lo: int, hi: int, depth: in
             end += 1
         if end - start == 1:  # a leaf: built here rather than by a call
             key, item = pairs[start]
-            node = _leaf(key[depth + 1 :], item)
-            slots[nibble] = node if len(node) < 32 else b"\xa0" + keccak256(node)
+            slots[nibble] = _ref(_leaf(key[depth + 1 :], item))
         else:
             slots[nibble] = _ref(_build_ordered(pairs, start, end, depth + 1))
         start = end
