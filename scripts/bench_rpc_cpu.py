@@ -38,6 +38,13 @@ PER_SENDER = 150
 BLOCK_NUMBER = b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}'
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     child = subprocess.Popen(
         [sys.executable, "scripts/bench_rpc.py", "--serve", str(SENDERS)],
@@ -46,12 +53,9 @@ def main() -> None:
     )  # fmt: skip
     assert child.stdout is not None and child.stdin is not None
     port = int(child.stdout.readline())
-    tick = os.sysconf("SC_CLK_TCK")
 
     def cpu() -> float:
-        with open(f"/proc/{child.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
+        return process_cpu_s(child.pid)
 
     conn = http.client.HTTPConnection("127.0.0.1", port)
 
@@ -104,20 +108,15 @@ def floor_cpu() -> None:
     from bench_rpc_nonces import start_bare_trio
 
     proc, port = start_bare_trio()
-    tick = os.sysconf("SC_CLK_TCK")
     conn = http.client.HTTPConnection("127.0.0.1", port)
     try:
         for _ in range(3):
-            with open(f"/proc/{proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            c0, t0 = (int(fields[11]) + int(fields[12])) / tick, time.monotonic()
+            c0, t0 = process_cpu_s(proc.pid), time.monotonic()
             for _ in range(10_000):
                 conn.request("POST", "/", BLOCK_NUMBER, {"content-type": "application/json"})
                 conn.getresponse().read()
             took = time.monotonic() - t0
-            with open(f"/proc/{proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            used = (int(fields[11]) + int(fields[12])) / tick - c0
+            used = process_cpu_s(proc.pid) - c0
             print(f"bare Trio responder: {used / 10_000 * 1e6:.1f} µs CPU, "
                   f"{10_000 / took:.0f} req/s")  # fmt: skip
     finally:
