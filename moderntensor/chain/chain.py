@@ -176,7 +176,7 @@ class Chain:
     def top_number(self) -> int:
         """The highest block executed here, committed or pending."""
         pending = list(self._pending.values())  # one C call: safe beside the worker thread
-        return max((e.block.number for e in pending), default=self.head.number)
+        return max([self.head.number, *(e.block.number for e in pending)])
 
     def get_node(self, node_hash: bytes) -> bytes | None:
         """NodeReader over pending blocks' nodes, then the database."""

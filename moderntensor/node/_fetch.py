@@ -164,7 +164,7 @@ class BlockFetchService:
                 return FetchFailed(request.block_hash, f"no block 0x{want.hex()}")
             if block.hash != want:  # a peer answered with another block
                 return FetchFailed(request.block_hash, f"wrong block for 0x{want.hex()}")
-            above = block.number - max(self.chain.head.number, self.chain.top_number())
+            above = block.number - self.chain.top_number()
             if above > self.max_depth - len(missing):  # do not walk (and decode) in vain
                 return FetchFailed(request.block_hash, f"block {block.number} is {above} above "
                                    f"the highest here: more than {self.max_depth} missing, "

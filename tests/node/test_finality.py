@@ -73,6 +73,7 @@ async def test_finalized_blocks_that_are_here_commit_while_a_newer_one_is_missin
     assert chain.chaindb.finalized_hash() == network[2].block.hash
     assert journal.finalization(3) is not None  # its certificate went with it
     assert committer.target == BlockRef(6, network[5].block.hash)  # still wanted
+    assert chain.top_number() == 4  # block 4 executed, not final yet
 
     # nothing new: nothing committed, the same gap
     assert await committer.commit() == ([], network[5].block.hash)
@@ -83,6 +84,7 @@ async def test_finalized_blocks_that_are_here_commit_while_a_newer_one_is_missin
     assert gap is None and committer.target is None
     assert chain.head.hash == network[5].block.hash
     assert journal.finalization(6) is not None
+    assert chain.top_number() == 6  # nothing pending: the head
 
 
 async def test_a_finalized_block_that_is_here_but_forks_from_the_head_is_a_conflict(
